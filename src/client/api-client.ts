@@ -1,0 +1,136 @@
+/**
+ * The guest's client for /dev/apollo/sock: plain node:http over the Unix socket (fast to
+ * load: `devapollo-guest get` runs in loops inside boot scripts). Failures to reach the
+ * daemon become ApolloErrors with exit code 69, after a short retry for the moments a
+ * daemon restarts; answers of the daemon become the error its status means.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { ApolloError, errorFromResponse } from '../shared/errors.js';
+
+export const defaultSocketPath = '/dev/apollo/sock';
+
+export interface GuestClientOptions {
+  /** --socket, else APOLLO_SOCKET, else /dev/apollo/sock. */
+  readonly socketPath?: string | undefined;
+  /** How long one attempt may take to connect and get an answer's headers. */
+  readonly connectTimeoutMs?: number | undefined;
+  /** How long to keep retrying while the daemon seems to be restarting. */
+  readonly retryForMs?: number | undefined;
+}
+
+export interface GuestResponse {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+const transient = new Set(['ECONNREFUSED', 'ENOENT', 'ECONNRESET', 'EPIPE', 'EAGAIN']);
+
+export class GuestClient {
+  readonly socketPath: string;
+  private readonly connectTimeoutMs: number;
+  private readonly retryForMs: number;
+
+  constructor(options: GuestClientOptions = {}) {
+    this.socketPath = options.socketPath ?? process.env['APOLLO_SOCKET'] ?? defaultSocketPath;
+    this.connectTimeoutMs = options.connectTimeoutMs ?? 5000;
+    this.retryForMs = options.retryForMs ?? 2000;
+  }
+
+  /** A request that must succeed (2xx or 304); anything else throws the matching error. */
+  async request(method: string, target: string, options: { body?: string; headers?: http.OutgoingHttpHeaders } = {}): Promise<GuestResponse> {
+    const response = await this.send(method, target, options);
+    if (response.status >= 400) throw errorFromResponse(response.status, response.body.toString('utf8'));
+    return response;
+  }
+
+  async getText(target: string): Promise<Buffer> {
+    return (await this.request('GET', target)).body;
+  }
+
+  async getJson<T>(target: string): Promise<T> {
+    return JSON.parse((await this.request('GET', target)).body.toString('utf8')) as T;
+  }
+
+  /** Sends with retries for a daemon that is restarting; 503 counts as restarting. */
+  async send(method: string, target: string, options: { body?: string; headers?: http.OutgoingHttpHeaders } = {}): Promise<GuestResponse> {
+    const deadline = Date.now() + this.retryForMs;
+    let delay = 25;
+    for (;;) {
+      try {
+        const response = await this.once(method, target, options);
+        if (response.status !== 503 || Date.now() + delay > deadline) return response;
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code ?? '';
+        if (!transient.has(code) || Date.now() + delay > deadline || !this.socketDirectoryExists()) {
+          throw this.unreachable(error);
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 400);
+    }
+  }
+
+  /** One attempt; the timeout covers connecting and waiting for the answer's headers. */
+  private once(method: string, target: string, options: { body?: string; headers?: http.OutgoingHttpHeaders }): Promise<GuestResponse> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({
+        socketPath: this.socketPath,
+        method,
+        path: target,
+        headers: { Host: 'apollo', ...options.headers },
+        agent: false,
+      });
+      const timer = setTimeout(() => {
+        const error = Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' });
+        req.destroy(error);
+      }, this.connectTimeoutMs);
+      req.once('response', (res) => {
+        clearTimeout(timer);
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.once('error', reject);
+      });
+      req.once('error', (error) => {
+        clearTimeout(timer);
+        reject(error);
+      });
+      req.end(options.body);
+    });
+  }
+
+  /** Without /dev/apollo there is nothing to wait for: this is not a served container. */
+  private socketDirectoryExists(): boolean {
+    return fs.existsSync(path.dirname(this.socketPath));
+  }
+
+  private unreachable(error: unknown): ApolloError {
+    const code = (error as NodeJS.ErrnoException).code;
+    const socket = this.socketPath;
+    switch (code) {
+      case 'ENOENT':
+        return new ApolloError(
+          'no-daemon',
+          this.socketDirectoryExists()
+            ? `no socket at ${socket}: the devapollo daemon is down`
+            : `no socket at ${socket}: this is not a container served by devapollo (set --socket or APOLLO_SOCKET)`,
+          { cause: error },
+        );
+      case 'ECONNREFUSED':
+        return new ApolloError('no-daemon', `nobody answers on ${socket}: the devapollo daemon is down`, { cause: error });
+      case 'EACCES':
+        return new ApolloError('no-daemon', `permission denied on ${socket}`, { cause: error });
+      case 'ETIMEDOUT':
+        return new ApolloError('no-daemon', `the devapollo daemon did not answer on ${socket} within ${this.connectTimeoutMs / 1000} s`, {
+          cause: error,
+        });
+      default:
+        return new ApolloError('no-daemon', `cannot talk to the devapollo daemon on ${socket}: ${(error as Error).message}`, {
+          cause: error,
+        });
+    }
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * `devapollo-guest`: reads this container's config and meta-data through /dev/apollo/sock.
+ * Parse, call, print; errors become one `Error:` line and an exit code in runCli.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { finishCli } from '../shared/cli.js';
+import { runCli } from '../shared/output.js';
+import { guestCommands } from './commands/index.js';
+
+export function buildGuestCli(argv: readonly string[]): Argv {
+  let cli = yargs([...argv])
+    .scriptName('devapollo-guest')
+    .usage('$0 <command>\n\nRead this container\'s config and meta-data from the devapollo socket.')
+    .option('socket', { type: 'string', global: true, describe: 'the socket (env APOLLO_SOCKET)', defaultDescription: '/dev/apollo/sock' })
+    .option('connect-timeout', { type: 'number', global: true, default: 5, describe: 'seconds to wait for the daemon' });
+  for (const command of guestCommands) cli = cli.command(command);
+  return finishCli(cli, 'devapollo-guest');
+}
+
+export async function main(argv: readonly string[] = hideBin(process.argv)): Promise<void> {
+  await runCli(async () => {
+    await buildGuestCli(argv).parseAsync();
+  });
+}

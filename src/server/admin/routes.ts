@@ -1,0 +1,154 @@
+/**
+ * The admin API on DIR/unix.socket, for the host CLI, at a glance. Only host root (or
+ * the configured admin group) reaches it; no guest can.
+ */
+import { ApolloError } from '../../shared/errors.js';
+import type { ContainerWire, StatusWire } from '../../shared/wire.js';
+import type { Container } from '../containers/container.js';
+import type { ContainerManager } from '../containers/manager.js';
+import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
+
+export interface AdminContext {
+  readonly manager: ContainerManager;
+  readonly status: () => StatusWire;
+}
+
+export const adminRoutes: readonly Route<AdminContext>[] = [
+  { method: 'GET', path: '/1.0', handler: getStatus },
+  { method: 'GET', path: '/1.0/containers', handler: listContainers },
+  { method: 'POST', path: '/1.0/containers', handler: launchContainer },
+  { method: 'GET', path: '/1.0/containers/:name', handler: getContainer },
+  { method: 'DELETE', path: '/1.0/containers/:name', handler: deleteContainer },
+  { method: 'PUT', path: '/1.0/containers/:name/state', handler: changeState },
+  { method: 'PUT', path: '/1.0/containers/:name/init', handler: registerInit },
+  { method: 'PATCH', path: '/1.0/containers/:name/config', handler: patchConfig },
+  { method: 'GET', path: '/1.0/containers/:name/config/:key', handler: getConfigKey },
+];
+
+function getStatus({ status }: AdminContext) {
+  return json(status());
+}
+
+function listContainers({ manager }: AdminContext) {
+  return json(manager.list().map(containerWire));
+}
+
+async function launchContainer({ manager }: AdminContext, request: RequestInfo) {
+  const body = objectBody(request);
+  const container = await manager.launch({
+    name: stringField(body, 'name'),
+    config: configField(body),
+    privileged: body['privileged'] === true,
+    command: commandField(body),
+  });
+  return json(containerWire(container), { status: 201 });
+}
+
+function getContainer({ manager }: AdminContext, request: RequestInfo) {
+  return json(containerWire(manager.get(param(request, 'name'))));
+}
+
+async function deleteContainer({ manager }: AdminContext, request: RequestInfo) {
+  await manager.delete(param(request, 'name'), { force: request.query.get('force') === 'true' });
+  return json({});
+}
+
+async function changeState({ manager }: AdminContext, request: RequestInfo) {
+  const body = objectBody(request);
+  const name = param(request, 'name');
+  const action = body['action'];
+  const container =
+    action === 'start'
+      ? await manager.start(name)
+      : action === 'stop'
+        ? await manager.stop(name, {
+            force: body['force'] === true,
+            ...(typeof body['timeout'] === 'number' ? { timeoutMs: body['timeout'] * 1000 } : {}),
+          })
+        : undefined;
+  if (container === undefined) throw new ApolloError('bad-request', 'action must be "start" or "stop"');
+  return json(containerWire(container));
+}
+
+async function registerInit({ manager }: AdminContext, request: RequestInfo) {
+  const body = objectBody(request);
+  const pid = body['pid'];
+  if (typeof pid !== 'number') throw new ApolloError('bad-request', 'pid must be a number');
+  const container = await manager.register(param(request, 'name'), pid, configField(body));
+  return json(containerWire(container));
+}
+
+async function patchConfig({ manager }: AdminContext, request: RequestInfo) {
+  const body = objectBody(request);
+  const changes: Record<string, string | null> = {};
+  for (const [key, value] of Object.entries(body)) {
+    if (value !== null && typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string or null`);
+    changes[key] = value;
+  }
+  return json(containerWire(await manager.setConfig(param(request, 'name'), changes)));
+}
+
+function getConfigKey({ manager }: AdminContext, request: RequestInfo) {
+  const container = manager.get(param(request, 'name'));
+  const key = param(request, 'key');
+  const value = container.record.config[key];
+  if (value === undefined) throw new ApolloError('not-found', `config key ${key} is not set on ${container.name}`);
+  return text(value);
+}
+
+/** The wire form of a container (`list --format json`). */
+export function containerWire(container: Container): ContainerWire {
+  const { record } = container;
+  const instance = container.instance;
+  const running = instance?.running === true;
+  return {
+    name: record.name,
+    state: running ? 'Running' : 'Stopped',
+    guest_state: record.guest_state,
+    pid: running ? instance.pid : 0,
+    start_time: running ? instance.startTime : null,
+    privileged: record.privileged,
+    origin: record.origin,
+    command: record.command,
+    config: record.config,
+    created_at: record.created_at,
+  };
+}
+
+function param(request: RequestInfo, name: string): string {
+  return request.params[name] ?? '';
+}
+
+function objectBody(request: RequestInfo): Record<string, unknown> {
+  const body = parseJsonBody(request.body);
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ApolloError('bad-request', 'the request body must be a JSON object');
+  }
+  return body as Record<string, unknown>;
+}
+
+function stringField(body: Record<string, unknown>, field: string): string {
+  const value = body[field];
+  if (typeof value !== 'string') throw new ApolloError('bad-request', `${field} must be a string`);
+  return value;
+}
+
+function configField(body: Record<string, unknown>): Record<string, string> {
+  const config = body['config'] ?? {};
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
+    throw new ApolloError('bad-request', 'config must be an object');
+  }
+  for (const [key, value] of Object.entries(config)) {
+    if (typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string`);
+  }
+  return config as Record<string, string>;
+}
+
+function commandField(body: Record<string, unknown>): string[] | null {
+  const command = body['command'] ?? null;
+  if (command === null) return null;
+  if (!Array.isArray(command) || !command.every((c) => typeof c === 'string')) {
+    throw new ApolloError('bad-request', 'command must be an array of strings');
+  }
+  return command as string[];
+}

@@ -1,0 +1,71 @@
+/**
+ * The HTTP server behind DIR/unix.socket. Besides the socket's file mode (0660, DIR 0700)
+ * the peer's credentials are checked: host root, or a member of the admin group, and
+ * never a process inside a managed container (a privileged container's root is uid 0).
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import { ApolloError } from '../../shared/errors.js';
+import type { ContainerManager } from '../containers/manager.js';
+import { answerClientError, routeRequests } from '../http/router.js';
+import { resolvePeer } from '../kernel/peer.js';
+import type { Logger } from '../log.js';
+import { type AdminContext, adminRoutes } from './routes.js';
+
+/** Admin requests carry whole config values (1 MiB each by default), several at once. */
+const maxAdminBodyBytes = 64 * 1024 * 1024;
+
+export function createAdminServer(
+  context: AdminContext,
+  manager: ContainerManager,
+  logger: Logger,
+  adminGid: number | undefined,
+): http.Server {
+  const allowed = new WeakMap<Socket, string | true>();
+
+  const server = http.createServer(
+    { requireHostHeader: false },
+    routeRequests(adminRoutes, {
+      contextOf: (req) => {
+        const verdict = allowed.get(req.socket);
+        if (verdict !== true) throw new ApolloError('forbidden', verdict ?? 'Forbidden');
+        return context;
+      },
+      maxBodyBytes: maxAdminBodyBytes,
+      onUnexpected: (req, error) => logger.error('admin request failed', { url: req.url, error: String(error) }),
+    }),
+  );
+
+  server.on('connection', (socket: Socket) => {
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (fd === undefined || fd < 0) {
+      socket.destroy();
+      return;
+    }
+    const { credentials, match } = resolvePeer(fd, (key) => manager.instanceOfNamespace(key));
+    let verdict: string | true = true;
+    if (match !== undefined) verdict = 'Forbidden: the admin API is not reachable from a container';
+    else if (credentials.uid !== 0 && !inGroup(credentials.pid, credentials.gid, adminGid)) {
+      verdict = 'Forbidden: the admin API is for root and the admin group only';
+    }
+    if (verdict !== true) logger.warn('refused admin peer', { pid: credentials.pid, uid: credentials.uid });
+    allowed.set(socket, verdict);
+  });
+
+  server.on('clientError', answerClientError);
+  return server;
+}
+
+/** Whether the peer is in the admin group (primary or supplementary). */
+function inGroup(pid: number, gid: number, adminGid: number | undefined): boolean {
+  if (adminGid === undefined) return false;
+  if (gid === adminGid) return true;
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const groups = /^Groups:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number) ?? [];
+    return groups.includes(adminGid);
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The host CLI's client for the admin API on DIR/unix.socket (got over a Unix socket).
+ * Errors come back as ApolloErrors rebuilt from the daemon's answer, so the CLI exits
+ * with the code that matches it.
+ */
+import type { Got } from 'got';
+import { ApolloError, errorFromResponse } from '../../shared/errors.js';
+import type { ContainerWire, StatusWire } from '../../shared/wire.js';
+import { daemonPaths } from '../paths.js';
+
+type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+export class AdminClient {
+  private client: Got | undefined;
+  readonly socket: string;
+
+  constructor(dir: string) {
+    this.socket = daemonPaths(dir).adminSocket;
+  }
+
+  async request(method: Method, path: string, body?: unknown): Promise<{ status: number; body: Buffer }> {
+    const client = await this.got();
+    let response;
+    try {
+      response = await client(path.replace(/^\//, ''), {
+        method,
+        ...(body === undefined ? {} : { json: body }),
+        responseType: 'buffer',
+      });
+    } catch (error) {
+      throw connectionError(this.socket, error);
+    }
+    if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, response.body.toString('utf8'));
+    return { status: response.statusCode, body: response.body };
+  }
+
+  async json<T>(method: Method, path: string, body?: unknown): Promise<T> {
+    const response = await this.request(method, path, body);
+    return JSON.parse(response.body.toString('utf8')) as T;
+  }
+
+  status(): Promise<StatusWire> {
+    return this.json('GET', '/1.0');
+  }
+
+  list(): Promise<ContainerWire[]> {
+    return this.json('GET', '/1.0/containers');
+  }
+
+  container(name: string): Promise<ContainerWire> {
+    return this.json('GET', `/1.0/containers/${encodeURIComponent(name)}`);
+  }
+
+  private async got(): Promise<Got> {
+    if (this.client === undefined) {
+      const { default: got } = await import('got');
+      this.client = got.extend({
+        prefixUrl: `http://unix:${this.socket}:`,
+        enableUnixSockets: true,
+        throwHttpErrors: false,
+        retry: { limit: 0 },
+        headers: { 'user-agent': 'devapollo' },
+      });
+    }
+    return this.client;
+  }
+}
+
+function connectionError(socket: string, error: unknown): ApolloError {
+  const code = (error as { code?: string }).code;
+  if (code === 'ENOENT' || code === 'ECONNREFUSED') {
+    return new ApolloError('no-daemon', `no devapollo daemon answers on ${socket}: start it with "devapollo serve"`, {
+      cause: error,
+    });
+  }
+  if (code === 'EACCES') {
+    return new ApolloError('forbidden', `permission denied on ${socket}: the admin API is for root`, { cause: error });
+  }
+  return new ApolloError('no-daemon', `cannot talk to the daemon on ${socket}: ${(error as Error).message}`, {
+    cause: error,
+  });
+}

@@ -1,0 +1,156 @@
+/** Container commands: launch, exec, list, start, stop, delete, register. */
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import { ApolloError } from '../../../shared/errors.js';
+import { type OutputFormat, render, writeOut } from '../../../shared/output.js';
+import type { ContainerWire } from '../../../shared/wire.js';
+import { adminClient, note, parseAssignments } from './shared.js';
+
+type Global = { dir?: string | undefined };
+type WithDashDash = { '--'?: (string | number)[] };
+
+const nameArg = (y: Argv) => y.positional('name', { type: 'string', demandOption: true, describe: 'container name' });
+
+const launch: CommandModule<Global, Global & { name: string; config: string[]; privileged: boolean } & WithDashDash> = {
+  command: 'launch <name>',
+  describe: 'Create and start a container; returns once it runs and is served',
+  builder: (y) =>
+    nameArg(y)
+      .option('config', { alias: 'c', type: 'string', array: true, default: [], describe: 'KEY=VALUE config (repeatable)' })
+      .option('privileged', { type: 'boolean', default: false, describe: 'keep host root (no user namespace; no security boundary)' })
+      .example('$0 launch web -c user.foo=bar', 'an idle container with one key')
+      .example('$0 launch job -- sh -c "devapollo-guest get user.foo"', 'run a command as its init') as never,
+  handler: async (argv) => {
+    const command = (argv['--'] ?? []).map(String);
+    const body = {
+      name: argv.name,
+      config: parseAssignments(argv.config),
+      privileged: argv.privileged,
+      command: command.length > 0 ? command : null,
+    };
+    const container = await adminClient(argv).json<ContainerWire>('POST', '/1.0/containers', body);
+    note(`Launched ${container.name} (init pid ${container.pid})`);
+  },
+};
+
+const execCommand: CommandModule<Global, Global & { name: string } & WithDashDash> = {
+  command: 'exec <name>',
+  describe: "Run a command in a running container (stdio, signals and exit code are the command's)",
+  builder: (y) =>
+    nameArg(y).example('$0 exec web -- curl -s --unix-socket /dev/apollo/sock http://apollo/1.0/config', 'ask the socket from inside') as never,
+  handler: async (argv) => {
+    const command = (argv['--'] ?? []).map(String);
+    if (command.length === 0) throw new ApolloError('usage', 'exec needs a command after "--"');
+    const container = await adminClient(argv).container(argv.name);
+    if (container.state !== 'Running' || container.start_time === null) {
+      throw new ApolloError('conflict', `container ${argv.name} is not running`);
+    }
+    process.exitCode = await runInContainer(container.pid, container.start_time, command);
+  },
+};
+
+const execHelper = fileURLToPath(new URL('../../../../libexec/exec.pl', import.meta.url));
+const forwardedSignals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+
+/** Runs the exec helper with our stdio and environment; resolves with the exit code. */
+function runInContainer(pid: number, startTime: string, command: string[]): Promise<number> {
+  const child = spawn('perl', [execHelper, '--pid', String(pid), '--start-time', startTime, '--cwd', process.cwd(), '--', ...command], {
+    stdio: 'inherit',
+  });
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  for (const signal of forwardedSignals) process.on(signal, forward);
+  return new Promise((resolve, reject) => {
+    child.once('error', (error) => reject(new ApolloError('internal', `cannot run perl: ${error.message}`)));
+    child.once('exit', (code, signal) => {
+      for (const s of forwardedSignals) process.off(s, forward);
+      resolve(code ?? 128 + (signal ? constants.signals[signal] : 0));
+    });
+  });
+}
+
+const list: CommandModule<Global, Global & { format: OutputFormat }> = {
+  command: 'list',
+  aliases: ['ls'],
+  describe: 'List containers',
+  builder: (y) =>
+    y
+      .option('format', { alias: 'f', choices: ['table', 'json', 'yaml', 'csv'] as const, default: 'table' as const })
+      .example('$0 list --format json', 'every container with its config') as never,
+  handler: async (argv) => {
+    const containers = await adminClient(argv).list();
+    const output = await render(argv.format, containers, () => ({
+      head: ['NAME', 'STATE', 'GUEST STATE', 'PID', 'TYPE'],
+      rows: containers.map((c) => [c.name, c.state, c.guest_state, String(c.pid), containerType(c)]),
+    }));
+    await writeOut(output);
+  },
+};
+
+function containerType(c: ContainerWire): string {
+  if (c.origin === 'register') return 'registered';
+  return c.privileged ? 'privileged' : 'unprivileged';
+}
+
+const start: CommandModule<Global, Global & { name: string }> = {
+  command: 'start <name>',
+  describe: 'Start a stopped container',
+  builder: (y) => nameArg(y).example('$0 start web', '') as never,
+  handler: async (argv) => {
+    await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, { action: 'start' });
+  },
+};
+
+const stop: CommandModule<Global, Global & { name: string; force: boolean; timeout: number }> = {
+  command: 'stop <name>',
+  describe: 'Stop a container: SIGTERM to its init, SIGKILL after the timeout',
+  builder: (y) =>
+    nameArg(y)
+      .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'SIGKILL at once' })
+      .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait before SIGKILL' })
+      .example('$0 stop web', '') as never,
+  handler: async (argv) => {
+    if (!(argv.timeout >= 0)) throw new ApolloError('usage', '--timeout must be a number of seconds');
+    await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, {
+      action: 'stop',
+      force: argv.force,
+      timeout: argv.timeout,
+    });
+  },
+};
+
+const deleteCommand: CommandModule<Global, Global & { name: string; force: boolean }> = {
+  command: 'delete <name>',
+  aliases: ['rm'],
+  describe: 'Delete a stopped container (--force: a running one too)',
+  builder: (y) =>
+    nameArg(y)
+      .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'kill it first if it runs' })
+      .example('$0 delete web --force', '') as never,
+  handler: async (argv) => {
+    await adminClient(argv).request('DELETE', `/1.0/containers/${encodeURIComponent(argv.name)}${argv.force ? '?force=true' : ''}`);
+  },
+};
+
+const register: CommandModule<Global, Global & { name: string; pid: number; config: string[] }> = {
+  command: 'register <name>',
+  describe: 'Adopt a container another runtime started, by the host pid of its init',
+  builder: (y) =>
+    nameArg(y)
+      .option('pid', { type: 'number', demandOption: true, describe: "the container init's pid on the host" })
+      .option('config', { alias: 'c', type: 'string', array: true, default: [], describe: 'KEY=VALUE config (repeatable)' })
+      .example('$0 register c1 --pid 4242', '') as never,
+  handler: async (argv) => {
+    if (!Number.isSafeInteger(argv.pid) || argv.pid <= 0) throw new ApolloError('usage', '--pid must be a positive integer');
+    await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/init`, {
+      pid: argv.pid,
+      config: parseAssignments(argv.config),
+    });
+  },
+};
+
+export const containerCommands = [launch, execCommand, list, start, stop, deleteCommand, register] as unknown as CommandModule<
+  Global,
+  ArgumentsCamelCase<Global>
+>[];

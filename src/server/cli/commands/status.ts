@@ -1,0 +1,29 @@
+/** `devapollo status`: the daemon's health at a glance. */
+import type { CommandModule } from 'yargs';
+import { render, writeOut } from '../../../shared/output.js';
+import { adminClient } from './shared.js';
+
+type Global = { dir?: string | undefined };
+
+export const statusCommand: CommandModule<Global, Global & { format: 'table' | 'json' }> = {
+  command: 'status',
+  describe: 'Show the daemon: version, uptime, sockets, counts',
+  builder: (y) =>
+    y.option('format', { alias: 'f', choices: ['table', 'json'] as const, default: 'table' as const }).example('$0 status --format json', '') as never,
+  handler: async (argv) => {
+    const status = await adminClient(argv).status();
+    const rows: [string, string][] = [
+      ['version', status.version],
+      ['pid', String(status.pid)],
+      ['uptime', `${status.uptime_seconds} s`],
+      ['directory', status.dir],
+      ['guest socket', status.guest_socket],
+      ['admin socket', status.admin_socket],
+      ['containers', `${status.containers.total} (${status.containers.running} running)`],
+      ['guest connections', String(status.connections.guest)],
+      ['peer pidfd', status.identity.peer_pidfd ? 'yes' : 'no'],
+      ['namespace ids', status.identity.namespace_ids ? 'yes' : 'no (inode numbers, pinned)'],
+    ];
+    await writeOut(await render(argv.format, status, () => ({ head: ['', ''], rows })));
+  },
+};

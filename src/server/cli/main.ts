@@ -1,0 +1,41 @@
+/**
+ * `devapollo`: the host CLI. Every command but `serve` and `completion` talks to the
+ * daemon over DIR/unix.socket. Parse, call, print; errors become one `Error:` line and
+ * an exit code in runCli, nowhere else.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { finishCli } from '../../shared/cli.js';
+import { runCli } from '../../shared/output.js';
+import { configCommand } from './commands/config.js';
+import { containerCommands } from './commands/containers.js';
+import { serveCommand } from './commands/serve.js';
+import { stdinArgument } from './commands/shared.js';
+import { statusCommand } from './commands/status.js';
+
+export interface GlobalOptions {
+  readonly dir: string | undefined;
+}
+
+export function buildCli(argv: readonly string[]): Argv {
+  let cli = yargs(argv.map((arg) => (arg === '-' ? stdinArgument : arg)))
+    .scriptName('devapollo')
+    .usage('$0 <command>\n\nServe /dev/apollo/sock to containers and manage them.')
+    .option('dir', {
+      type: 'string',
+      describe: 'the daemon directory (env APOLLO_DIR)',
+      defaultDescription: '/var/lib/apollo',
+      global: true,
+    })
+    .parserConfiguration({ 'populate--': true, 'unknown-options-as-args': false })
+    .command(serveCommand)
+    .command(statusCommand);
+  for (const command of containerCommands) cli = cli.command(command);
+  return finishCli(cli.command(configCommand), 'devapollo');
+}
+
+export async function main(argv: readonly string[] = hideBin(process.argv)): Promise<void> {
+  await runCli(async () => {
+    await buildCli(argv).parseAsync();
+  });
+}

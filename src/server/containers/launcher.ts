@@ -1,0 +1,163 @@
+/**
+ * Starts a container through libexec/container.pl and walks it through the hand-shake:
+ * the launcher reports the init's host pid, then "ready" once /dev, /proc and the
+ * hostname are in place; the daemon registers the init (pidfd, namespace, state on disk)
+ * and only then answers "go", so the container's first request is already served.
+ *
+ * The container is detached from the daemon from the first instant: its own session, its
+ * output appended to a log file under DIR, nothing on a pipe to the daemon. Stopping,
+ * killing or restarting the daemon never stops a container.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Readable, Writable } from 'node:stream';
+import { ApolloError } from '../../shared/errors.js';
+
+const launcherScript = fileURLToPath(new URL('../../../libexec/container.pl', import.meta.url));
+
+/** The range of host uids a container's root and users map to. */
+export interface IdRange {
+  readonly base: number;
+  readonly count: number;
+}
+
+export interface LaunchSpec {
+  readonly name: string;
+  readonly privileged: boolean;
+  readonly command: readonly string[] | null;
+  /** Bind-mount this directory (DIR/devapollo) at /dev/apollo; null: no socket at all. */
+  readonly guestDir: string | null;
+  readonly lxdCompat: boolean;
+  readonly stageDir: string;
+  readonly logFile: string;
+  readonly uids: IdRange;
+  readonly gids: IdRange;
+}
+
+/** The environment every container starts with; the host's is not leaked into it. */
+const containerEnvironment = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+  LANG: 'C.UTF-8',
+  container: 'devapollo',
+};
+
+const handshakeTimeoutMs = 30_000;
+
+/**
+ * Runs the launcher; `register(pid)` is called once the init is ready and must make the
+ * daemon serve it. Resolves with the init's host pid once the command (if any) runs.
+ */
+export async function launchContainer(spec: LaunchSpec, register: (pid: number) => Promise<void>): Promise<number> {
+  const args = [launcherScript, '--name', spec.name, '--stage', spec.stageDir];
+  if (spec.guestDir !== null) args.push('--devapollo', spec.guestDir);
+  if (spec.lxdCompat) args.push('--lxd-compat');
+  if (!spec.privileged) {
+    args.push('--uid-map', `${spec.uids.base}:${spec.uids.count}`, '--gid-map', `${spec.gids.base}:${spec.gids.count}`);
+  }
+  args.push('--', ...(spec.command ?? []));
+
+  const log = fs.openSync(spec.logFile, 'a', 0o600);
+  let child;
+  try {
+    child = spawn('perl', args, {
+      detached: true,
+      stdio: ['ignore', log, log, 'pipe'],
+      env: { ...containerEnvironment, HOSTNAME: spec.name },
+      cwd: '/',
+    });
+  } finally {
+    fs.closeSync(log);
+  }
+  const control = child.stdio[3] as (Readable & Writable) | null;
+  if (control === null) throw new ApolloError('internal', 'the launcher has no control channel');
+
+  const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+  const spawnFailed = new Promise<never>((_, reject) =>
+    child.on('error', (error) => reject(new ApolloError('internal', `cannot run perl: ${error.message}`, { cause: error }))),
+  );
+
+  let pid = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const handshake = (async () => {
+    let registered = false;
+    // Read to the end: the channel closes when the launcher exits after "go".
+    for await (const line of lines(control)) {
+      if (line.startsWith('pid ')) {
+        pid = Number(line.slice(4));
+      } else if (line === 'ready' && !registered) {
+        if (!(pid > 0)) throw new ApolloError('internal', 'the launcher reported no pid');
+        await register(pid);
+        registered = true;
+        control.end('go\n');
+      } else if (line.startsWith('error ')) {
+        throw new ApolloError('internal', `cannot start container ${spec.name}: ${line.slice(6)}`);
+      }
+    }
+    if (!registered) {
+      throw new ApolloError('internal', `cannot start container ${spec.name}: the launcher exited (see ${spec.logFile})`);
+    }
+    return pid;
+  })();
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new ApolloError('internal', `container ${spec.name} did not start within ${handshakeTimeoutMs / 1000} s`)),
+      handshakeTimeoutMs,
+    );
+  });
+
+  try {
+    const initPid = await Promise.race([handshake, spawnFailed, timeout]);
+    const code = await exited;
+    if (code !== 0) throw new ApolloError('internal', `the launcher of ${spec.name} failed with status ${code} (see ${spec.logFile})`);
+    return initPid;
+  } catch (error) {
+    // Closing the channel makes the launcher kill the half-built container.
+    control.destroy();
+    if (child.exitCode === null && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Lines from the control channel; it is tiny, so a simple splitter does. */
+async function* lines(stream: Readable): AsyncGenerator<string> {
+  let buffered = '';
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    buffered += chunk.toString('utf8');
+    let newline: number;
+    while ((newline = buffered.indexOf('\n')) !== -1) {
+      yield buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+    }
+  }
+}
+
+/**
+ * The subordinate id range for root's containers: the first range of `root` (or uid 0)
+ * in /etc/subuid (/etc/subgid) with at least 65536 ids, as LXD does; 1000000:65536 when
+ * the file has none (root may map any range; the file only keeps ranges apart).
+ */
+export function subordinateRange(file: '/etc/subuid' | '/etc/subgid', read = (f: string) => fs.readFileSync(f, 'utf8')): IdRange {
+  let text = '';
+  try {
+    text = read(file);
+  } catch {
+    // No file: the default range.
+  }
+  for (const line of text.split('\n')) {
+    const [owner, start, count] = line.trim().split(':');
+    if ((owner === 'root' || owner === '0') && Number(count) >= 65536 && Number(start) > 0) {
+      return { base: Number(start), count: 65536 };
+    }
+  }
+  return { base: 1_000_000, count: 65536 };
+}

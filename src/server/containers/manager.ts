@@ -1,0 +1,543 @@
+/**
+ * The daemon's containers: their records on disk, their running instances, and the map
+ * from pid namespace to instance that identifies every guest connection.
+ */
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { ApolloError } from '../../shared/errors.js';
+import { assertConfigKey, assertContainerName } from '../../shared/names.js';
+import type { ExitWatcher } from '../kernel/exit-watcher.js';
+import { namespaceKey, namespaceKeysAreIds, openPidNamespace } from '../kernel/namespaces.js';
+import { closeFd, openPidfd, pidfdIsAlive, signalPidfd } from '../kernel/pidfd.js';
+import { currentBootId, hostUidOfRoot, isNamespaceInit, processStartTime } from '../kernel/proc.js';
+import type { Logger } from '../log.js';
+import type { DaemonPaths } from '../paths.js';
+import {
+  type ContainerRecord,
+  type ContainerStore,
+  type GuestState,
+  stateSchemaVersion,
+} from '../state/container-store.js';
+import { Container, Instance } from './container.js';
+import { type IdRange, launchContainer } from './launcher.js';
+
+/** Keys the daemon itself reads; their values must be booleans. */
+export const booleanKeys = new Set(['security.devapollo', 'security.devapollo.users', 'security.devapollo.lxd-compat']);
+
+export interface ManagerOptions {
+  readonly paths: DaemonPaths;
+  readonly store: ContainerStore;
+  readonly watcher: ExitWatcher;
+  readonly logger: Logger;
+  readonly maxValueBytes: number;
+  readonly uids: IdRange;
+  readonly gids: IdRange;
+  readonly stopTimeoutMs: number;
+}
+
+/** What happened to a container, for event streams (guest and host). */
+export interface ContainerEvent {
+  readonly type: 'config' | 'lifecycle';
+  readonly container: string;
+  readonly timestamp: string;
+  readonly metadata: Readonly<Record<string, unknown>>;
+}
+
+export interface LaunchRequest {
+  readonly name: string;
+  readonly config: Readonly<Record<string, string>>;
+  readonly privileged: boolean;
+  readonly command: readonly string[] | null;
+}
+
+export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> {
+  private readonly containers = new Map<string, Container>();
+  /** Running instances by pid-namespace key: the whole identity lookup, O(1). */
+  private readonly byNamespace = new Map<bigint, Instance>();
+  private closed = false;
+
+  constructor(private readonly options: ManagerOptions) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  /** Loads the records and re-adopts every init that still runs (same pid, start time, boot). */
+  async restore(records: readonly ContainerRecord[]): Promise<void> {
+    const bootId = currentBootId();
+    for (const record of records) {
+      const container = new Container(record);
+      this.containers.set(record.name, container);
+      const init = record.init;
+      if (init === null) continue;
+      const adopted = init.boot_id === bootId ? this.tryAdopt(container, init.pid, init.start_time) : undefined;
+      if (adopted === undefined) {
+        this.options.logger.info('container is no longer running', { container: record.name, pid: init.pid });
+        await this.update(container, (r) => ({ ...r, init: null, guest_state: 'Started', revision: r.revision + 1 }));
+      }
+    }
+  }
+
+  /** The instance a pid namespace belongs to, if any (the peer lookup). */
+  instanceOfNamespace(key: bigint): Instance | undefined {
+    return this.byNamespace.get(key);
+  }
+
+  list(): Container[] {
+    return [...this.containers.values()].sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  get(name: string): Container {
+    const container = this.containers.get(name);
+    if (container === undefined) throw new ApolloError('not-found', `container ${JSON.stringify(name)} not found`);
+    return container;
+  }
+
+  counts(): { total: number; running: number } {
+    let running = 0;
+    for (const c of this.containers.values()) if (c.instance?.running) running++;
+    return { total: this.containers.size, running };
+  }
+
+  /** Creates a container and starts it; returns once it runs and is served. */
+  async launch(request: LaunchRequest): Promise<Container> {
+    assertContainerName(request.name);
+    const config = mergeConfig({}, this.validatedConfig(request.config));
+    if (request.command !== null && request.command.length === 0) {
+      throw new ApolloError('bad-request', 'the command is empty');
+    }
+    if (this.containers.has(request.name)) {
+      throw new ApolloError('conflict', `container ${JSON.stringify(request.name)} already exists`);
+    }
+    const record: ContainerRecord = {
+      schema: stateSchemaVersion,
+      name: request.name,
+      uuid: randomUUID(),
+      created_at: new Date().toISOString(),
+      origin: 'launch',
+      privileged: request.privileged,
+      command: request.command,
+      config,
+      revision: 1,
+      guest_state: 'Started',
+      init: null,
+    };
+    const container = new Container(record);
+    container.busy = 'starting';
+    this.containers.set(record.name, container);
+    try {
+      await this.options.store.save(record);
+    } catch (error) {
+      this.containers.delete(record.name);
+      throw error;
+    }
+    this.emitLifecycle(container, 'created');
+    try {
+      await this.startInstance(container);
+    } catch (error) {
+      // A launch that cannot start leaves nothing behind, so it can simply be retried.
+      this.containers.delete(record.name);
+      await this.options.store.remove(record.name).catch(() => undefined);
+      throw error;
+    } finally {
+      container.busy = undefined;
+    }
+    return container;
+  }
+
+  async start(name: string): Promise<Container> {
+    const container = this.get(name);
+    this.claim(container, 'starting');
+    try {
+      if (container.instance?.running) throw new ApolloError('conflict', `container ${name} is already running`);
+      if (container.record.origin === 'register') {
+        throw new ApolloError('conflict', `container ${name} was started by another runtime: start it there`);
+      }
+      await this.startInstance(container);
+      return container;
+    } finally {
+      container.busy = undefined;
+    }
+  }
+
+  /** SIGTERM to the init, SIGKILL after the timeout (or at once with force). */
+  async stop(name: string, options: { force?: boolean; timeoutMs?: number } = {}): Promise<Container> {
+    const container = this.get(name);
+    this.claim(container, 'stopping');
+    try {
+      const instance = container.instance;
+      if (instance === undefined || !instance.running) {
+        throw new ApolloError('conflict', `container ${name} is not running`);
+      }
+      if (container.record.origin === 'register') {
+        throw new ApolloError('conflict', `container ${name} was started by another runtime: stop it there`);
+      }
+      await this.terminate(instance, options.force === true, options.timeoutMs ?? this.options.stopTimeoutMs);
+      return container;
+    } finally {
+      container.busy = undefined;
+    }
+  }
+
+  /** Deletes a stopped container; with force a running one is killed first (a registered one is only let go). */
+  async delete(name: string, options: { force?: boolean } = {}): Promise<void> {
+    const container = this.get(name);
+    this.claim(container, 'deleting');
+    try {
+      const instance = container.instance;
+      if (instance?.running) {
+        if (options.force !== true) {
+          throw new ApolloError('conflict', `container ${name} is running: stop it first or use --force`);
+        }
+        if (container.record.origin === 'register') await this.release(instance, 'unregistered');
+        else await this.terminate(instance, true, 0);
+      }
+      await container.serialize(() => this.options.store.remove(name));
+      this.containers.delete(name);
+      await fsp.rm(this.logFile(name), { force: true });
+      this.emitLifecycle(container, 'deleted');
+      this.options.logger.info('container deleted', { container: name });
+    } finally {
+      container.busy = undefined;
+    }
+  }
+
+  /**
+   * Adopts a container another runtime started (LXC, OCI), by its init's pid. The pid must
+   * be the init of its own pid namespace, and no other container may hold that namespace.
+   */
+  async register(name: string, pid: number, config: Readonly<Record<string, string>> = {}): Promise<Container> {
+    assertContainerName(name);
+    if (!Number.isSafeInteger(pid) || pid <= 0) throw new ApolloError('bad-request', `invalid pid ${String(pid)}`);
+    const changes = this.validatedConfig(config);
+    const existing = this.containers.get(name);
+    if (existing !== undefined) {
+      if (existing.record.origin !== 'register') {
+        throw new ApolloError('conflict', `container ${name} was launched by devapollo; choose another name`);
+      }
+      if (existing.instance?.running) throw new ApolloError('conflict', `container ${name} is already registered and running`);
+    }
+    const { fd: pidfd } = openPidfd(pid);
+    if (pidfd < 0) throw new ApolloError('bad-request', `no process with pid ${pid}`);
+    let container: Container | undefined;
+    try {
+      // Checked after the pidfd pins the process: the answer is about this very process.
+      if (!isNamespaceInit(pid)) {
+        throw new ApolloError('bad-request', `pid ${pid} is not the init (pid 1) of its own pid namespace`);
+      }
+      const startTime = processStartTime(pid);
+      if (startTime === undefined || !pidfdIsAlive(pidfd)) throw new ApolloError('bad-request', `no process with pid ${pid}`);
+      const record: ContainerRecord = existing?.record ?? {
+        schema: stateSchemaVersion,
+        name,
+        uuid: randomUUID(),
+        created_at: new Date().toISOString(),
+        origin: 'register',
+        privileged: false,
+        command: null,
+        config: {},
+        revision: 0,
+        guest_state: 'Started',
+        init: null,
+      };
+      container = existing ?? new Container(record);
+      this.claim(container, 'registering');
+      const instance = this.adopt(container, pid, pidfd, startTime);
+      try {
+        await this.update(container, (r) => ({
+          ...r,
+          config: mergeConfig(r.config, changes),
+          privileged: instance.rootUid === 0,
+          init: { pid, start_time: startTime, boot_id: currentBootId() },
+          guest_state: 'Started',
+          revision: r.revision + 1,
+        }));
+      } catch (error) {
+        this.unmap(instance);
+        throw error;
+      }
+      this.containers.set(name, container);
+      this.watch(instance);
+      this.emitLifecycle(container, 'started');
+      this.options.logger.info('container registered', { container: name, pid });
+      return container;
+    } catch (error) {
+      if (container?.instance === undefined) closeFd(pidfd);
+      throw error;
+    } finally {
+      if (container !== undefined) container.busy = undefined;
+    }
+  }
+
+  /** Sets (or, with null or "", unsets) config keys, durably, then tells listeners. */
+  async setConfig(name: string, changes: Readonly<Record<string, string | null>>): Promise<Container> {
+    const container = this.get(name);
+    const validated = this.validatedConfig(changes);
+    let before: Readonly<Record<string, string>> = {};
+    const changed = await this.update(container, (r) => {
+      before = r.config;
+      const config = mergeConfig(r.config, validated);
+      if (sameConfig(config, r.config)) return undefined;
+      return { ...r, config, revision: r.revision + 1 };
+    });
+    if (changed) {
+      const after = container.record.config;
+      for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+        if (before[key] === after[key]) continue;
+        this.options.logger.info('config changed', { container: name, key });
+        this.emitEvent(container, 'config', { key, old_value: before[key] ?? '', value: after[key] ?? '' });
+      }
+    }
+    return container;
+  }
+
+  /** The guest's own state (PATCH /1.0): stored, shown in list, reset at every start. */
+  async setGuestState(instance: Instance, state: GuestState): Promise<void> {
+    const container = instance.container;
+    const changed = await this.update(container, (r) =>
+      r.guest_state === state ? undefined : { ...r, guest_state: state, revision: r.revision + 1 },
+    );
+    if (changed) this.emitEvent(container, 'lifecycle', { action: 'guest-state', name: container.name, state });
+  }
+
+  /** Lets go of every instance without stopping any container (daemon shutdown). */
+  close(): void {
+    this.closed = true;
+    for (const instance of this.byNamespace.values()) {
+      this.options.watcher.unwatch(instance.pidfd);
+      closeFd(instance.pidfd);
+      closeFd(instance.pinFd);
+    }
+    this.byNamespace.clear();
+  }
+
+  logFile(name: string): string {
+    return path.join(this.options.paths.logsDir, `${name}.log`);
+  }
+
+  private claim(container: Container, what: string): void {
+    if (container.busy !== undefined) {
+      throw new ApolloError('conflict', `container ${container.name} is busy (${container.busy})`);
+    }
+    container.busy = what;
+  }
+
+  private async startInstance(container: Container): Promise<void> {
+    const { record } = container;
+    let instance: Instance | undefined;
+    await launchContainer(
+      {
+        name: record.name,
+        privileged: record.privileged,
+        command: record.command,
+        guestDir: record.config['security.devapollo'] === 'false' ? null : this.options.paths.guestDir,
+        lxdCompat: record.config['security.devapollo.lxd-compat'] === 'true',
+        stageDir: this.options.paths.stageDir,
+        logFile: this.logFile(record.name),
+        uids: this.options.uids,
+        gids: this.options.gids,
+      },
+      async (pid) => {
+        // The launcher keeps the init unreaped until we answer, so this pid cannot be recycled.
+        const { fd: pidfd, errno } = openPidfd(pid);
+        if (pidfd < 0) throw new ApolloError('internal', `cannot open the init of ${record.name} (errno ${errno})`);
+        const startTime = processStartTime(pid);
+        if (startTime === undefined) {
+          closeFd(pidfd);
+          throw new ApolloError('internal', `the init of ${record.name} exited during start-up`);
+        }
+        instance = this.adopt(container, pid, pidfd, startTime);
+        try {
+          await this.update(container, (r) => ({
+            ...r,
+            init: { pid, start_time: startTime, boot_id: currentBootId() },
+            guest_state: 'Started',
+            revision: r.revision + 1,
+          }));
+        } catch (error) {
+          this.unmap(instance);
+          instance = undefined;
+          throw error;
+        }
+      },
+    );
+    if (instance === undefined) throw new ApolloError('internal', `container ${record.name} did not register`);
+    this.watch(instance);
+    this.emitLifecycle(container, 'started');
+    this.options.logger.info('container started', { container: record.name, pid: instance.pid });
+  }
+
+  /** Re-adopts an init after a daemon restart, if the same process still runs. */
+  private tryAdopt(container: Container, pid: number, startTime: string): Instance | undefined {
+    const { fd: pidfd } = openPidfd(pid);
+    if (pidfd < 0) return undefined;
+    // The pidfd pins whatever process has this pid now; its start time says whether it is ours.
+    if (processStartTime(pid) !== startTime || !isNamespaceInit(pid)) {
+      closeFd(pidfd);
+      return undefined;
+    }
+    try {
+      const instance = this.adopt(container, pid, pidfd, startTime);
+      this.watch(instance);
+      this.options.logger.info('container re-adopted', { container: container.name, pid });
+      return instance;
+    } catch (error) {
+      closeFd(pidfd);
+      this.options.logger.warn('cannot re-adopt container', { container: container.name, error: String(error) });
+      return undefined;
+    }
+  }
+
+  /**
+   * Maps the init's pid namespace to a new instance. The caller has pinned the init with
+   * `pidfd`; the namespace is read from /proc and the pidfd checked afterwards, so the
+   * namespace is the init's own even if its pid had been recycled in between.
+   */
+  private adopt(container: Container, pid: number, pidfd: number, startTime: string): Instance {
+    let nsfd: number;
+    try {
+      nsfd = openPidNamespace(pid);
+    } catch {
+      throw new ApolloError('bad-request', `no process with pid ${pid}`);
+    }
+    let pinFd = -1;
+    let key: bigint;
+    try {
+      if (!pidfdIsAlive(pidfd)) throw new ApolloError('bad-request', `process ${pid} exited`);
+      key = namespaceKey(nsfd);
+      if (!namespaceKeysAreIds()) pinFd = nsfd;
+    } finally {
+      if (pinFd !== nsfd) closeFd(nsfd);
+    }
+    const holder = this.byNamespace.get(key);
+    if (holder !== undefined && holder.running) {
+      closeFd(pinFd);
+      throw new ApolloError('conflict', `that pid namespace already belongs to container ${holder.container.name}`);
+    }
+    const rootUid = hostUidOfRoot(pid) ?? 0;
+    const instance = new Instance(container, pid, pidfd, startTime, key, rootUid, pinFd);
+    container.instance = instance;
+    this.byNamespace.set(key, instance);
+    return instance;
+  }
+
+  private watch(instance: Instance): void {
+    this.options.watcher.watch(instance.pidfd, () => {
+      void this.release(instance, 'exited');
+    });
+  }
+
+  /** Drops an instance from the identity map at once; the pidfd stays open until release. */
+  private unmap(instance: Instance): void {
+    instance.markEnded();
+    if (this.byNamespace.get(instance.namespaceKey) === instance) this.byNamespace.delete(instance.namespaceKey);
+    if (instance.container.instance === instance) instance.container.instance = undefined;
+  }
+
+  /** The init exited or was let go: unmap it, record it as stopped, tell listeners. */
+  private async release(instance: Instance, why: 'exited' | 'unregistered'): Promise<void> {
+    if (this.closed) return;
+    const container = instance.container;
+    this.unmap(instance);
+    this.options.watcher.unwatch(instance.pidfd);
+    closeFd(instance.pidfd);
+    closeFd(instance.pinFd);
+    try {
+      if (this.containers.get(container.name) === container && container.record.init?.pid === instance.pid) {
+        await this.update(container, (r) => ({ ...r, init: null, guest_state: 'Started', revision: r.revision + 1 }));
+      }
+    } catch (error) {
+      this.options.logger.error('cannot record that a container stopped', { container: container.name, error: String(error) });
+    } finally {
+      instance.settle();
+    }
+    this.emitLifecycle(container, 'stopped');
+    this.options.logger.info(why === 'exited' ? 'container stopped' : 'container unregistered', {
+      container: container.name,
+      pid: instance.pid,
+    });
+  }
+
+  private async terminate(instance: Instance, force: boolean, timeoutMs: number): Promise<void> {
+    if (!force) {
+      signalPidfd(instance.pidfd, 'SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        instance.ended.then(() => false),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), timeoutMs))),
+      ]);
+      clearTimeout(timer);
+      if (!timedOut) return;
+      this.options.logger.warn('container did not stop in time; killing it', { container: instance.container.name });
+    }
+    signalPidfd(instance.pidfd, 'SIGKILL');
+    await instance.ended;
+  }
+
+  /**
+   * Applies `change` to the record, durably, one update at a time per container. Returns
+   * false when `change` returns undefined (nothing to do). The record in memory changes
+   * only once the disk has it.
+   */
+  private update(container: Container, change: (record: ContainerRecord) => ContainerRecord | undefined): Promise<boolean> {
+    return container.serialize(async () => {
+      const next = change(container.record);
+      if (next === undefined) return false;
+      await this.options.store.save(next);
+      container.record = next;
+      return true;
+    });
+  }
+
+  /** Checks keys and values; returns the changes with "" normalised to null (unset). */
+  private validatedConfig(changes: Readonly<Record<string, string | null>>): Record<string, string | null> {
+    const out: Record<string, string | null> = {};
+    for (const [key, value] of Object.entries(changes)) {
+      assertConfigKey(key);
+      if (value === null || value === '') {
+        out[key] = null;
+        continue;
+      }
+      if (typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string`);
+      const size = Buffer.byteLength(value, 'utf8');
+      if (size > this.options.maxValueBytes) {
+        throw new ApolloError(
+          'payload-too-large',
+          `the value of ${key} is ${size} bytes, more than the limit of ${this.options.maxValueBytes}`,
+        );
+      }
+      if (booleanKeys.has(key) && value !== 'true' && value !== 'false') {
+        throw new ApolloError('bad-request', `${key} must be "true" or "false", not ${JSON.stringify(value)}`);
+      }
+      out[key] = value;
+    }
+    return out;
+  }
+
+  private emitLifecycle(container: Container, action: string): void {
+    this.emitEvent(container, 'lifecycle', { action, name: container.name });
+  }
+
+  private emitEvent(container: Container, type: 'config' | 'lifecycle', metadata: Record<string, unknown>): void {
+    this.emit('event', { type, container: container.name, timestamp: new Date().toISOString(), metadata });
+  }
+}
+
+function mergeConfig(
+  current: Readonly<Record<string, string>>,
+  changes: Readonly<Record<string, string | null>>,
+): Record<string, string> {
+  const next: Record<string, string> = { ...current };
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null) delete next[key];
+    else next[key] = value;
+  }
+  return Object.fromEntries(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function sameConfig(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {
+  const ak = Object.keys(a);
+  if (ak.length !== Object.keys(b).length) return false;
+  return ak.every((k) => a[k] === b[k]);
+}

@@ -1,0 +1,226 @@
+/**
+ * `devapollo serve`: the daemon. Owns DIR, holds its lock, listens on the guest and admin
+ * sockets, re-adopts running containers, and shuts down cleanly on SIGINT/SIGTERM
+ * without stopping a single container.
+ */
+import fs from 'node:fs';
+import type http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { ApolloError } from '../shared/errors.js';
+import { packageVersion } from '../shared/version.js';
+import type { StatusWire } from '../shared/wire.js';
+import { createAdminServer } from './admin/server.js';
+import { ContainerManager } from './containers/manager.js';
+import { subordinateRange } from './containers/launcher.js';
+import { createGuestServer, defaultGuestLimits, listenOn } from './guest/server.js';
+import { ExitWatcher } from './kernel/exit-watcher.js';
+import { errno, Errno, flock } from './kernel/libc.js';
+import { namespaceKeysAreIds } from './kernel/namespaces.js';
+import { peerPidfdSupported, readPeerCredentials } from './kernel/peer.js';
+import { type LogFormat, Logger, type LogLevel } from './log.js';
+import { daemonPaths, type DaemonPaths } from './paths.js';
+import { ContainerStore, StateFileError } from './state/container-store.js';
+
+export interface ServeOptions {
+  readonly dir: string;
+  readonly logLevel: LogLevel;
+  readonly logFormat: LogFormat;
+  readonly maxValueBytes: number;
+  readonly adminGroup: string | undefined;
+  readonly stopTimeoutSeconds: number;
+}
+
+/** A running daemon; `closed` settles once it has shut down. */
+export interface Daemon {
+  readonly paths: DaemonPaths;
+  readonly closed: Promise<void>;
+  shutdown(reason: string): Promise<void>;
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+
+export async function serve(options: ServeOptions): Promise<Daemon> {
+  const logger = new Logger(options.logLevel, options.logFormat);
+  const paths = daemonPaths(options.dir);
+  const startedAt = new Date();
+
+  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(paths.dir, 0o700);
+  const lockFd = acquireLock(paths.lockFile);
+
+  try {
+    const store = new ContainerStore(paths.containersDir);
+    let records;
+    try {
+      records = await store.load();
+    } catch (error) {
+      if (error instanceof StateFileError) throw new ApolloError('internal', error.message, { cause: error });
+      throw error;
+    }
+    // DIR/devapollo is bind-mounted into running containers: fix its mode, never replace it.
+    fs.mkdirSync(paths.guestDir, { recursive: true, mode: 0o755 });
+    fs.chmodSync(paths.guestDir, 0o755);
+    for (const dir of [paths.logsDir, paths.stageDir]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+
+    const features = await checkPeerCredentials(paths.dir);
+    const adminGid = options.adminGroup === undefined ? undefined : groupId(options.adminGroup);
+
+    const watcher = new ExitWatcher();
+    const manager = new ContainerManager({
+      paths,
+      store,
+      watcher,
+      logger,
+      maxValueBytes: options.maxValueBytes,
+      uids: subordinateRange('/etc/subuid'),
+      gids: subordinateRange('/etc/subgid'),
+      stopTimeoutMs: options.stopTimeoutSeconds * 1000,
+    });
+    await manager.restore(records);
+
+    const guest = createGuestServer(manager, logger, defaultGuestLimits);
+    let guestConnections = 0;
+    guest.on('connection', (socket: net.Socket) => {
+      guestConnections++;
+      socket.once('close', () => guestConnections--);
+    });
+    const status = (): StatusWire => ({
+      version: packageVersion,
+      pid: process.pid,
+      started_at: startedAt.toISOString(),
+      uptime_seconds: Math.round((Date.now() - startedAt.getTime()) / 1000),
+      dir: paths.dir,
+      guest_socket: paths.guestSocket,
+      admin_socket: paths.adminSocket,
+      containers: manager.counts(),
+      connections: { guest: guestConnections },
+      identity: features,
+    });
+    const admin = createAdminServer({ manager, status }, manager, logger, adminGid);
+
+    // We hold the lock, so sockets left behind are a crashed daemon's: remove them.
+    await listenSocket(guest, paths.guestSocket, 0o666);
+    await listenSocket(admin, paths.adminSocket, 0o660, adminGid);
+
+    const counts = manager.counts();
+    logger.info('devapollo started', {
+      version: packageVersion,
+      dir: paths.dir,
+      pid: process.pid,
+      containers: counts.total,
+      running: counts.running,
+    });
+
+    let resolveClosed!: () => void;
+    const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
+    let shuttingDown: Promise<void> | undefined;
+    const shutdown = (reason: string): Promise<void> => {
+      shuttingDown ??= (async () => {
+        logger.info('devapollo stopping', { reason });
+        const closing = [closeServer(guest), closeServer(admin)];
+        guest.closeAllConnections();
+        admin.closeAllConnections();
+        await Promise.all(closing);
+        manager.close();
+        await watcher.close();
+        fs.closeSync(lockFd);
+        logger.info('devapollo stopped', { containers_left_running: counts.running });
+        resolveClosed();
+      })();
+      return shuttingDown;
+    };
+    return { paths, closed, shutdown };
+  } catch (error) {
+    fs.closeSync(lockFd);
+    throw error;
+  }
+}
+
+/** One daemon per DIR: an flock on DIR/daemon.lock, released by the kernel if we die. */
+function acquireLock(file: string): number {
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+  if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
+    const err = errno();
+    let holder = '';
+    try {
+      holder = fs.readFileSync(file, 'utf8').trim();
+    } catch {
+      // Unreadable: say less.
+    }
+    fs.closeSync(fd);
+    if (err === Errno.EWOULDBLOCK) {
+      throw new ApolloError(
+        'conflict',
+        `another devapollo daemon is already serving ${path.dirname(file)}${holder ? ` (pid ${holder})` : ''}`,
+      );
+    }
+    throw new ApolloError('internal', `cannot lock ${file} (errno ${err})`);
+  }
+  fs.ftruncateSync(fd);
+  fs.writeSync(fd, `${process.pid}\n`, 0);
+  return fd;
+}
+
+/**
+ * Binds a Unix socket with its final mode from the first instant (umask around bind), so
+ * no client ever sees it with the wrong permissions.
+ */
+async function listenSocket(server: http.Server, file: string, mode: number, gid?: number): Promise<void> {
+  fs.rmSync(file, { force: true });
+  const previous = process.umask(0o777 & ~mode);
+  try {
+    await listenOn(server, file);
+  } finally {
+    process.umask(previous);
+  }
+  fs.chmodSync(file, mode);
+  if (gid !== undefined) fs.chownSync(file, 0, gid);
+}
+
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+/**
+ * Peer credentials are the whole security model: check at start-up, not at the first
+ * request, that an accepted socket's descriptor can be had and read, and which kernel
+ * features (SO_PEERPIDFD, NS_GET_ID) this machine has.
+ */
+async function checkPeerCredentials(dir: string): Promise<StatusWire['identity']> {
+  const probe = path.join(dir, `.probe-${process.pid}.sock`);
+  fs.rmSync(probe, { force: true });
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(probe, resolve));
+  try {
+    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
+    const client = net.connect(probe);
+    const socket = await accepted;
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (fd === undefined || fd < 0) {
+      throw new ApolloError('internal', 'cannot get the descriptor of an accepted socket: peer credentials are unavailable');
+    }
+    const credentials = readPeerCredentials(fd);
+    if (credentials.pid !== process.pid) {
+      throw new ApolloError('internal', `SO_PEERCRED gave pid ${credentials.pid}, expected ${process.pid}`);
+    }
+    const peerPidfd = peerPidfdSupported(fd);
+    client.destroy();
+    socket.destroy();
+    return { peer_pidfd: peerPidfd, namespace_ids: namespaceKeysAreIds() };
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+function groupId(name: string): number {
+  if (/^\d+$/.test(name)) return Number(name);
+  const line = fs
+    .readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${name}:`));
+  const gid = line?.split(':')[2];
+  if (gid === undefined) throw new ApolloError('bad-request', `no group named ${name}`);
+  return Number(gid);
+}

@@ -1,0 +1,271 @@
+/**
+ * The HTTP plumbing both APIs share: a route table matcher, replies, and the one place
+ * where errors become responses. Handlers return a Reply or throw an ApolloError; they
+ * never write error responses themselves.
+ */
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { ApolloError, errorEnvelope } from '../../shared/errors.js';
+
+export type Method = 'GET' | 'PATCH' | 'POST' | 'PUT' | 'DELETE';
+
+/** A finished answer; `etag` is sent with 200s and compared with If-None-Match. */
+export interface Reply {
+  readonly status?: number;
+  readonly contentType?: string;
+  readonly body: string | Buffer;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly etag?: string;
+}
+
+/** A handler that takes the response over (event streams, long waits). */
+export interface StreamReply {
+  readonly stream: (req: IncomingMessage, res: ServerResponse) => void;
+}
+
+export type HandlerResult = Reply | StreamReply;
+
+export interface Route<C> {
+  readonly method: Method;
+  readonly path: string;
+  readonly handler: (context: C, request: RequestInfo) => HandlerResult | Promise<HandlerResult>;
+}
+
+/** What a handler sees of the request, already parsed. */
+export interface RequestInfo {
+  readonly method: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  readonly headers: IncomingMessage['headers'];
+  /** The request body; read only for methods that carry one. */
+  readonly body: Buffer;
+}
+
+export const jsonType = 'application/json';
+export const textType = 'text/plain; charset=utf-8';
+
+export function json(value: unknown, options: { status?: number; etag?: string } = {}): Reply {
+  return { ...options, contentType: jsonType, body: JSON.stringify(value) };
+}
+
+export function text(value: string | Buffer, options: { etag?: string } = {}): Reply {
+  return { ...options, contentType: textType, body: value };
+}
+
+interface CompiledRoute<C> {
+  readonly route: Route<C>;
+  readonly segments: readonly string[];
+}
+
+export interface RouteMatch<C> {
+  readonly route: Route<C>;
+  readonly params: Record<string, string>;
+}
+
+/** Matches request paths against one route table. */
+export class Router<C> {
+  private readonly compiled: CompiledRoute<C>[];
+
+  constructor(routes: readonly Route<C>[]) {
+    this.compiled = routes.map((route) => ({ route, segments: route.path.split('/') }));
+  }
+
+  /**
+   * The route for a method and raw path. Unknown path: 404; known path with another
+   * method: 405 with Allow. Each `:param` is one percent-decoded segment.
+   */
+  match(method: string, rawPath: string): RouteMatch<C> {
+    const segments = rawPath.split('/');
+    const allowed: string[] = [];
+    for (const { route, segments: pattern } of this.compiled) {
+      const params = matchSegments(pattern, segments);
+      if (params === undefined) continue;
+      if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { route, params };
+      allowed.push(route.method);
+      if (route.method === 'GET') allowed.push('HEAD');
+    }
+    if (allowed.length === 0) throw new ApolloError('not-found', 'not found');
+    throw new ApolloError('method-not-allowed', `method ${method} is not allowed here`, {
+      headers: { Allow: [...new Set(allowed)].join(', ') },
+    });
+  }
+}
+
+function matchSegments(pattern: readonly string[], segments: readonly string[]): Record<string, string> | undefined {
+  if (pattern.length !== segments.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < pattern.length; i++) {
+    const expected = pattern[i] as string;
+    const actual = segments[i] as string;
+    if (expected.startsWith(':')) {
+      if (actual === '') return undefined;
+      params[expected.slice(1)] = decodeSegment(actual);
+    } else if (expected !== actual) {
+      return undefined;
+    }
+  }
+  return params;
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new ApolloError('bad-request', 'invalid percent-encoding in the path');
+  }
+}
+
+/** Splits a request target into its raw path and query; rejects what is not a path. */
+export function splitTarget(target: string): { path: string; query: URLSearchParams } {
+  if (!target.startsWith('/')) throw new ApolloError('bad-request', 'the request target must be a path');
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
+  const query = new URLSearchParams(q === -1 ? '' : target.slice(q + 1));
+  return { path, query };
+}
+
+/**
+ * The request listener of an API: `contextOf` decides who may ask (throwing 401/403), the
+ * router finds the handler, the handler's reply or error is written here and nowhere else.
+ */
+export function routeRequests<C>(
+  routes: readonly Route<C>[],
+  options: {
+    readonly contextOf: (req: IncomingMessage) => C;
+    readonly maxBodyBytes: number;
+    readonly onUnexpected: (req: IncomingMessage, error: unknown) => void;
+  },
+): RequestListener {
+  const router = new Router(routes);
+  return (req, res) => {
+    void (async () => {
+      try {
+        const context = options.contextOf(req);
+        const { path, query } = splitTarget(req.url ?? '');
+        const method = req.method ?? '';
+        const { route, params } = router.match(method, path);
+        const body = route.method === 'GET' ? Buffer.alloc(0) : await readBody(req, options.maxBodyBytes);
+        const result = await route.handler(context, { method, params, query, headers: req.headers, body });
+        if ('stream' in result) result.stream(req, res);
+        else sendReply(req, res, result);
+      } catch (error) {
+        if (!(error instanceof ApolloError)) options.onUnexpected(req, error);
+        sendError(req, res, error);
+      }
+    })();
+  };
+}
+
+/** Writes a reply; a matching If-None-Match turns a 200 into a 304. */
+export function sendReply(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
+  const status = reply.status ?? 200;
+  const headers: Record<string, string | number> = { ...reply.headers };
+  if (reply.etag !== undefined && status === 200) {
+    headers['ETag'] = reply.etag;
+    if (ifNoneMatchHits(req.headers['if-none-match'], reply.etag)) {
+      res.writeHead(304, headers);
+      res.end();
+      return;
+    }
+  }
+  const body = typeof reply.body === 'string' ? Buffer.from(reply.body, 'utf8') : reply.body;
+  if (reply.contentType !== undefined) headers['Content-Type'] = reply.contentType;
+  headers['Content-Length'] = body.length;
+  res.writeHead(status, headers);
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+function ifNoneMatchHits(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  return header.split(',').some((candidate) => {
+    const tag = candidate.trim();
+    return tag === '*' || tag === etag || tag === `W/${etag}`;
+  });
+}
+
+/** Renders any thrown value as the JSON error envelope; unknown errors become a 500. */
+export function sendError(req: IncomingMessage, res: ServerResponse, error: unknown): void {
+  const apollo = error instanceof ApolloError ? error : new ApolloError('internal', 'internal error', { cause: error });
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = Buffer.from(errorEnvelope(apollo.status, apollo.message), 'utf8');
+  res.writeHead(apollo.status, {
+    ...apollo.headers,
+    'Content-Type': jsonType,
+    'Content-Length': body.length,
+  });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
+
+/** Reads a request body up to `limit` bytes; 413 beyond it. */
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new ApolloError('payload-too-large', `the request body is larger than ${limit} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new ApolloError('payload-too-large', `the request body is larger than ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Parses a JSON request body; 400 with the reason when it is not JSON. */
+export function parseJsonBody(body: Buffer): unknown {
+  if (body.length === 0) throw new ApolloError('bad-request', 'a JSON request body is required');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (error) {
+    throw new ApolloError('bad-request', `the request body is not valid JSON: ${(error as Error).message}`);
+  }
+}
+
+const parserErrors: Record<string, ApolloError['code']> = {
+  HPE_HEADER_OVERFLOW: 'header-too-large',
+  ERR_HTTP_REQUEST_TIMEOUT: 'request-timeout',
+  HPE_URI_TOO_LONG: 'uri-too-long',
+};
+
+/**
+ * Node's HTTP parser rejects some requests before any handler runs (bad syntax, headers
+ * too large, timeouts). Those answers carry the same JSON envelope as every other error.
+ */
+export function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code = parserErrors[error.code ?? ''] ?? 'bad-request';
+  const apollo = new ApolloError(code, clientErrorMessage(code));
+  const body = errorEnvelope(apollo.status, apollo.message);
+  socket.end(
+    `HTTP/1.1 ${apollo.status} ${statusText(apollo.status)}\r\n` +
+      `Content-Type: ${jsonType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+function clientErrorMessage(code: ApolloError['code']): string {
+  switch (code) {
+    case 'header-too-large':
+      return 'request headers too large';
+    case 'request-timeout':
+      return 'request timed out';
+    case 'uri-too-long':
+      return 'request URI too long';
+    default:
+      return 'malformed HTTP request';
+  }
+}
+
+function statusText(status: number): string {
+  const texts: Record<number, string> = {
+    400: 'Bad Request',
+    408: 'Request Timeout',
+    414: 'URI Too Long',
+    431: 'Request Header Fields Too Large',
+  };
+  return texts[status] ?? 'Error';
+}

@@ -1,0 +1,122 @@
+/**
+ * The few libc calls Node has no API for, bound through koffi (an FFI whose npm package
+ * ships prebuilt binaries, so users install devapollo without a compiler). Every call
+ * here is synchronous and costs about a microsecond; errors come back as errno.
+ */
+import { createRequire } from 'node:module';
+
+type Koffi = typeof import('koffi');
+const koffi = createRequire(import.meta.url)('koffi') as Koffi;
+
+const lib = koffi.load('libc.so.6');
+
+/** Binds a function, or returns undefined where this libc lacks it (older glibc). */
+function optional<T>(bind: () => T): T | undefined {
+  try {
+    return bind();
+  } catch {
+    return undefined;
+  }
+}
+
+const syscallLong = lib.func('long syscall(long number, long a, long b, long c, long d)') as (
+  n: number,
+  a: number,
+  b: number,
+  c: number,
+  d: number,
+) => number;
+
+// Syscall numbers where glibc has no wrapper; the same on x86_64 and arm64.
+const SYS_pidfd_open = 434;
+const SYS_pidfd_send_signal = 424;
+
+export const getsockopt = lib.func(
+  'int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)',
+) as (fd: number, level: number, name: number, value: Buffer, length: number[]) => number;
+
+/** ioctl(fd, request, integer argument); glibc's ioctl reads the third argument from a register. */
+export const ioctlValue = lib.func('ioctl', 'int', ['int', 'ulong', 'long']) as (
+  fd: number,
+  request: number,
+  arg: number,
+) => number;
+
+/** ioctl(fd, request, pointer to a buffer the kernel fills). */
+export const ioctlBuffer = lib.func('ioctl', 'int', ['int', 'ulong', '_Out_ uint8_t *']) as (
+  fd: number,
+  request: number,
+  out: Buffer,
+) => number;
+
+export const close = lib.func('int close(int fd)') as (fd: number) => number;
+
+export const poll = lib.func('int poll(_Inout_ uint8_t *fds, ulong count, int timeout)') as (
+  fds: Buffer,
+  count: number,
+  timeout: number,
+) => number;
+
+const pidfdOpenLibc = optional(
+  () => lib.func('int pidfd_open(int pid, uint flags)') as (pid: number, flags: number) => number,
+);
+export function pidfdOpen(pid: number): number {
+  return pidfdOpenLibc ? pidfdOpenLibc(pid, 0) : syscallLong(SYS_pidfd_open, pid, 0, 0, 0);
+}
+
+export function pidfdSendSignal(pidfd: number, signal: number): number {
+  return syscallLong(SYS_pidfd_send_signal, pidfd, signal, 0, 0);
+}
+
+export const flock = lib.func('int flock(int fd, int operation)') as (fd: number, op: number) => number;
+
+export const epollCreate1 = lib.func('int epoll_create1(int flags)') as (flags: number) => number;
+export const epollCtl = lib.func('int epoll_ctl(int epfd, int op, int fd, uint8_t *event)') as (
+  epfd: number,
+  op: number,
+  fd: number,
+  event: Buffer | null,
+) => number;
+export const epollWait = lib.func(
+  'int epoll_wait(int epfd, _Out_ uint8_t *events, int max, int timeout)',
+) as ((epfd: number, events: Buffer, max: number, timeout: number) => number) & {
+  async: (
+    epfd: number,
+    events: Buffer,
+    max: number,
+    timeout: number,
+    done: (error: unknown, count: number) => void,
+  ) => void;
+};
+export const eventfd = lib.func('int eventfd(uint initval, int flags)') as (initial: number, flags: number) => number;
+export const write = lib.func('long write(int fd, uint8_t *buffer, ulong count)') as (
+  fd: number,
+  buffer: Buffer,
+  count: number,
+) => number;
+
+/** errno of the last call made through koffi on this thread. */
+export function errno(): number {
+  return koffi.errno();
+}
+
+/** Linux errno values used by callers. */
+export const Errno = {
+  EPERM: 1,
+  ESRCH: 3,
+  EINTR: 4,
+  EBADF: 9,
+  EAGAIN: 11,
+  EWOULDBLOCK: 11,
+  EINVAL: 22,
+  ENOTTY: 25,
+  ENOSYS: 38,
+  ENOPROTOOPT: 92,
+} as const;
+
+/** struct epoll_event is packed (12 bytes) on x86_64 and naturally aligned (16) elsewhere. */
+export const epollEventLayout =
+  process.arch === 'x64' ? { size: 12, dataOffset: 4 } : { size: 16, dataOffset: 8 };
+
+export const O_CLOEXEC = 0o2000000;
+export const O_NONBLOCK = 0o4000;

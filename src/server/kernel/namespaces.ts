@@ -1,0 +1,98 @@
+/**
+ * Pid namespaces, named so that a dead namespace can never be confused with a new one.
+ *
+ * The kernel recycles namespace inode numbers once a namespace dies, so an inode number
+ * alone could map a new, unrelated namespace to a stopped container. NS_GET_ID (Linux
+ * 6.12+) gives a 64-bit id that is never reused while the machine runs; that id is the key.
+ * Where the kernel lacks it, the inode number is the key and the registry pins the
+ * namespace with an open descriptor while its container runs, so the inode cannot be
+ * reused while it is mapped.
+ */
+import fs from 'node:fs';
+import { close, errno, Errno, ioctlBuffer, ioctlValue } from './libc.js';
+
+const NS_GET_PARENT = 0xb702;
+const NS_GET_ID = 0x8008b70d;
+const PIDFD_GET_PID_NAMESPACE = 0xff05;
+
+/** Nesting limit of pid namespaces in Linux; bounds every walk up the tree. */
+export const maxPidNamespaceDepth = 33;
+
+let nsGetIdWorks: boolean | undefined;
+const idBuffer = Buffer.alloc(8);
+
+/** The never-reused key of the namespace behind `nsfd`. */
+export function namespaceKey(nsfd: number): bigint {
+  if (nsGetIdWorks !== false) {
+    if (ioctlBuffer(nsfd, NS_GET_ID, idBuffer) === 0) {
+      nsGetIdWorks = true;
+      return idBuffer.readBigUInt64LE(0);
+    }
+    const err = errno();
+    if (err !== Errno.ENOTTY && err !== Errno.EINVAL) {
+      throw new Error(`NS_GET_ID failed with errno ${err}`);
+    }
+    nsGetIdWorks = false;
+  }
+  return fs.fstatSync(nsfd, { bigint: true }).ino;
+}
+
+/** Whether keys are stable ids (true) or inode numbers that must be pinned (false). */
+export function namespaceKeysAreIds(): boolean {
+  if (nsGetIdWorks === undefined) {
+    const fd = fs.openSync('/proc/self/ns/pid', 'r');
+    try {
+      namespaceKey(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  return nsGetIdWorks === true;
+}
+
+/**
+ * The parent of a pid namespace as a new descriptor, or -1 at the top of the tree the
+ * caller can see (the kernel answers EPERM for the caller's own namespace).
+ */
+export function parentNamespace(nsfd: number): number {
+  const parent = ioctlValue(nsfd, NS_GET_PARENT, 0);
+  return parent >= 0 ? parent : -1;
+}
+
+let pidfdNamespaceWorks: boolean | undefined;
+
+/**
+ * The pid namespace a pidfd's process lives in, as a new descriptor, or -1 when the
+ * process has exited. With PIDFD_GET_PID_NAMESPACE (Linux 6.11+) there is no race. Before
+ * that, /proc/PID/ns/pid is opened and the pidfd is checked afterwards: if the process
+ * still runs, the pid was not recycled in between, so the namespace is the peer's.
+ */
+export function pidNamespaceOfPidfd(pidfd: number, pid: number, isAlive: (pidfd: number) => boolean): number {
+  if (pidfdNamespaceWorks !== false) {
+    const nsfd = ioctlValue(pidfd, PIDFD_GET_PID_NAMESPACE, 0);
+    if (nsfd >= 0) {
+      pidfdNamespaceWorks = true;
+      return nsfd;
+    }
+    const err = errno();
+    if (err === Errno.ESRCH) return -1;
+    if (err !== Errno.ENOTTY && err !== Errno.EINVAL) return -1;
+    pidfdNamespaceWorks = false;
+  }
+  let nsfd: number;
+  try {
+    nsfd = fs.openSync(`/proc/${pid}/ns/pid`, 'r');
+  } catch {
+    return -1;
+  }
+  if (!isAlive(pidfd)) {
+    close(nsfd);
+    return -1;
+  }
+  return nsfd;
+}
+
+/** Opens /proc/PID/ns/pid; the caller must make sure PID is the process it means. */
+export function openPidNamespace(pid: number): number {
+  return fs.openSync(`/proc/${pid}/ns/pid`, 'r');
+}

@@ -1,0 +1,98 @@
+/**
+ * Who is on the other end of an accepted Unix socket, from the kernel's peer credentials.
+ *
+ * The credentials are those of the process that called connect(), captured by the kernel
+ * at that moment: renaming, forking or handing the socket to another process later
+ * changes nothing. SO_PEERPIDFD (Linux 6.5+) also pins that process, so the pid namespace
+ * read through it is the connecting process's own even if its pid is recycled meanwhile.
+ * Without SO_PEERPIDFD the pid is opened as a pidfd at once; that leaves a window in which
+ * a recycled pid could be read, which only pre-6.5 kernels have.
+ */
+import { closeFd, openPidfd, pidfdIsAlive } from './pidfd.js';
+import { getsockopt, errno, Errno } from './libc.js';
+import { maxPidNamespaceDepth, namespaceKey, parentNamespace, pidNamespaceOfPidfd } from './namespaces.js';
+
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+const SO_PEERPIDFD = 77;
+
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+const credBuffer = Buffer.alloc(12);
+const credLength = [12];
+const pidfdBuffer = Buffer.alloc(4);
+const pidfdLength = [4];
+let peerPidfdWorks: boolean | undefined;
+
+/** SO_PEERCRED of a connected socket; throws when the descriptor is not a Unix socket. */
+export function readPeerCredentials(fd: number): PeerCredentials {
+  credLength[0] = 12;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, credBuffer, credLength) !== 0) {
+    throw new Error(`getsockopt(SO_PEERCRED) failed with errno ${errno()}`);
+  }
+  return { pid: credBuffer.readInt32LE(0), uid: credBuffer.readUInt32LE(4), gid: credBuffer.readUInt32LE(8) };
+}
+
+/** A pidfd for the peer, or -1 when it has exited. */
+function peerPidfd(fd: number, pid: number): number {
+  if (peerPidfdWorks !== false) {
+    pidfdLength[0] = 4;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, pidfdBuffer, pidfdLength) === 0) {
+      peerPidfdWorks = true;
+      return pidfdBuffer.readInt32LE(0);
+    }
+    const err = errno();
+    if (err !== Errno.ENOPROTOOPT) return -1;
+    peerPidfdWorks = false;
+  }
+  return pid > 0 ? openPidfd(pid).fd : -1;
+}
+
+/**
+ * Resolves the peer of a connected socket to whatever `lookup` maps its pid namespace, or
+ * the nearest ancestor namespace, to. Namespaces nested inside a container belong to it.
+ * The walk stops at the daemon's own namespace (the kernel will not go higher), so a host
+ * process resolves to nothing. The cost is bounded by the nesting depth, never by the
+ * number of containers.
+ */
+export function resolvePeer<T>(
+  fd: number,
+  lookup: (namespaceKey: bigint) => T | undefined,
+): { credentials: PeerCredentials; match: T | undefined; alive: boolean } {
+  const credentials = readPeerCredentials(fd);
+  const pidfd = peerPidfd(fd, credentials.pid);
+  if (pidfd < 0) return { credentials, match: undefined, alive: false };
+  let nsfd = -1;
+  try {
+    nsfd = pidNamespaceOfPidfd(pidfd, credentials.pid, pidfdIsAlive);
+    if (nsfd < 0) return { credentials, match: undefined, alive: false };
+    for (let depth = 0; depth < maxPidNamespaceDepth; depth++) {
+      const match = lookup(namespaceKey(nsfd));
+      if (match !== undefined) {
+        // A peer that exited after connecting (a zombie still has its namespace) is nobody.
+        if (!pidfdIsAlive(pidfd)) return { credentials, match: undefined, alive: false };
+        return { credentials, match, alive: true };
+      }
+      const parent = parentNamespace(nsfd);
+      closeFd(nsfd);
+      nsfd = parent;
+      if (nsfd < 0) break;
+    }
+    return { credentials, match: undefined, alive: true };
+  } finally {
+    closeFd(nsfd);
+    closeFd(pidfd);
+  }
+}
+
+/** Whether this kernel hands out SO_PEERPIDFD (Linux 6.5+), tried on a connected socket. */
+export function peerPidfdSupported(fd: number): boolean {
+  pidfdLength[0] = 4;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, pidfdBuffer, pidfdLength) !== 0) return false;
+  closeFd(pidfdBuffer.readInt32LE(0));
+  return true;
+}

@@ -1,0 +1,178 @@
+/**
+ * Durable state: one JSON file per container under DIR/containers.
+ *
+ * Every change is written to a temporary file, fsynced, renamed over the old file and
+ * the directory fsynced, before the daemon acknowledges it: after kill -9 or a power cut
+ * a file holds either the old or the new record, never a torn one, and an acknowledged
+ * change is never lost. One file per container keeps each write small however many
+ * containers there are. A file the daemon cannot read stops it with the file's name; it
+ * is never overwritten or reset.
+ */
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { ApolloError } from '../../shared/errors.js';
+import { isConfigKey, isContainerName } from '../../shared/names.js';
+
+export const stateSchemaVersion = 1;
+
+export type GuestState = 'Started' | 'Ready';
+
+/** Where a container's init ran; only meaningful under the same boot id. */
+export interface InitRecord {
+  readonly pid: number;
+  readonly start_time: string;
+  readonly boot_id: string;
+}
+
+export interface ContainerRecord {
+  readonly schema: number;
+  readonly name: string;
+  /** Distinguishes this container from an earlier one of the same name (ETags). */
+  readonly uuid: string;
+  readonly created_at: string;
+  /** `launch`: devapollo runs it; `register`: another runtime started it. */
+  readonly origin: 'launch' | 'register';
+  readonly privileged: boolean;
+  readonly command: readonly string[] | null;
+  readonly config: Readonly<Record<string, string>>;
+  /** Bumped by every change a guest can see; the ETag is made from it. */
+  readonly revision: number;
+  readonly guest_state: GuestState;
+  readonly init: InitRecord | null;
+}
+
+/** A state file that cannot be used; the daemon refuses to start on it. */
+export class StateFileError extends Error {
+  override readonly name = 'StateFileError';
+  constructor(
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`state file ${file} ${reason}; fix or move it away, devapollo will not overwrite it`);
+  }
+}
+
+const tempPrefix = '.tmp-';
+
+export class ContainerStore {
+  constructor(readonly directory: string) {}
+
+  /** Reads every record; throws StateFileError naming the first unusable file. */
+  async load(): Promise<ContainerRecord[]> {
+    await fsp.mkdir(this.directory, { recursive: true, mode: 0o700 });
+    const records: ContainerRecord[] = [];
+    for (const entry of (await fsp.readdir(this.directory)).sort()) {
+      const file = path.join(this.directory, entry);
+      if (entry.startsWith(tempPrefix)) {
+        // An unfinished write from a crash: never acknowledged, so nothing is lost.
+        await fsp.rm(file, { force: true });
+        continue;
+      }
+      if (!entry.endsWith('.json')) continue;
+      let text: string;
+      try {
+        text = await fsp.readFile(file, 'utf8');
+      } catch (error) {
+        throw new StateFileError(file, `cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+      }
+      const record = parseRecord(file, text);
+      if (`${record.name}.json` !== entry) {
+        throw new StateFileError(file, `holds container ${JSON.stringify(record.name)}, not ${entry.slice(0, -5)}`);
+      }
+      records.push(record);
+    }
+    return records;
+  }
+
+  fileOf(name: string): string {
+    return path.join(this.directory, `${name}.json`);
+  }
+
+  /** Writes a record durably; the old file stays intact when this throws. */
+  async save(record: ContainerRecord): Promise<void> {
+    const target = this.fileOf(record.name);
+    const temp = path.join(this.directory, `${tempPrefix}${record.name}-${randomBytes(6).toString('hex')}`);
+    const data = `${JSON.stringify(record, null, 2)}\n`;
+    let handle: fsp.FileHandle | undefined;
+    try {
+      handle = await fsp.open(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+      await handle.writeFile(data);
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+      await fsp.rename(temp, target);
+      await this.syncDirectory();
+    } catch (error) {
+      await handle?.close().catch(() => undefined);
+      await fsp.rm(temp, { force: true }).catch(() => undefined);
+      throw storageError(target, error);
+    }
+  }
+
+  async remove(name: string): Promise<void> {
+    const target = this.fileOf(name);
+    try {
+      await fsp.rm(target, { force: true });
+      await this.syncDirectory();
+    } catch (error) {
+      throw storageError(target, error);
+    }
+  }
+
+  private async syncDirectory(): Promise<void> {
+    const dir = await fsp.open(this.directory, 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}
+
+function storageError(file: string, error: unknown): ApolloError {
+  const code = (error as NodeJS.ErrnoException).code;
+  const reason = code === 'ENOSPC' ? 'no space left on the device' : code === 'EDQUOT' ? 'disk quota exceeded' : String((error as Error).message ?? error);
+  return new ApolloError('unavailable', `cannot save ${file}: ${reason}; nothing was changed`, { cause: error });
+}
+
+function parseRecord(file: string, text: string): ContainerRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new StateFileError(file, `is not valid JSON (${(error as Error).message})`);
+  }
+  const bad = (what: string): never => {
+    throw new StateFileError(file, `is invalid: ${what}`);
+  };
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('not an object');
+  const r = value as Record<string, unknown>;
+  if (typeof r['schema'] !== 'number') bad('no schema version');
+  if ((r['schema'] as number) > stateSchemaVersion) {
+    throw new StateFileError(file, `has schema ${String(r['schema'])}, newer than this devapollo (${stateSchemaVersion})`);
+  }
+  if (typeof r['name'] !== 'string' || !isContainerName(r['name'])) bad('name');
+  if (typeof r['uuid'] !== 'string') bad('uuid');
+  if (typeof r['created_at'] !== 'string') bad('created_at');
+  if (r['origin'] !== 'launch' && r['origin'] !== 'register') bad('origin');
+  if (typeof r['privileged'] !== 'boolean') bad('privileged');
+  const command = r['command'];
+  if (command !== null && !(Array.isArray(command) && command.every((c) => typeof c === 'string'))) bad('command');
+  const config = r['config'];
+  if (typeof config !== 'object' || config === null || Array.isArray(config)) bad('config');
+  for (const [key, val] of Object.entries(config as object)) {
+    if (!isConfigKey(key) || typeof val !== 'string') bad(`config key ${JSON.stringify(key)}`);
+  }
+  if (typeof r['revision'] !== 'number' || !Number.isSafeInteger(r['revision'])) bad('revision');
+  if (r['guest_state'] !== 'Started' && r['guest_state'] !== 'Ready') bad('guest_state');
+  const init = r['init'];
+  if (init !== null) {
+    const i = init as Record<string, unknown>;
+    if (typeof i !== 'object' || typeof i['pid'] !== 'number' || typeof i['start_time'] !== 'string' || typeof i['boot_id'] !== 'string') {
+      bad('init');
+    }
+  }
+  return value as ContainerRecord;
+}

@@ -1,0 +1,39 @@
+/** JSON shapes on the wire, shared by the daemon and its clients. */
+
+/** A container as the admin API and `devapollo list --format json` show it. */
+export interface ContainerWire {
+  readonly name: string;
+  readonly state: 'Running' | 'Stopped';
+  readonly guest_state: 'Started' | 'Ready';
+  /** The init's pid on the host; 0 when stopped. */
+  readonly pid: number;
+  /** The init's start time in clock ticks since boot; null when stopped. */
+  readonly start_time: string | null;
+  readonly privileged: boolean;
+  readonly origin: 'launch' | 'register';
+  readonly command: readonly string[] | null;
+  readonly config: Readonly<Record<string, string>>;
+  readonly created_at: string;
+}
+
+/** `devapollo status`. */
+export interface StatusWire {
+  readonly version: string;
+  readonly pid: number;
+  readonly started_at: string;
+  readonly uptime_seconds: number;
+  readonly dir: string;
+  readonly guest_socket: string;
+  readonly admin_socket: string;
+  readonly containers: { readonly total: number; readonly running: number };
+  readonly connections: { readonly guest: number };
+  readonly identity: { readonly peer_pidfd: boolean; readonly namespace_ids: boolean };
+}
+
+/** GET /1.0 on the guest socket. */
+export interface GuestInfoWire {
+  readonly api_version: string;
+  readonly instance_type: string;
+  readonly location: string;
+  readonly state: 'Started' | 'Ready';
+}

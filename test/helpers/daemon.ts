@@ -1,0 +1,210 @@
+/**
+ * A real daemon in a temporary DIR, driven through the real CLIs, and torn down with
+ * every container it started, even when a test fails or the daemon died.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const hostCli = path.join(repoRoot, 'bin/devapollo.js');
+export const guestBundle = path.join(repoRoot, 'dist/devapollo-guest.mjs');
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: Buffer;
+  readonly stderr: string;
+  /** stdout as UTF-8. */
+  readonly out: string;
+}
+
+export interface RunOptions {
+  readonly input?: string | Buffer;
+  readonly env?: NodeJS.ProcessEnv;
+  /** A hang guard, not a deadline: generous by default. */
+  readonly timeoutMs?: number;
+}
+
+/** Runs a command to completion, capturing stdout bytes and stderr. */
+export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const stdout: Buffer[] = [];
+    const stderr: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => stdout.push(c));
+    child.stderr.on('data', (c: Buffer) => stderr.push(c));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const out = Buffer.concat(stdout);
+      resolve({ code, signal, stdout: out, out: out.toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8') });
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(options.input);
+  });
+}
+
+let guestCopy: string | undefined;
+
+/**
+ * The guest CLI where a container's unprivileged root can read it. The checkout may sit
+ * in a directory only host root can enter (a clean clone under `mktemp -d`), so the test
+ * copies the single-file bundle into a world-readable temporary directory.
+ */
+export function guestTool(): string {
+  if (guestCopy === undefined) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-guest-'));
+    fs.chmodSync(dir, 0o755);
+    guestCopy = path.join(dir, 'devapollo-guest.mjs');
+    fs.copyFileSync(guestBundle, guestCopy);
+    fs.chmodSync(guestCopy, 0o755);
+    process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  }
+  return guestCopy;
+}
+
+export interface LaunchOptions {
+  readonly config?: Readonly<Record<string, string>>;
+  readonly privileged?: boolean;
+  readonly command?: readonly string[];
+}
+
+export class TestDaemon {
+  private process: ChildProcess | undefined;
+  private log = '';
+  private exited: Promise<void> = Promise.resolve();
+
+  private constructor(readonly dir: string) {}
+
+  /** Starts a daemon on a fresh temporary DIR (or the given one) and waits until it answers. */
+  static async start(options: { dir?: string; args?: readonly string[] } = {}): Promise<TestDaemon> {
+    const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-test-'));
+    const daemon = new TestDaemon(dir);
+    await daemon.spawn(options.args ?? []);
+    return daemon;
+  }
+
+  get pid(): number | undefined {
+    return this.process?.pid;
+  }
+
+  /** Everything the daemon logged so far. */
+  get stderr(): string {
+    return this.log;
+  }
+
+  /** Starts the daemon process (again) and waits for its admin socket to answer. */
+  async spawn(args: readonly string[] = []): Promise<void> {
+    const child = spawn(process.execPath, [hostCli, 'serve', '--dir', this.dir, ...args], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
+    this.process = child;
+    child.stderr?.on('data', (c: Buffer) => (this.log += c.toString('utf8')));
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`the daemon exited with ${child.exitCode}:\n${this.log}`);
+      if (this.log.includes('devapollo started')) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error(`the daemon did not start:\n${this.log}`);
+  }
+
+  /** Sends a signal to the daemon (or its whole process group) and waits for it to exit. */
+  async signal(signal: NodeJS.Signals, options: { group?: boolean } = {}): Promise<void> {
+    const pid = this.process?.pid;
+    if (pid === undefined || this.process?.exitCode !== null) return;
+    try {
+      process.kill(options.group ? -pid : pid, signal);
+    } catch {
+      // Already gone.
+    }
+    await this.exited;
+  }
+
+  cli(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    return run(process.execPath, [hostCli, '--dir', this.dir, ...args], options);
+  }
+
+  async launch(name: string, options: LaunchOptions = {}): Promise<void> {
+    const args = ['launch', name];
+    for (const [key, value] of Object.entries(options.config ?? {})) args.push('-c', `${key}=${value}`);
+    if (options.privileged) args.push('--privileged');
+    if (options.command) args.push('--', ...options.command);
+    const result = await this.cli(args);
+    if (result.code !== 0) throw new Error(`launch ${name} failed (${result.code}): ${result.stderr}`);
+  }
+
+  exec(name: string, command: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    return this.cli(['exec', name, '--', ...command], options);
+  }
+
+  /** Runs devapollo-guest inside the container. */
+  guest(name: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+    return this.exec(name, [process.execPath, guestTool(), ...args], options);
+  }
+
+  /** curl on /dev/apollo/sock inside the container; `-w` appends the status on its own line. */
+  curl(name: string, target: string, extra: readonly string[] = []): Promise<RunResult> {
+    return this.exec(name, ['curl', '-sS', '--unix-socket', '/dev/apollo/sock', ...extra, `http://apollo${target}`]);
+  }
+
+  /** Every container's init pid that still runs, from the state files (works without a daemon). */
+  runningInits(): number[] {
+    const pids: number[] = [];
+    const dir = path.join(this.dir, 'containers');
+    for (const entry of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+      if (!entry.endsWith('.json')) continue;
+      try {
+        const record = JSON.parse(fs.readFileSync(path.join(dir, entry), 'utf8')) as {
+          init: { pid: number; start_time: string } | null;
+        };
+        if (record.init !== null && startTimeOf(record.init.pid) === record.init.start_time) pids.push(record.init.pid);
+      } catch {
+        // A test may have corrupted it on purpose.
+      }
+    }
+    return pids;
+  }
+
+  /** Kills every container, stops the daemon and removes DIR. */
+  async destroy(): Promise<void> {
+    for (const pid of this.runningInits()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone already.
+      }
+    }
+    await this.signal('SIGKILL');
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Field 22 of /proc/PID/stat, or undefined when the process is gone. */
+export function startTimeOf(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Waits until `check` is true, polling; throws after the hang guard. */
+export async function eventually(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`timed out waiting until ${what}`);
+}
