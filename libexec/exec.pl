@@ -79,8 +79,12 @@ my $child = fork() // fail("fork: $!");
 if ($child == 0) {
     chdir(defined $opt{cwd} && -d $opt{cwd} ? $opt{cwd} : '/') or chdir '/';
     { no warnings 'exec'; exec { $cmd[0] } @cmd }
-    print STDERR "Error: cannot run $cmd[0]: $!\n";
-    exit($!{ENOENT} ? 127 : 126);
+    my $error = "$!";
+    # As shells do: 127 when no such command exists (even if some PATH entry was
+    # unreadable, which makes execvp report EACCES), 126 when it exists but cannot run.
+    my $exists = $cmd[0] =~ m{/} ? -e $cmd[0] : grep { -e "$_/$cmd[0]" } split /:/, ($ENV{PATH} // '/usr/bin:/bin');
+    print STDERR $exists ? "Error: cannot run $cmd[0]: $error\n" : "Error: cannot run $cmd[0]: command not found\n";
+    exit($exists ? 126 : 127);
 }
 for my $sig (@forwarded) {
     $SIG{$sig} = sub { kill $sig, $child };

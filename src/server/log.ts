@@ -37,7 +37,7 @@ export class Logger {
     if (!this.enabled(level)) return;
     const time = new Date().toISOString();
     if (this.format === 'json') {
-      this.write(`${JSON.stringify({ time, level, msg: message, ...fields })}\n`);
+      this.write(`${JSON.stringify({ ...fields, time, level, msg: message })}\n`);
       return;
     }
     const extra = Object.entries(fields)

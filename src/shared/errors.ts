@@ -52,10 +52,12 @@ export class ApolloError extends Error {
   }
 }
 
+const localCodes: ReadonlySet<ErrorCode> = new Set(['usage', 'no-daemon', 'wait-timeout']);
+
 /** Statuses the daemon sends, mapped back to the code that produced them. */
 const codeByStatus = new Map<number, ErrorCode>();
 for (const [code, face] of Object.entries(errorFaces) as [ErrorCode, { http: number }][]) {
-  if (!codeByStatus.has(face.http)) codeByStatus.set(face.http, code);
+  if (!localCodes.has(code)) codeByStatus.set(face.http, code);
 }
 
 /** Rebuilds the error a daemon answered with, from its status and envelope. */

@@ -80,7 +80,7 @@ export async function runCli(main: () => Promise<void>): Promise<void> {
   } catch (error) {
     const apollo = error instanceof ApolloError ? error : undefined;
     const message = apollo?.message ?? (error instanceof Error ? error.message : String(error));
-    const usage = (error as { usage?: string }).usage;
+    const usage = error instanceof Error ? (error as { usage?: string }).usage : undefined;
     process.stderr.write(`Error: ${message.split('\n')[0]}\n${usage ? `\n${usage}\n` : ''}`);
     process.exitCode = apollo?.exitCode ?? 1;
   }

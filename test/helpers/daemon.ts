@@ -107,12 +107,13 @@ export class TestDaemon {
       detached: true,
     });
     this.process = child;
+    const from = this.log.length;
     child.stderr?.on('data', (c: Buffer) => (this.log += c.toString('utf8')));
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`the daemon exited with ${child.exitCode}:\n${this.log}`);
-      if (this.log.includes('devapollo started')) return;
+      if (this.log.indexOf('devapollo started', from) !== -1) return;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     throw new Error(`the daemon did not start:\n${this.log}`);
@@ -189,11 +190,16 @@ export class TestDaemon {
   }
 }
 
-/** Field 22 of /proc/PID/stat, or undefined when the process is gone. */
+/**
+ * Field 22 of /proc/PID/stat, or undefined when the process is gone or has exited (a
+ * zombie waiting for the host's init to reap it counts as gone).
+ */
 export function startTimeOf(pid: number): string | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    return fields[19];
   } catch {
     return undefined;
   }

@@ -87,6 +87,8 @@ export class ContainerStore {
   }
 
   fileOf(name: string): string {
+    // Names are checked before they get here; a path outside the directory is a bug.
+    if (!isContainerName(name)) throw new ApolloError('bad-request', `invalid container name ${JSON.stringify(name)}`);
     return path.join(this.directory, `${name}.json`);
   }
 
@@ -149,7 +151,7 @@ function parseRecord(file: string, text: string): ContainerRecord {
   };
   if (typeof value !== 'object' || value === null || Array.isArray(value)) bad('not an object');
   const r = value as Record<string, unknown>;
-  if (typeof r['schema'] !== 'number') bad('no schema version');
+  if (typeof r['schema'] !== 'number' || !Number.isSafeInteger(r['schema']) || r['schema'] < 1) bad('no valid schema version');
   if ((r['schema'] as number) > stateSchemaVersion) {
     throw new StateFileError(file, `has schema ${String(r['schema'])}, newer than this devapollo (${stateSchemaVersion})`);
   }
@@ -165,7 +167,7 @@ function parseRecord(file: string, text: string): ContainerRecord {
   for (const [key, val] of Object.entries(config as object)) {
     if (!isConfigKey(key) || typeof val !== 'string') bad(`config key ${JSON.stringify(key)}`);
   }
-  if (typeof r['revision'] !== 'number' || !Number.isSafeInteger(r['revision'])) bad('revision');
+  if (typeof r['revision'] !== 'number' || !Number.isSafeInteger(r['revision']) || r['revision'] < 0) bad('revision');
   if (r['guest_state'] !== 'Started' && r['guest_state'] !== 'Ready') bad('guest_state');
   const init = r['init'];
   if (init !== null) {

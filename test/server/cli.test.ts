@@ -1,0 +1,200 @@
+// The host CLI as a user and a script see it: exit codes, one-line errors, formats, exec.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe } from 'node:test';
+import { parse as parseYaml } from 'yaml';
+import { eventually, hostCli, run, TestDaemon } from '../helpers/daemon.js';
+import { containersUnavailable, gatedTest, rootUnavailable } from '../helpers/env.js';
+
+const oneErrorLine = /^Error: [^\n]+\n$/;
+
+describe('host CLI', () => {
+  let daemon: TestDaemon;
+  const test = gatedTest(containersUnavailable);
+
+  before(async () => {
+    if (containersUnavailable) return;
+    daemon = await TestDaemon.start({ args: ['--max-value-size', '4096'] });
+    await daemon.launch('web', { config: { 'user.foo': 'bar', 'user.n': '1' } });
+  });
+
+  after(async () => {
+    await daemon?.destroy();
+  });
+
+  test('unknown container: exit 3 and one Error line', async () => {
+    for (const args of [['config', 'get', 'nope', 'user.foo'], ['stop', 'nope'], ['exec', 'nope', '--', 'true'], ['config', 'set', 'nope', 'user.a=1']]) {
+      const r = await daemon.cli(args);
+      assert.equal(r.code, 3, args.join(' '));
+      assert.match(r.stderr, /^Error: container "nope" not found\n$/);
+      assert.equal(r.out, '');
+    }
+  });
+
+  test('invalid names and keys, KEY=VALUE without "=": exit 2', async () => {
+    const cases = [
+      ['launch', '1abc'],
+      ['launch', 'a_b'],
+      ['launch', 'x'.repeat(64)],
+      ['config', 'set', 'web', 'bad key=1'],
+      ['config', 'set', 'web', '.dot=1'],
+      ['config', 'set', 'web', 'user.a=1', 'user.b'],
+      ['launch', 'ok', '-c', 'novalue'],
+      ['config', 'set', 'web', 'security.devapollo=maybe'],
+    ];
+    for (const args of cases) {
+      const r = await daemon.cli(args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, oneErrorLine, args.join(' '));
+    }
+    assert.doesNotMatch((await daemon.cli(['list'])).out, /\bok\b/);
+  });
+
+  test('an oversized value is refused with exit 2 and nothing changes', async () => {
+    const r = await daemon.cli(['config', 'set', 'web', 'user.big', '-'], { input: 'x'.repeat(4097) });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^Error: the value of user\.big is 4097 bytes, more than the limit of 4096\n$/);
+    const get = await daemon.cli(['config', 'get', 'web', 'user.big']);
+    assert.equal(get.code, 3);
+    const fits = await daemon.cli(['config', 'set', 'web', 'user.big', '-'], { input: 'x'.repeat(4096) });
+    assert.equal(fits.code, 0, fits.stderr);
+  });
+
+  test('config get prints the exact bytes; unset prints nothing and exits 3', async () => {
+    const value = 'line one\n  "two" %s\t\n';
+    assert.equal((await daemon.cli(['config', 'set', 'web', 'user.exact', '-'], { input: value })).code, 0);
+    const get = await daemon.cli(['config', 'get', 'web', 'user.exact']);
+    assert.equal(get.code, 0);
+    assert.equal(get.out, value);
+    const unset = await daemon.cli(['config', 'get', 'web', 'user.never']);
+    assert.equal(unset.code, 3);
+    assert.equal(unset.out, '');
+    assert.match(unset.stderr, oneErrorLine);
+  });
+
+  test('setting a key to "" unsets it; unset removes it', async () => {
+    assert.equal((await daemon.cli(['config', 'set', 'web', 'user.tmp=x'])).code, 0);
+    assert.equal((await daemon.cli(['config', 'set', 'web', 'user.tmp='])).code, 0);
+    assert.equal((await daemon.cli(['config', 'get', 'web', 'user.tmp'])).code, 3);
+    assert.equal((await daemon.cli(['config', 'set', 'web', 'user.tmp', 'spaced value'])).code, 0);
+    assert.equal((await daemon.cli(['config', 'get', 'web', 'user.tmp'])).out, 'spaced value');
+    assert.equal((await daemon.cli(['config', 'unset', 'web', 'user.tmp'])).code, 0);
+    assert.equal((await daemon.cli(['config', 'get', 'web', 'user.tmp'])).code, 3);
+  });
+
+  test('a value that is not UTF-8 is refused, not mangled', async () => {
+    const r = await daemon.cli(['config', 'set', 'web', 'user.bin', '-'], { input: Buffer.from([0xff, 0xfe, 0x00]) });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /not valid UTF-8/);
+  });
+
+  test('list and config show in every format', async () => {
+    const json = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as Record<string, unknown>[];
+    const web = json.find((c) => c['name'] === 'web');
+    assert.ok(web);
+    for (const field of ['name', 'state', 'guest_state', 'pid', 'config']) assert.ok(field in web, field);
+    assert.equal(web['state'], 'Running');
+    assert.equal(web['guest_state'], 'Started');
+    assert.ok((web['pid'] as number) > 1);
+    assert.equal((web['config'] as Record<string, string>)['user.foo'], 'bar');
+    const yaml = parseYaml((await daemon.cli(['list', '--format', 'yaml'])).out) as Record<string, unknown>[];
+    assert.deepEqual(yaml, json);
+    const csv = (await daemon.cli(['list', '--format', 'csv'])).out.split('\r\n');
+    assert.equal(csv[0], 'NAME,STATE,GUEST STATE,PID,TYPE');
+    assert.match(csv[1] ?? '', /^web,Running,Started,\d+,unprivileged$/);
+    const table = (await daemon.cli(['list'])).out;
+    assert.match(table, /NAME\s+│\s+STATE/);
+    assert.doesNotMatch(table, /\u001b\[/, 'no colour when stdout is not a terminal');
+    const show = JSON.parse((await daemon.cli(['config', 'show', 'web', '--format', 'json'])).out) as Record<string, string>;
+    assert.equal(show['user.foo'], 'bar');
+    const bad = await daemon.cli(['list', '--format', 'xml']);
+    assert.equal(bad.code, 2);
+  });
+
+  test('exec passes stdin, stdout, stderr and the exit code through', async () => {
+    const r = await daemon.exec('web', ['sh', '-c', 'cat; echo to-stderr >&2; exit 7'], { input: 'piped in\n' });
+    assert.equal(r.code, 7);
+    assert.equal(r.out, 'piped in\n');
+    assert.equal(r.stderr, 'to-stderr\n');
+    const killed = await daemon.exec('web', ['sh', '-c', 'kill -KILL $$']);
+    assert.equal(killed.code, 137);
+    const missing = await daemon.exec('web', ['no-such-command-here']);
+    assert.equal(missing.code, 127);
+    assert.match(missing.stderr, /^Error: cannot run no-such-command-here/);
+  });
+
+  test('exec runs with the caller environment and forwards signals', async () => {
+    const env = await daemon.exec('web', ['sh', '-c', 'echo "$APOLLO_TEST_VAR"'], { env: { ...process.env, APOLLO_TEST_VAR: 'carried' } });
+    assert.equal(env.out, 'carried\n');
+    const child = spawn(process.execPath, [hostCli, '--dir', daemon.dir, 'exec', 'web', '--', 'sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    await eventually(() => out.includes('ready'), 'the command runs');
+    child.kill('SIGTERM');
+    assert.equal(await exited, 42);
+  });
+
+  test('exec on a stopped container fails clearly', async () => {
+    await daemon.launch('idle', {});
+    assert.equal((await daemon.cli(['stop', 'idle'])).code, 0);
+    const r = await daemon.exec('idle', ['true']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^Error: container idle is not running\n$/);
+  });
+
+  test('launch of an existing name fails and changes nothing', async () => {
+    const r = await daemon.cli(['launch', 'web', '-c', 'user.foo=other']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^Error: container "web" already exists\n$/);
+    assert.equal((await daemon.cli(['config', 'get', 'web', 'user.foo'])).out, 'bar');
+  });
+
+  test('status reports version, sockets and counts', async () => {
+    const status = JSON.parse((await daemon.cli(['status', '--format', 'json'])).out) as Record<string, unknown>;
+    assert.equal(status['guest_socket'], path.join(daemon.dir, 'devapollo/sock'));
+    assert.equal(status['admin_socket'], path.join(daemon.dir, 'unix.socket'));
+    assert.match(String(status['version']), /^\d+\.\d+\.\d+/);
+    assert.ok((status['containers'] as { total: number }).total >= 1);
+  });
+});
+
+describe('host CLI without a daemon', () => {
+  const test = gatedTest(rootUnavailable);
+  let dir: string;
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-nodaemon-'));
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('no daemon: exit 69 with a clear message', async () => {
+    const r = await run(process.execPath, [hostCli, '--dir', dir, 'list']);
+    assert.equal(r.code, 69);
+    assert.match(r.stderr, /^Error: no devapollo daemon answers on .*unix\.socket: start it with "devapollo serve"\n$/);
+  });
+
+  test('usage errors exit 2', async () => {
+    for (const args of [[], ['frobnicate'], ['config'], ['launch'], ['stop', 'a', 'b']]) {
+      const r = await run(process.execPath, [hostCli, '--dir', dir, ...args]);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.match(r.stderr, /^Error: /);
+      assert.equal(r.out, '');
+    }
+  });
+
+  test('--help and --version go to stdout and exit 0', async () => {
+    const help = await run(process.execPath, [hostCli, '--help']);
+    assert.equal(help.code, 0);
+    for (const command of ['serve', 'launch', 'exec', 'list', 'config', 'start', 'stop', 'delete', 'register', 'status']) {
+      assert.match(help.out, new RegExp(`devapollo ${command}`), command);
+    }
+    const version = await run(process.execPath, [hostCli, '--version']);
+    assert.match(version.out, /^\d+\.\d+\.\d+\n$/);
+  });
+});

@@ -1,0 +1,278 @@
+// The shared HTTP plumbing: Router.match and splitTarget, then routeRequests, sendReply and
+// answerClientError end to end on a real HTTP server listening on a Unix socket.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { ApolloError } from '../../dist/shared/errors.js';
+import {
+  answerClientError,
+  json,
+  routeRequests,
+  Router,
+  splitTarget,
+  text,
+  type Route,
+} from '../../dist/server/http/router.js';
+
+/** Asserts that `fn` throws an ApolloError with this code; returns it for more checks. */
+function throwsApollo(fn: () => unknown, code: string): ApolloError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(caught instanceof ApolloError, `expected an ApolloError, got ${String(caught)}`);
+  assert.equal(caught.code, code);
+  return caught;
+}
+
+describe('Router.match', () => {
+  const noop = () => json(null);
+  const routes: Route<null>[] = [
+    { method: 'GET', path: '/', handler: noop },
+    { method: 'GET', path: '/1.0', handler: noop },
+    { method: 'PATCH', path: '/1.0', handler: noop },
+    { method: 'GET', path: '/1.0/config', handler: noop },
+    { method: 'GET', path: '/1.0/config/:key', handler: noop },
+    { method: 'POST', path: '/1.0/things', handler: noop },
+    { method: 'DELETE', path: '/1.0/things/:name/files/:file', handler: noop },
+  ];
+  const router = new Router(routes);
+
+  test('static paths match their own route, by method', () => {
+    assert.equal(router.match('GET', '/').route, routes[0]);
+    assert.equal(router.match('GET', '/1.0').route, routes[1]);
+    assert.equal(router.match('PATCH', '/1.0').route, routes[2]);
+    assert.equal(router.match('GET', '/1.0/config').route, routes[3]);
+    assert.deepEqual(router.match('GET', '/1.0/config').params, {});
+  });
+
+  test('a :param is one percent-decoded segment', () => {
+    const plain = router.match('GET', '/1.0/config/user.foo');
+    assert.equal(plain.route, routes[4]);
+    assert.deepEqual(plain.params, { key: 'user.foo' });
+    assert.deepEqual(router.match('GET', '/1.0/config/user.a%20b%2Fc%C3%A9').params, { key: 'user.a b/cé' });
+    assert.deepEqual(router.match('DELETE', '/1.0/things/alpha/files/x%3Fy').params, { name: 'alpha', file: 'x?y' });
+  });
+
+  test('an unknown path is a 404', () => {
+    for (const p of ['/nope', '/1.0/', '/1.0/config/', '/1.0/config/a/b', '/1.0/Config', '']) {
+      const error = throwsApollo(() => router.match('GET', p), 'not-found');
+      assert.equal(error.status, 404, p);
+    }
+  });
+
+  test('a known path with another method is a 405 with Allow', () => {
+    const onInfo = throwsApollo(() => router.match('DELETE', '/1.0'), 'method-not-allowed');
+    assert.equal(onInfo.status, 405);
+    assert.equal(onInfo.headers['Allow'], 'GET, HEAD, PATCH');
+    const onThings = throwsApollo(() => router.match('GET', '/1.0/things'), 'method-not-allowed');
+    assert.equal(onThings.headers['Allow'], 'POST');
+    const onKey = throwsApollo(() => router.match('PUT', '/1.0/config/user.foo'), 'method-not-allowed');
+    assert.equal(onKey.headers['Allow'], 'GET, HEAD');
+  });
+
+  test('HEAD matches GET routes, and only those', () => {
+    assert.equal(router.match('HEAD', '/1.0').route, routes[1]);
+    assert.deepEqual(router.match('HEAD', '/1.0/config/user.x').params, { key: 'user.x' });
+    throwsApollo(() => router.match('HEAD', '/1.0/things'), 'method-not-allowed');
+  });
+
+  test('invalid percent-encoding in a param is a 400', () => {
+    for (const p of ['/1.0/config/%', '/1.0/config/%zz', '/1.0/config/%C3']) {
+      const error = throwsApollo(() => router.match('GET', p), 'bad-request');
+      assert.equal(error.status, 400);
+    }
+  });
+});
+
+describe('splitTarget', () => {
+  test('splits the path from the query and parses the query', () => {
+    const { path: p, query } = splitTarget('/1.0/config/user.foo?wait=true&etag=%22abc%22&timeout=5');
+    assert.equal(p, '/1.0/config/user.foo');
+    assert.equal(query.get('wait'), 'true');
+    assert.equal(query.get('etag'), '"abc"');
+    assert.equal(query.get('timeout'), '5');
+  });
+
+  test('without a query the path is the whole target and the query is empty', () => {
+    const { path: p, query } = splitTarget('/1.0');
+    assert.equal(p, '/1.0');
+    assert.equal([...query].length, 0);
+    assert.equal(splitTarget('/?').path, '/');
+  });
+
+  test('the path stays raw; only the router decodes params', () => {
+    assert.equal(splitTarget('/1.0/config/a%2Fb?x=1').path, '/1.0/config/a%2Fb');
+  });
+
+  test('a target that is not a path is a 400', () => {
+    for (const t of ['', '*', 'http://apollo/1.0', '1.0', '?x=1']) {
+      throwsApollo(() => splitTarget(t), 'bad-request');
+    }
+  });
+});
+
+describe('routeRequests on a real Unix socket', () => {
+  let dir: string;
+  let socketPath: string;
+  let server: http.Server;
+  const unexpected: unknown[] = [];
+  const etag = '"rev-42"';
+
+  const routes: Route<{ who: string }>[] = [
+    { method: 'GET', path: '/value', handler: (context) => json({ hello: context.who }, { etag }) },
+    { method: 'GET', path: '/text/:name', handler: (_context, request) => text(`name=${request.params['name'] ?? ''}`) },
+    {
+      method: 'GET',
+      path: '/missing',
+      handler: () => {
+        throw new ApolloError('not-found', 'x');
+      },
+    },
+    {
+      method: 'GET',
+      path: '/boom',
+      handler: () => {
+        throw new Error('secret detail');
+      },
+    },
+    { method: 'PATCH', path: '/echo', handler: (_context, request) => json({ got: request.body.toString('utf8') }) },
+  ];
+
+  interface Answer {
+    status: number;
+    headers: http.IncomingHttpHeaders;
+    body: string;
+  }
+
+  function request(method: string, target: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ socketPath, method, path: target, headers: { Host: 'apollo', ...headers }, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** Sends raw bytes and reads until the server closes the connection. */
+  function raw(bytes: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect(socketPath);
+      const chunks: Buffer[] = [];
+      socket.on('connect', () => socket.write(bytes));
+      socket.on('data', (chunk) => chunks.push(chunk));
+      socket.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      socket.on('error', reject);
+    });
+  }
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-router-'));
+    socketPath = path.join(dir, 'sock');
+    server = http.createServer(
+      routeRequests(routes, {
+        contextOf: () => ({ who: 'alpha' }),
+        maxBodyBytes: 16,
+        onUnexpected: (_req, error) => unexpected.push(error),
+      }),
+    );
+    server.on('clientError', answerClientError);
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  });
+
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a JSON reply with an etag is a 200 with ETag and Content-Type', async () => {
+    const answer = await request('GET', '/value');
+    assert.equal(answer.status, 200);
+    assert.equal(answer.headers['etag'], etag);
+    assert.equal(answer.headers['content-type'], 'application/json');
+    assert.equal(answer.headers['content-length'], String(Buffer.byteLength(answer.body)));
+    assert.deepEqual(JSON.parse(answer.body), { hello: 'alpha' });
+  });
+
+  test('If-None-Match with the current etag is a 304 without a body', async () => {
+    const answer = await request('GET', '/value', { 'If-None-Match': etag });
+    assert.equal(answer.status, 304);
+    assert.equal(answer.headers['etag'], etag);
+    assert.equal(answer.body, '');
+    const weak = await request('GET', '/value', { 'If-None-Match': `"other", W/${etag}` });
+    assert.equal(weak.status, 304);
+    const stale = await request('GET', '/value', { 'If-None-Match': '"rev-41"' });
+    assert.equal(stale.status, 200);
+    assert.deepEqual(JSON.parse(stale.body), { hello: 'alpha' });
+  });
+
+  test('HEAD gets the headers of GET and no body', async () => {
+    const answer = await request('HEAD', '/value');
+    assert.equal(answer.status, 200);
+    assert.equal(answer.headers['etag'], etag);
+    assert.equal(answer.body, '');
+  });
+
+  test('a text reply carries the percent-decoded param', async () => {
+    const answer = await request('GET', '/text/a%20b');
+    assert.equal(answer.status, 200);
+    assert.equal(answer.headers['content-type'], 'text/plain; charset=utf-8');
+    assert.equal(answer.body, 'name=a b');
+  });
+
+  test('a thrown ApolloError becomes its status and the exact envelope', async () => {
+    const answer = await request('GET', '/missing');
+    assert.equal(answer.status, 404);
+    assert.equal(answer.headers['content-type'], 'application/json');
+    assert.equal(answer.body, '{"type":"error","error":"x","error_code":404}');
+  });
+
+  test('a thrown plain Error is a 500 with the envelope and is reported, without its message', async () => {
+    const before = unexpected.length;
+    const answer = await request('GET', '/boom');
+    assert.equal(answer.status, 500);
+    assert.equal(answer.headers['content-type'], 'application/json');
+    assert.deepEqual(JSON.parse(answer.body), { type: 'error', error: 'internal error', error_code: 500 });
+    assert.ok(!answer.body.includes('secret detail'));
+    assert.equal(unexpected.length, before + 1);
+    assert.equal((unexpected.at(-1) as Error).message, 'secret detail');
+  });
+
+  test('unknown path 404, other method 405 with Allow, both as envelopes', async () => {
+    const missing = await request('GET', '/nowhere');
+    assert.equal(missing.status, 404);
+    assert.equal(JSON.parse(missing.body).error_code, 404);
+    const wrong = await request('DELETE', '/value');
+    assert.equal(wrong.status, 405);
+    assert.equal(wrong.headers['allow'], 'GET, HEAD');
+    assert.deepEqual(JSON.parse(wrong.body), { type: 'error', error: 'method DELETE is not allowed here', error_code: 405 });
+  });
+
+  test('a request body reaches the handler, and one over the limit is a 413', async () => {
+    const small = await request('PATCH', '/echo', { 'Content-Type': 'application/json' }, '{"a":1}');
+    assert.equal(small.status, 200);
+    assert.deepEqual(JSON.parse(small.body), { got: '{"a":1}' });
+    const big = await request('PATCH', '/echo', {}, 'x'.repeat(100));
+    assert.equal(big.status, 413);
+    assert.equal(JSON.parse(big.body).error_code, 413);
+  });
+
+  test('bytes the HTTP parser rejects get a 400 with the envelope', async () => {
+    const response = await raw('GARBAGE\r\n\r\n');
+    const [head = '', body] = response.split('\r\n\r\n');
+    assert.match(head, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(head, /\r\nContent-Type: application\/json\r\n/);
+    assert.equal(body, '{"type":"error","error":"malformed HTTP request","error_code":400}');
+    assert.match(head, new RegExp(`\r\nContent-Length: ${Buffer.byteLength(body ?? '')}\r\n`));
+  });
+});
