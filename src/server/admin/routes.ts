@@ -21,6 +21,7 @@ export const adminRoutes: readonly Route<AdminContext>[] = [
   { method: 'DELETE', path: '/1.0/containers/:name', handler: deleteContainer },
   { method: 'PUT', path: '/1.0/containers/:name/state', handler: changeState },
   { method: 'PUT', path: '/1.0/containers/:name/init', handler: registerInit },
+  { method: 'DELETE', path: '/1.0/containers/:name/init', handler: unregisterInit },
   { method: 'PATCH', path: '/1.0/containers/:name/config', handler: patchConfig },
   { method: 'GET', path: '/1.0/containers/:name/config/:key', handler: getConfigKey },
 ];
@@ -76,6 +77,10 @@ async function registerInit({ manager }: AdminContext, request: RequestInfo) {
   if (typeof pid !== 'number') throw new ApolloError('bad-request', 'pid must be a number');
   const container = await manager.register(param(request, 'name'), pid, configField(body));
   return json(containerWire(container));
+}
+
+async function unregisterInit({ manager }: AdminContext, request: RequestInfo) {
+  return json(containerWire(await manager.unregister(param(request, 'name'))));
 }
 
 async function patchConfig({ manager }: AdminContext, request: RequestInfo) {

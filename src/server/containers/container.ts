@@ -39,6 +39,15 @@ export class Instance {
     this.live = false;
   }
 
+  private released = false;
+
+  /** True the first time only: the caller then owns closing the descriptors, once. */
+  claimRelease(): boolean {
+    if (this.released) return false;
+    this.released = true;
+    return true;
+  }
+
   settle(): void {
     this.resolveEnded();
   }

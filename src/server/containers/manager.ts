@@ -270,6 +270,20 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
     }
   }
 
+  /**
+   * Lets go of a registered container's init without stopping it (another runtime's stop
+   * hook): its namespace no longer maps, its record and config stay for the next start.
+   */
+  async unregister(name: string): Promise<Container> {
+    const container = this.get(name);
+    if (container.record.origin !== 'register') {
+      throw new ApolloError('conflict', `container ${name} was launched by devapollo: use stop`);
+    }
+    const instance = container.instance;
+    if (instance !== undefined) await this.release(instance, 'unregistered');
+    return container;
+  }
+
   /** Sets (or, with null or "", unsets) config keys, durably, then tells listeners. */
   async setConfig(name: string, changes: Readonly<Record<string, string | null>>): Promise<Container> {
     const container = this.get(name);
@@ -437,7 +451,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
 
   /** The init exited or was let go: unmap it, record it as stopped, tell listeners. */
   private async release(instance: Instance, why: 'exited' | 'unregistered'): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || !instance.claimRelease()) return;
     const container = instance.container;
     this.unmap(instance);
     this.options.watcher.unwatch(instance.pidfd);
