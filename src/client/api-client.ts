@@ -54,8 +54,68 @@ export class GuestClient {
     return JSON.parse((await this.request('GET', target)).body.toString('utf8')) as T;
   }
 
+  /**
+   * A GET that may answer 404 (an unset key): the value (undefined when unset) and its
+   * ETag. Other errors throw. `waitMs` extends the answer timeout for change-waits.
+   */
+  async getWithEtag(target: string, waitMs = 0): Promise<{ value: Buffer | undefined; etag: string }> {
+    const response = await this.send('GET', target, { waitMs });
+    if (response.status !== 200 && response.status !== 404) {
+      throw errorFromResponse(response.status, response.body.toString('utf8'));
+    }
+    const etag = response.headers.etag;
+    if (typeof etag !== 'string') throw new ApolloError('internal', `the daemon sent no ETag for ${target}`);
+    return { value: response.status === 200 ? response.body : undefined, etag };
+  }
+
+  /**
+   * Opens a stream of one JSON object per line and calls `onLine` for each. Resolves once
+   * the stream is open; `ended` settles when it ends (rejects when it breaks).
+   */
+  async openStream(target: string, onLine: (line: string) => void): Promise<{ ended: Promise<void>; close: () => void }> {
+    const { res, req } = await new Promise<{ res: http.IncomingMessage; req: http.ClientRequest }>((resolve, reject) => {
+      const request = http.request({ socketPath: this.socketPath, method: 'GET', path: target, headers: { Host: 'apollo' }, agent: false });
+      const timer = setTimeout(() => request.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })), this.connectTimeoutMs);
+      request.once('response', (response) => {
+        clearTimeout(timer);
+        resolve({ res: response, req: request });
+      });
+      request.once('error', (error) => {
+        clearTimeout(timer);
+        reject(this.unreachable(error));
+      });
+      request.end();
+    });
+    if ((res.statusCode ?? 0) >= 400) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of res as AsyncIterable<Buffer>) chunks.push(chunk);
+      throw errorFromResponse(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+    }
+    const ended = (async () => {
+      let buffered = '';
+      try {
+        for await (const chunk of res as AsyncIterable<Buffer>) {
+          buffered += chunk.toString('utf8');
+          let newline: number;
+          while ((newline = buffered.indexOf('\n')) !== -1) {
+            const line = buffered.slice(0, newline);
+            buffered = buffered.slice(newline + 1);
+            if (line.trim() !== '') onLine(line);
+          }
+        }
+      } catch (error) {
+        throw this.unreachable(error);
+      }
+    })();
+    return { ended, close: () => req.destroy() };
+  }
+
   /** Sends with retries for a daemon that is restarting; 503 counts as restarting. */
-  async send(method: string, target: string, options: { body?: string; headers?: http.OutgoingHttpHeaders } = {}): Promise<GuestResponse> {
+  async send(
+    method: string,
+    target: string,
+    options: { body?: string; headers?: http.OutgoingHttpHeaders; waitMs?: number } = {},
+  ): Promise<GuestResponse> {
     const deadline = Date.now() + this.retryForMs;
     let delay = 25;
     for (;;) {
@@ -74,7 +134,11 @@ export class GuestClient {
   }
 
   /** One attempt; the timeout covers connecting and waiting for the answer's headers. */
-  private once(method: string, target: string, options: { body?: string; headers?: http.OutgoingHttpHeaders }): Promise<GuestResponse> {
+  private once(
+    method: string,
+    target: string,
+    options: { body?: string; headers?: http.OutgoingHttpHeaders; waitMs?: number },
+  ): Promise<GuestResponse> {
     return new Promise((resolve, reject) => {
       const req = http.request({
         socketPath: this.socketPath,
@@ -86,7 +150,7 @@ export class GuestClient {
       const timer = setTimeout(() => {
         const error = Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' });
         req.destroy(error);
-      }, this.connectTimeoutMs);
+      }, this.connectTimeoutMs + (options.waitMs ?? 0));
       req.once('response', (res) => {
         clearTimeout(timer);
         const chunks: Buffer[] = [];
@@ -107,7 +171,9 @@ export class GuestClient {
     return fs.existsSync(path.dirname(this.socketPath));
   }
 
-  private unreachable(error: unknown): ApolloError {
+  /** A failure to reach the daemon as the error (exit 69) it means; ApolloErrors pass through. */
+  unreachable(error: unknown): ApolloError {
+    if (error instanceof ApolloError) return error;
     const code = (error as NodeJS.ErrnoException).code;
     const socket = this.socketPath;
     switch (code) {

@@ -29,6 +29,7 @@ export interface ServeOptions {
   readonly maxValueBytes: number;
   readonly adminGroup: string | undefined;
   readonly stopTimeoutSeconds: number;
+  readonly eventsHeartbeatSeconds: number;
 }
 
 /** A running daemon; `closed` settles once it has shut down. */
@@ -80,7 +81,10 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     });
     await manager.restore(records);
 
-    const guest = createGuestServer(manager, logger, defaultGuestLimits);
+    const { server: guest, events } = createGuestServer(manager, logger, {
+      ...defaultGuestLimits,
+      events: { ...defaultGuestLimits.events, heartbeatMs: options.eventsHeartbeatSeconds * 1000 },
+    });
     let guestConnections = 0;
     guest.on('connection', (socket: net.Socket) => {
       guestConnections++;
@@ -95,7 +99,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       guest_socket: paths.guestSocket,
       admin_socket: paths.adminSocket,
       containers: manager.counts(),
-      connections: { guest: guestConnections },
+      connections: { guest: guestConnections, event_listeners: events.size },
       identity: features,
     });
     const admin = createAdminServer({ manager, status }, manager, logger, adminGid);

@@ -63,11 +63,42 @@ export async function render(
   }
 }
 
+/** An event of either API, as both CLIs' `watch`/`monitor` show it. */
+export interface EventForDisplay {
+  readonly type: string;
+  readonly timestamp: string;
+  readonly container?: string;
+  readonly metadata: Readonly<Record<string, unknown>>;
+}
+
+/** One line per event for people; `--format json` prints the event itself instead. */
+export async function renderEventLine(event: EventForDisplay): Promise<string> {
+  const { Chalk } = await import('chalk');
+  const chalk = new Chalk({ level: useColor(process.stdout) ? 1 : 0 });
+  const shown = (value: unknown) => {
+    const text = JSON.stringify(String(value ?? ''));
+    return text.length > 80 ? `${text.slice(0, 77)}..."` : text;
+  };
+  const m = event.metadata;
+  const what =
+    event.type === 'config'
+      ? `${chalk.bold(String(m['key']))}: ${shown(m['old_value'])} -> ${shown(m['value'])}`
+      : [m['action'], m['state']].filter((part) => part !== undefined).join(' ');
+  const container = event.container === undefined ? '' : `${chalk.cyan(event.container)}  `;
+  return `${chalk.dim(event.timestamp)}  ${container}${event.type.padEnd(9)}  ${what}\n`;
+}
+
 /** Writes to stdout and resolves once it is flushed (so exit codes never cut output). */
 export function writeOut(data: string | Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {
     process.stdout.write(data, (error) => (error ? reject(error) : resolve()));
   });
+}
+
+/** Writes a value byte for byte; on a terminal a missing final newline is added for the prompt's sake. */
+export async function writeValue(value: Buffer): Promise<void> {
+  await writeOut(value);
+  if (process.stdout.isTTY && value.length > 0 && value[value.length - 1] !== 0x0a) await writeOut('\n');
 }
 
 /**

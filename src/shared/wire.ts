@@ -26,7 +26,7 @@ export interface StatusWire {
   readonly guest_socket: string;
   readonly admin_socket: string;
   readonly containers: { readonly total: number; readonly running: number };
-  readonly connections: { readonly guest: number };
+  readonly connections: { readonly guest: number; readonly event_listeners: number };
   readonly identity: { readonly peer_pidfd: boolean; readonly namespace_ids: boolean };
 }
 

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const hostCli = path.join(repoRoot, 'bin/devapollo.js');
-export const guestBundle = path.join(repoRoot, 'dist/devapollo-guest.mjs');
+export const guestBundle = path.join(repoRoot, 'dist/devapollo-guest.cjs');
 
 export interface RunResult {
   readonly code: number | null;
@@ -62,7 +62,7 @@ export function guestTool(): string {
   if (guestCopy === undefined) {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-guest-'));
     fs.chmodSync(dir, 0o755);
-    guestCopy = path.join(dir, 'devapollo-guest.mjs');
+    guestCopy = path.join(dir, 'devapollo-guest.cjs');
     fs.copyFileSync(guestBundle, guestCopy);
     fs.chmodSync(guestCopy, 0o755);
     process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));

@@ -1,9 +1,10 @@
-/** Every guest command, one declarative object each. */
+/** Every guest command, one declarative object each: parse, call an operation, print. */
 import type { CommandModule } from 'yargs';
 import { ApolloError } from '../../shared/errors.js';
-import { type OutputFormat, render, writeOut } from '../../shared/output.js';
+import { type OutputFormat, render, renderEventLine, writeOut, writeValue } from '../../shared/output.js';
 import type { GuestInfoWire } from '../../shared/wire.js';
 import { GuestClient } from '../api-client.js';
+import { getValue, readAllValues, setReady, waitForKey, watchEvents, writeSeed } from '../operations.js';
 
 export interface GuestGlobals {
   socket?: string | undefined;
@@ -15,20 +16,16 @@ export function guestClient(argv: GuestGlobals): GuestClient {
   return new GuestClient({ socketPath: argv.socket, connectTimeoutMs: argv['connect-timeout'] * 1000 });
 }
 
-/** Writes a value byte for byte; on a terminal a missing final newline is added for the prompt's sake. */
-async function writeValue(value: Buffer): Promise<void> {
-  await writeOut(value);
-  if (process.stdout.isTTY && value.length > 0 && value[value.length - 1] !== 0x0a) await writeOut('\n');
-}
-
 const get: CommandModule<GuestGlobals, GuestGlobals & { key: string }> = {
   command: 'get <key>',
   describe: "Print a config key's value, byte for byte",
   builder: (y) =>
-    y.positional('key', { type: 'string', demandOption: true }).example('$0 get user.foo', 'exit 3 when unset, 4 when not readable') as never,
+    y
+      .positional('key', { type: 'string', demandOption: true })
+      .example('$0 get user.foo', 'exit 3 when unset, 4 when not readable')
+      .example('name=$($0 get user.name)', 'in a script') as never,
   handler: async (argv) => {
-    const value = await guestClient(argv).getText(`/1.0/config/${encodeURIComponent(argv.key)}`);
-    await writeValue(value);
+    await writeValue(await getValue(guestClient(argv), argv.key));
   },
 };
 
@@ -37,21 +34,11 @@ const config: CommandModule<GuestGlobals, GuestGlobals & { format: OutputFormat 
   describe: 'Show every readable key and its value',
   builder: (y) =>
     y
-      .option('format', { alias: 'f', choices: ['table', 'json', 'yaml'] as const, default: (process.stdout.isTTY ? 'table' : 'json') as OutputFormat })
-      .example('$0 config --format json', 'one object, KEY -> VALUE, sorted') as never,
+      .option('format', { alias: 'f', choices: ['table', 'json', 'yaml'] as const, default: 'table' as const })
+      .example('$0 config', 'a table')
+      .example('$0 config --format json', 'one object, KEY -> VALUE, sorted by key') as never,
   handler: async (argv) => {
-    const client = guestClient(argv);
-    const urls = await client.getJson<string[]>('/1.0/config');
-    const values: Record<string, string> = {};
-    for (const url of urls) {
-      const key = url.slice('/1.0/config/'.length);
-      try {
-        values[key] = (await client.getText(`/1.0/config/${encodeURIComponent(key)}`)).toString('utf8');
-      } catch (error) {
-        // Unset between listing and reading: leave it out.
-        if (!(error instanceof ApolloError && error.code === 'not-found')) throw error;
-      }
-    }
+    const values = await readAllValues(guestClient(argv));
     await writeOut(await render(argv.format, values, () => ({ head: ['KEY', 'VALUE'], rows: Object.entries(values) })));
   },
 };
@@ -60,7 +47,7 @@ const metadata: CommandModule<GuestGlobals, GuestGlobals> = {
   command: 'metadata',
   aliases: ['meta-data'],
   describe: 'Print cloud-init meta-data exactly as served',
-  builder: (y) => y.example('$0 metadata > /var/lib/cloud/seed/nocloud/meta-data', '') as never,
+  builder: (y) => y.example('$0 metadata > /var/lib/cloud/seed/nocloud/meta-data', 'for cloud-init') as never,
   handler: async (argv) => {
     await writeOut(await guestClient(argv).getText('/1.0/meta-data'));
   },
@@ -69,13 +56,86 @@ const metadata: CommandModule<GuestGlobals, GuestGlobals> = {
 const info: CommandModule<GuestGlobals, GuestGlobals & { format: 'table' | 'json' }> = {
   command: 'info',
   describe: 'Show the API document (GET /1.0)',
-  builder: (y) => y.option('format', { alias: 'f', choices: ['table', 'json'] as const, default: 'table' as const }).example('$0 info --format json', '') as never,
+  builder: (y) =>
+    y
+      .option('format', { alias: 'f', choices: ['table', 'json'] as const, default: 'table' as const })
+      .example('$0 info --format json', '') as never,
   handler: async (argv) => {
     const doc = await guestClient(argv).getJson<GuestInfoWire>('/1.0');
-    await writeOut(
-      await render(argv.format, doc, () => ({ head: ['', ''], rows: Object.entries(doc).map(([k, v]) => [k, String(v)]) })),
-    );
+    await writeOut(await render(argv.format, doc, () => ({ head: ['', ''], rows: Object.entries(doc).map(([k, v]) => [k, String(v)]) })));
   },
 };
 
-export const guestCommands = [get, config, metadata, info] as unknown as CommandModule<object, object>[];
+const watch: CommandModule<GuestGlobals, GuestGlobals & { type: string; format: 'text' | 'json' }> = {
+  command: 'watch',
+  describe: "Print this container's events as they happen (reconnects; misses nothing)",
+  builder: (y) =>
+    y
+      .option('type', { type: 'string', default: 'config,lifecycle', describe: 'config, lifecycle or both' })
+      .option('format', { alias: 'f', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'json: one object per line' })
+      .example('$0 watch --type config --format json', 'for a script') as never,
+  handler: async (argv) => {
+    const types = argv.type.split(',').map((t) => t.trim());
+    for (const type of types) {
+      if (type !== 'config' && type !== 'lifecycle') throw new ApolloError('usage', `unknown event type ${JSON.stringify(type)}: use config, lifecycle`);
+    }
+    const stop = new AbortController();
+    const onSignal = () => stop.abort();
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    let printing = Promise.resolve();
+    try {
+      await watchEvents(guestClient(argv), types as ('config' | 'lifecycle')[], (event) => {
+        printing = printing.then(async () =>
+          writeOut(argv.format === 'json' ? `${JSON.stringify(event)}\n` : await renderEventLine(event)),
+        );
+      }, stop.signal);
+      await printing;
+    } finally {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    }
+  },
+};
+
+const wait: CommandModule<GuestGlobals, GuestGlobals & { key: string; value?: string; timeout?: number }> = {
+  command: 'wait <key>',
+  describe: 'Wait until a key changes (or equals --value), then print its value',
+  builder: (y) =>
+    y
+      .positional('key', { type: 'string', demandOption: true })
+      .option('value', { type: 'string', describe: 'wait until the key has exactly this value' })
+      .option('timeout', { type: 'number', describe: 'give up after this many seconds (exit 75)' })
+      .example('$0 wait user.go --value yes --timeout 300', 'block a boot script until the host says go') as never,
+  handler: async (argv) => {
+    if (argv.timeout !== undefined && !(argv.timeout >= 0)) throw new ApolloError('usage', '--timeout must be a number of seconds');
+    const value = await waitForKey(guestClient(argv), argv.key, {
+      expected: argv.value,
+      timeoutMs: argv.timeout === undefined ? undefined : argv.timeout * 1000,
+    });
+    if (value !== undefined) await writeValue(value);
+  },
+};
+
+const ready: CommandModule<GuestGlobals, GuestGlobals> = {
+  command: 'ready',
+  describe: 'Tell the host this container is ready (its guest state becomes Ready)',
+  builder: (y) => y.example('$0 ready', 'at the end of a boot script') as never,
+  handler: async (argv) => {
+    await setReady(guestClient(argv));
+  },
+};
+
+const seed: CommandModule<GuestGlobals, GuestGlobals & { dir: string }> = {
+  command: 'seed <dir>',
+  describe: 'Write a cloud-init NoCloud seed (meta-data, user-data, vendor-data, network-config)',
+  builder: (y) =>
+    y
+      .positional('dir', { type: 'string', demandOption: true })
+      .example('$0 seed /var/lib/cloud/seed/nocloud', 'then cloud-init boots from devapollo data') as never,
+  handler: async (argv) => {
+    await writeSeed(guestClient(argv), argv.dir);
+  },
+};
+
+export const guestCommands = [get, config, metadata, info, watch, wait, ready, seed] as unknown as CommandModule<object, object>[];

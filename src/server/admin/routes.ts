@@ -5,8 +5,9 @@
 import { ApolloError } from '../../shared/errors.js';
 import type { ContainerWire, StatusWire } from '../../shared/wire.js';
 import type { Container } from '../containers/container.js';
-import type { ContainerManager } from '../containers/manager.js';
-import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
+import type { ContainerEvent, ContainerManager } from '../containers/manager.js';
+import { parseEventTypes } from '../guest/events.js';
+import { json, parseJsonBody, type RequestInfo, type Route, type StreamReply, text } from '../http/router.js';
 
 export interface AdminContext {
   readonly manager: ContainerManager;
@@ -24,6 +25,7 @@ export const adminRoutes: readonly Route<AdminContext>[] = [
   { method: 'DELETE', path: '/1.0/containers/:name/init', handler: unregisterInit },
   { method: 'PATCH', path: '/1.0/containers/:name/config', handler: patchConfig },
   { method: 'GET', path: '/1.0/containers/:name/config/:key', handler: getConfigKey },
+  { method: 'GET', path: '/1.0/events', handler: streamEvents },
 ];
 
 function getStatus({ status }: AdminContext) {
@@ -99,6 +101,31 @@ function getConfigKey({ manager }: AdminContext, request: RequestInfo) {
   const value = container.record.config[key];
   if (value === undefined) throw new ApolloError('not-found', `config key ${key} is not set on ${container.name}`);
   return text(value);
+}
+
+/**
+ * Every event of every container (or of `?container=NAME`), one JSON object per line, for
+ * `devapollo monitor`. Root sees all keys, security.* included.
+ */
+function streamEvents({ manager }: AdminContext, request: RequestInfo): StreamReply {
+  const only = request.query.get('container');
+  if (only !== null) manager.get(only);
+  const types = parseEventTypes(request.query.get('type'));
+  return {
+    stream: (_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache' });
+      res.flushHeaders();
+      const listener = (event: ContainerEvent) => {
+        if ((only === null || event.container === only) && types.has(event.type)) res.write(`${JSON.stringify(event)}\n`);
+      };
+      manager.on('event', listener);
+      const heartbeat = setInterval(() => res.write('\n'), 15_000);
+      res.once('close', () => {
+        clearInterval(heartbeat);
+        manager.off('event', listener);
+      });
+    },
+  };
 }
 
 /** The wire form of a container (`list --format json`). */

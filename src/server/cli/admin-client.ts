@@ -3,6 +3,7 @@
  * Errors come back as ApolloErrors rebuilt from the daemon's answer, so the CLI exits
  * with the code that matches it.
  */
+import http from 'node:http';
 import type { Got } from 'got';
 import { ApolloError, errorFromResponse } from '../../shared/errors.js';
 import type { ContainerWire, StatusWire } from '../../shared/wire.js';
@@ -49,6 +50,31 @@ export class AdminClient {
 
   container(name: string): Promise<ContainerWire> {
     return this.json('GET', `/1.0/containers/${encodeURIComponent(name)}`);
+  }
+
+  /** Streams one JSON object per line to `onLine` until the daemon ends the stream. */
+  async stream(path: string, onLine: (line: string) => void): Promise<void> {
+    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      const req = http.request({ socketPath: this.socket, path, headers: { Host: 'devapollo' } });
+      req.once('response', resolve);
+      req.once('error', (error) => reject(connectionError(this.socket, error)));
+      req.end();
+    });
+    if ((response.statusCode ?? 0) >= 400) {
+      const chunks: Buffer[] = [];
+      for await (const chunk of response as AsyncIterable<Buffer>) chunks.push(chunk);
+      throw errorFromResponse(response.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+    }
+    let buffered = '';
+    for await (const chunk of response as AsyncIterable<Buffer>) {
+      buffered += chunk.toString('utf8');
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) !== -1) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (line.trim() !== '') onLine(line);
+      }
+    }
   }
 
   private async got(): Promise<Got> {

@@ -9,6 +9,7 @@ import { finishCli } from '../../shared/cli.js';
 import { runCli } from '../../shared/output.js';
 import { configCommand } from './commands/config.js';
 import { containerCommands } from './commands/containers.js';
+import { monitorCommand } from './commands/monitor.js';
 import { serveCommand } from './commands/serve.js';
 import { stdinArgument } from './commands/shared.js';
 import { statusCommand } from './commands/status.js';
@@ -29,7 +30,8 @@ export function buildCli(argv: readonly string[]): Argv {
     })
     .parserConfiguration({ 'populate--': true, 'unknown-options-as-args': false })
     .command(serveCommand)
-    .command(statusCommand);
+    .command(statusCommand)
+    .command(monitorCommand);
   for (const command of containerCommands) cli = cli.command(command);
   return finishCli(cli.command(configCommand), 'devapollo');
 }

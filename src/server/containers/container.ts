@@ -58,8 +58,47 @@ export class Container {
   /** Set while a start, stop or delete is under way: a second one gets 409. */
   busy: string | undefined;
   private tail: Promise<unknown> = Promise.resolve();
+  private readonly changeListeners = new Set<() => void>();
 
   constructor(public record: ContainerRecord) {}
+
+  /**
+   * An ETag from a stored revision, never a hash of the content: a value that goes
+   * A->B->A gets a new one. The uuid part tells apart two containers of the same name.
+   */
+  etag(revision: number): string {
+    return `"${this.record.uuid.slice(0, 8)}-${revision}"`;
+  }
+
+  /** The ETag of /1.0/config/KEY: changes exactly when KEY is set, changed or unset. */
+  keyEtag(key: string): string {
+    return this.etag(this.record.key_revisions[key] ?? 0);
+  }
+
+  /**
+   * Resolves true at the next change of this container (record or instance), false when
+   * `timeoutMs` passes or `signal` aborts first.
+   */
+  nextChange(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    return new Promise((resolve) => {
+      const finish = (changed: boolean) => {
+        clearTimeout(timer);
+        this.changeListeners.delete(onChange);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(changed);
+      };
+      const onChange = () => finish(true);
+      const onAbort = () => finish(false);
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      this.changeListeners.add(onChange);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** Wakes every waiter; each re-reads what it waits for. */
+  notifyChanged(): void {
+    for (const listener of [...this.changeListeners]) listener();
+  }
 
   get name(): string {
     return this.record.name;
@@ -67,11 +106,6 @@ export class Container {
 
   get state(): 'Running' | 'Stopped' {
     return this.instance?.running ? 'Running' : 'Stopped';
-  }
-
-  /** The ETag of everything a guest can read: a stored revision, never a hash. */
-  get etag(): string {
-    return `"${this.record.uuid.slice(0, 8)}.${this.record.revision}"`;
   }
 
   /** Runs record updates one at a time, so that no update is lost to a concurrent one. */

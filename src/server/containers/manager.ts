@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
-import { assertConfigKey, assertContainerName } from '../../shared/names.js';
+import { assertConfigKey, assertContainerName, isGuestReadableKey } from '../../shared/names.js';
 import type { ExitWatcher } from '../kernel/exit-watcher.js';
 import { namespaceKey, namespaceKeysAreIds, openPidNamespace } from '../kernel/namespaces.js';
 import { closeFd, openPidfd, pidfdIsAlive, signalPidfd } from '../kernel/pidfd.js';
@@ -52,7 +52,7 @@ export interface LaunchRequest {
   readonly command: readonly string[] | null;
 }
 
-export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> {
+export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Container] }> {
   private readonly containers = new Map<string, Container>();
   /** Running instances by pid-namespace key: the whole identity lookup, O(1). */
   private readonly byNamespace = new Map<bigint, Instance>();
@@ -74,7 +74,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
       const adopted = init.boot_id === bootId ? this.tryAdopt(container, init.pid, init.start_time) : undefined;
       if (adopted === undefined) {
         this.options.logger.info('container is no longer running', { container: record.name, pid: init.pid });
-        await this.update(container, (r) => ({ ...r, init: null, guest_state: 'Started', revision: r.revision + 1 }));
+        await this.update(container, (r) => ({ ...withGuestState(r, 'Started'), init: null }));
       }
     }
   }
@@ -103,7 +103,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
   /** Creates a container and starts it; returns once it runs and is served. */
   async launch(request: LaunchRequest): Promise<Container> {
     assertContainerName(request.name);
-    const config = mergeConfig({}, this.validatedConfig(request.config));
+    const config = this.validatedConfig(request.config);
     if (request.command !== null && request.command.length === 0) {
       throw new ApolloError('bad-request', 'the command is empty');
     }
@@ -118,16 +118,19 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
       origin: 'launch',
       privileged: request.privileged,
       command: request.command,
-      config,
-      revision: 1,
+      config: {},
+      revision: 0,
+      key_revisions: {},
+      list_revision: 0,
+      state_revision: 0,
       guest_state: 'Started',
       init: null,
     };
-    const container = new Container(record);
+    const container = new Container(withConfig(record, config) ?? record);
     container.busy = 'starting';
     this.containers.set(record.name, container);
     try {
-      await this.options.store.save(record);
+      await this.options.store.save(container.record);
     } catch (error) {
       this.containers.delete(record.name);
       throw error;
@@ -238,6 +241,9 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
         command: null,
         config: {},
         revision: 0,
+        key_revisions: {},
+        list_revision: 0,
+        state_revision: 0,
         guest_state: 'Started',
         init: null,
       };
@@ -246,12 +252,9 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
       const instance = this.adopt(container, pid, pidfd, startTime);
       try {
         await this.update(container, (r) => ({
-          ...r,
-          config: mergeConfig(r.config, changes),
+          ...withGuestState(withConfig(r, changes) ?? r, 'Started'),
           privileged: instance.rootUid === 0,
           init: { pid, start_time: startTime, boot_id: currentBootId() },
-          guest_state: 'Started',
-          revision: r.revision + 1,
         }));
       } catch (error) {
         this.unmap(instance);
@@ -291,16 +294,19 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
     let before: Readonly<Record<string, string>> = {};
     const changed = await this.update(container, (r) => {
       before = r.config;
-      const config = mergeConfig(r.config, validated);
-      if (sameConfig(config, r.config)) return undefined;
-      return { ...r, config, revision: r.revision + 1 };
+      return withConfig(r, validated);
     });
     if (changed) {
       const after = container.record.config;
       for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
         if (before[key] === after[key]) continue;
         this.options.logger.info('config changed', { container: name, key });
-        this.emitEvent(container, 'config', { key, old_value: before[key] ?? '', value: after[key] ?? '' });
+        this.emitEvent(container, 'config', {
+          key,
+          old_value: before[key] ?? '',
+          value: after[key] ?? '',
+          etag: container.keyEtag(key),
+        });
       }
     }
     return container;
@@ -309,9 +315,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
   /** The guest's own state (PATCH /1.0): stored, shown in list, reset at every start. */
   async setGuestState(instance: Instance, state: GuestState): Promise<void> {
     const container = instance.container;
-    const changed = await this.update(container, (r) =>
-      r.guest_state === state ? undefined : { ...r, guest_state: state, revision: r.revision + 1 },
-    );
+    const changed = await this.update(container, (r) => (r.guest_state === state ? undefined : withGuestState(r, state)));
     if (changed) this.emitEvent(container, 'lifecycle', { action: 'guest-state', name: container.name, state });
   }
 
@@ -364,10 +368,8 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
         instance = this.adopt(container, pid, pidfd, startTime);
         try {
           await this.update(container, (r) => ({
-            ...r,
+            ...withGuestState(r, 'Started'),
             init: { pid, start_time: startTime, boot_id: currentBootId() },
-            guest_state: 'Started',
-            revision: r.revision + 1,
           }));
         } catch (error) {
           this.unmap(instance);
@@ -447,6 +449,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
     instance.markEnded();
     if (this.byNamespace.get(instance.namespaceKey) === instance) this.byNamespace.delete(instance.namespaceKey);
     if (instance.container.instance === instance) instance.container.instance = undefined;
+    instance.container.notifyChanged();
   }
 
   /** The init exited or was let go: unmap it, record it as stopped, tell listeners. */
@@ -459,7 +462,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
     closeFd(instance.pinFd);
     try {
       if (this.containers.get(container.name) === container && container.record.init?.pid === instance.pid) {
-        await this.update(container, (r) => ({ ...r, init: null, guest_state: 'Started', revision: r.revision + 1 }));
+        await this.update(container, (r) => ({ ...withGuestState(r, 'Started'), init: null }));
       }
     } catch (error) {
       this.options.logger.error('cannot record that a container stopped', { container: container.name, error: String(error) });
@@ -500,6 +503,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
       if (next === undefined) return false;
       await this.options.store.save(next);
       container.record = next;
+      container.notifyChanged();
       return true;
     });
   }
@@ -534,8 +538,40 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent] }> 
   }
 
   private emitEvent(container: Container, type: 'config' | 'lifecycle', metadata: Record<string, unknown>): void {
-    this.emit('event', { type, container: container.name, timestamp: new Date().toISOString(), metadata });
+    this.emit('event', { type, container: container.name, timestamp: new Date().toISOString(), metadata }, container);
   }
+}
+
+/**
+ * The record with `changes` applied (null unsets), or undefined when nothing changes.
+ * Each changed key gets the new revision, and so does the key list when a readable key
+ * comes or goes: their ETags change exactly when what they answer does.
+ */
+function withConfig(record: ContainerRecord, changes: Readonly<Record<string, string | null>>): ContainerRecord | undefined {
+  const config = mergeConfig(record.config, changes);
+  if (sameConfig(config, record.config)) return undefined;
+  const revision = record.revision + 1;
+  const keyRevisions: Record<string, number> = { ...record.key_revisions };
+  let listChanged = false;
+  for (const key of new Set([...Object.keys(record.config), ...Object.keys(config)])) {
+    if (record.config[key] === config[key]) continue;
+    keyRevisions[key] = revision;
+    if (isGuestReadableKey(key) && (record.config[key] === undefined) !== (config[key] === undefined)) listChanged = true;
+  }
+  return {
+    ...record,
+    config,
+    revision,
+    key_revisions: keyRevisions,
+    list_revision: listChanged ? revision : record.list_revision,
+  };
+}
+
+/** The record with the guest's state set; /1.0's ETag changes only if the state does. */
+function withGuestState(record: ContainerRecord, state: GuestState): ContainerRecord {
+  if (record.guest_state === state) return record;
+  const revision = record.revision + 1;
+  return { ...record, guest_state: state, revision, state_revision: revision };
 }
 
 function mergeConfig(

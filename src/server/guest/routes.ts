@@ -8,6 +8,7 @@ import { isGuestReadableKey } from '../../shared/names.js';
 import type { Container, Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
+import { type GuestEventHub, parseEventTypes } from './events.js';
 import { buildMetaData } from './meta-data.js';
 
 /** What every guest handler gets: the caller's own container, nothing else. */
@@ -15,20 +16,25 @@ export interface GuestContext {
   readonly instance: Instance;
   readonly container: Container;
   readonly manager: ContainerManager;
+  readonly events: GuestEventHub;
+  /** Whether the connection may still use the API (re-checked on every event). */
+  readonly authorized: () => boolean;
 }
 
 export const guestRoutes: readonly Route<GuestContext>[] = [
   { method: 'GET', path: '/', handler: listApis },
-  { method: 'GET', path: '/1.0', handler: getInfo },
+  { method: 'GET', path: '/1.0', handler: getInfo, waitable: true },
   { method: 'PATCH', path: '/1.0', handler: setGuestState },
-  { method: 'GET', path: '/1.0/config', handler: listConfigKeys },
-  { method: 'GET', path: '/1.0/config/:key', handler: getConfigKey },
-  { method: 'GET', path: '/1.0/meta-data', handler: getMetaData },
+  { method: 'GET', path: '/1.0/config', handler: listConfigKeys, waitable: true },
+  { method: 'GET', path: '/1.0/config/:key', handler: getConfigKey, waitable: true },
+  { method: 'GET', path: '/1.0/meta-data', handler: getMetaData, waitable: true },
   { method: 'GET', path: '/1.0/devices', handler: listDevices },
+  { method: 'GET', path: '/1.0/events', handler: streamEvents },
 ];
 
+/** What never changes for a container gets the ETag of revision 0. */
 function listApis({ container }: GuestContext) {
-  return json(['/1.0'], { etag: container.etag });
+  return json(['/1.0'], { etag: container.etag(0) });
 }
 
 function getInfo({ container }: GuestContext) {
@@ -39,7 +45,7 @@ function getInfo({ container }: GuestContext) {
       location: os.hostname(),
       state: container.record.guest_state,
     },
-    { etag: container.etag },
+    { etag: container.etag(container.record.state_revision) },
   );
 }
 
@@ -59,21 +65,29 @@ function listConfigKeys({ container }: GuestContext) {
     .filter(isGuestReadableKey)
     .sort()
     .map((key) => `/1.0/config/${key}`);
-  return json(keys, { etag: container.etag });
+  return json(keys, { etag: container.etag(container.record.list_revision) });
 }
 
 function getConfigKey({ container }: GuestContext, request: RequestInfo) {
   const key = request.params['key'] ?? '';
   if (!isGuestReadableKey(key)) throw new ApolloError('forbidden', 'Forbidden: only user.* and cloud-init.* keys are readable');
   const value = container.record.config[key];
-  if (value === undefined) throw new ApolloError('not-found', `config key ${key} is not set`);
-  return text(value, { etag: container.etag });
+  const etag = container.keyEtag(key);
+  // The 404 carries the ETag too, so that a client can wait for an unset key to be set.
+  if (value === undefined) throw new ApolloError('not-found', `config key ${key} is not set`, { headers: { ETag: etag } });
+  return text(value, { etag });
 }
 
 function getMetaData({ container }: GuestContext) {
-  return text(buildMetaData(container.name, container.record.config['user.meta-data']), { etag: container.etag });
+  const etag = container.keyEtag('user.meta-data');
+  return text(buildMetaData(container.name, container.record.config['user.meta-data']), { etag });
 }
 
 function listDevices({ container }: GuestContext) {
-  return json({}, { etag: container.etag });
+  return json({}, { etag: container.etag(0) });
+}
+
+/** One JSON object per line (or websocket messages, see events.ts) for this container. */
+function streamEvents(context: GuestContext, request: RequestInfo) {
+  return context.events.streamTo(context, parseEventTypes(request.query.get('type')));
 }

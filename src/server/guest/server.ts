@@ -5,12 +5,14 @@
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
 import type { Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
-import { answerClientError, routeRequests } from '../http/router.js';
+import { answerClientError, endWithError, routeRequests, splitTarget } from '../http/router.js';
 import { type PeerCredentials, resolvePeer } from '../kernel/peer.js';
 import { type Logger, RateLimitedLog } from '../log.js';
+import { defaultEventLimits, type EventLimits, GuestEventHub, parseEventTypes } from './events.js';
 import { type GuestContext, guestRoutes } from './routes.js';
 
 /** Who a guest connection belongs to, fixed at accept time. */
@@ -25,6 +27,7 @@ export interface GuestServerLimits {
   readonly keepAliveTimeoutMs: number;
   readonly maxHeaderBytes: number;
   readonly maxBodyBytes: number;
+  readonly events: EventLimits;
 }
 
 export const defaultGuestLimits: GuestServerLimits = {
@@ -33,17 +36,25 @@ export const defaultGuestLimits: GuestServerLimits = {
   keepAliveTimeoutMs: 30_000,
   maxHeaderBytes: 16 * 1024,
   maxBodyBytes: 64 * 1024,
+  events: defaultEventLimits,
 };
 
 const notServed = 'Forbidden: this process is not in a running container served by devapollo';
+
+/** The guest server and its event hub (closed with it). */
+export interface GuestServer {
+  readonly server: http.Server;
+  readonly events: GuestEventHub;
+}
 
 export function createGuestServer(
   manager: ContainerManager,
   logger: Logger,
   limits: GuestServerLimits = defaultGuestLimits,
-): http.Server {
+): GuestServer {
   const peers = new WeakMap<Socket, GuestPeer>();
   const refusals = new RateLimitedLog();
+  const events = new GuestEventHub(manager, limits.events);
 
   const refuse = (peer: GuestPeer, reason: string): void => {
     refusals.attempt((suppressed) =>
@@ -57,6 +68,33 @@ export function createGuestServer(
     );
   };
 
+  const contextOf = (socket: Socket): GuestContext => {
+    const peer = peers.get(socket);
+    if (peer === undefined) throw new ApolloError('forbidden', notServed);
+    const instance = authorize(peer, refuse);
+    return {
+      instance,
+      container: instance.container,
+      manager,
+      events,
+      authorized: () => {
+        try {
+          authorize(peer, () => undefined);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+    };
+  };
+
+  const listener = routeRequests(guestRoutes, {
+    contextOf: (req) => contextOf(req.socket),
+    maxBodyBytes: limits.maxBodyBytes,
+    onUnexpected: (req, error) => logger.error('guest request failed', { url: req.url, error: String(error) }),
+    nextChange: (context, timeoutMs, signal) => context.container.nextChange(timeoutMs, signal),
+  });
+
   const server = http.createServer(
     {
       requireHostHeader: false,
@@ -66,15 +104,7 @@ export function createGuestServer(
       keepAliveTimeout: limits.keepAliveTimeoutMs,
       connectionsCheckingInterval: 1000,
     },
-    routeRequests(guestRoutes, {
-      contextOf: (req) => {
-        const peer = peers.get(req.socket);
-        if (peer === undefined) throw new ApolloError('forbidden', notServed);
-        return authorize(peer, manager, refuse);
-      },
-      maxBodyBytes: limits.maxBodyBytes,
-      onUnexpected: (req, error) => logger.error('guest request failed', { url: req.url, error: String(error) }),
-    }),
+    listener,
   );
 
   // Identity is read synchronously at accept, before a byte of the request is parsed.
@@ -91,16 +121,40 @@ export function createGuestServer(
     if (match === undefined) refuse(peer, 'not in a running container');
   });
 
+  // Websockets on /1.0/events. Node hands every request with an Upgrade header here;
+  // the ones that are not a websocket for the event stream are answered as usual.
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const isWebsocket = req.headers.upgrade?.toLowerCase() === 'websocket';
+    let path = '';
+    try {
+      path = splitTarget(req.url ?? '').path;
+    } catch {
+      // Answered as a normal request below, which rejects it.
+    }
+    if (!isWebsocket || path !== '/1.0/events' || req.method !== 'GET') {
+      const res = new http.ServerResponse(req);
+      res.assignSocket(socket as Socket);
+      res.shouldKeepAlive = false;
+      res.once('finish', () => socket.end());
+      listener(req, res);
+      return;
+    }
+    try {
+      const context = contextOf(socket as Socket);
+      const types = parseEventTypes(new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('type'));
+      events.upgrade(context, types, req, socket, head);
+    } catch (error) {
+      endWithError(socket, error instanceof ApolloError ? error : new ApolloError('internal', 'internal error'));
+    }
+  });
+
   server.on('clientError', answerClientError);
-  return server;
+  server.on('close', () => events.close());
+  return { server, events };
 }
 
-/** 403 unless the instance runs and is served; 401 for a caller that is not its root. */
-function authorize(
-  peer: GuestPeer,
-  manager: ContainerManager,
-  refuse: (peer: GuestPeer, reason: string) => void,
-): GuestContext {
+/** The instance if it runs and is served and the caller may ask: else 403, or 401 for non-root. */
+function authorize(peer: GuestPeer, refuse: (peer: GuestPeer, reason: string) => void): Instance {
   const instance = peer.instance;
   if (instance === undefined || !instance.running) {
     if (instance !== undefined) refuse(peer, 'container no longer running');
@@ -115,7 +169,7 @@ function authorize(
     refuse(peer, 'not the container root');
     throw new ApolloError('unauthorized', 'Access denied for non-root user');
   }
-  return { instance, container: instance.container, manager };
+  return instance;
 }
 
 /** Listens on a Unix socket path; resolves once bound. */

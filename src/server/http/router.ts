@@ -3,7 +3,8 @@
  * where errors become responses. Handlers return a Reply or throw an ApolloError; they
  * never write error responses themselves.
  */
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { type IncomingMessage, type RequestListener, type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { ApolloError, errorEnvelope } from '../../shared/errors.js';
 
@@ -29,6 +30,8 @@ export interface Route<C> {
   readonly method: Method;
   readonly path: string;
   readonly handler: (context: C, request: RequestInfo) => HandlerResult | Promise<HandlerResult>;
+  /** Supports change-waiting: `?wait=true&etag=E&timeout=S`. */
+  readonly waitable?: boolean;
 }
 
 /** What a handler sees of the request, already parsed. */
@@ -134,18 +137,45 @@ export function routeRequests<C>(
     readonly contextOf: (req: IncomingMessage) => C;
     readonly maxBodyBytes: number;
     readonly onUnexpected: (req: IncomingMessage, error: unknown) => void;
+    /** For waitable routes: resolves at the context's next change, or when the time is up. */
+    readonly nextChange?: (context: C, timeoutMs: number, signal: AbortSignal) => Promise<boolean>;
   },
 ): RequestListener {
   const router = new Router(routes);
   return (req, res) => {
     void (async () => {
       try {
-        const context = options.contextOf(req);
+        let context = options.contextOf(req);
         const { path, query } = splitTarget(req.url ?? '');
         const method = req.method ?? '';
         const { route, params } = router.match(method, path);
         const body = route.method === 'GET' ? Buffer.alloc(0) : await readBody(req, options.maxBodyBytes);
-        const result = await route.handler(context, { method, params, query, headers: req.headers, body });
+        const info: RequestInfo = { method, params, query, headers: req.headers, body };
+        const answer = async (): Promise<HandlerResult | ApolloError> => {
+          try {
+            return await route.handler(context, info);
+          } catch (error) {
+            // An error that names an ETag (404 of a config key) can be waited on too.
+            if (error instanceof ApolloError && error.headers['ETag'] !== undefined) return error;
+            throw error;
+          }
+        };
+        let result = await answer();
+        if (route.waitable && options.nextChange && query.get('wait') === 'true') {
+          const { etag, timeoutMs } = waitParameters(query);
+          const wanted = normalizeEtag(etag ?? etagOf(result));
+          const deadline = Date.now() + timeoutMs;
+          const closed = new AbortController();
+          res.once('close', () => closed.abort());
+          while (normalizeEtag(etagOf(result)) === wanted && Date.now() < deadline) {
+            await options.nextChange(context, deadline - Date.now(), closed.signal);
+            if (closed.signal.aborted) return;
+            // Whatever changed may have been the caller's right to ask.
+            context = options.contextOf(req);
+            result = await answer();
+          }
+        }
+        if (result instanceof ApolloError) throw result;
         if ('stream' in result) result.stream(req, res);
         else sendReply(req, res, result);
       } catch (error) {
@@ -154,6 +184,32 @@ export function routeRequests<C>(
       }
     })();
   };
+}
+
+/** The longest change-wait a client may ask for, in seconds. */
+export const maxWaitSeconds = 600;
+
+/** `etag` (optional: without it, wait for the next change) and `timeout` (seconds, default 60). */
+function waitParameters(query: URLSearchParams): { etag: string | undefined; timeoutMs: number } {
+  const raw = query.get('timeout');
+  let seconds = 60;
+  if (raw !== null) {
+    seconds = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
+      throw new ApolloError('bad-request', `timeout must be a number of seconds, not ${JSON.stringify(raw)}`);
+    }
+  }
+  return { etag: query.get('etag') ?? undefined, timeoutMs: Math.min(seconds, maxWaitSeconds) * 1000 };
+}
+
+/** Clients may send an ETag as the header had it ("x") or bare (x). */
+function normalizeEtag(etag: string | undefined): string | undefined {
+  return etag?.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+}
+
+function etagOf(result: HandlerResult | ApolloError): string | undefined {
+  if (result instanceof ApolloError) return result.headers['ETag'];
+  return 'stream' in result ? undefined : result.etag;
 }
 
 /** Writes a reply; a matching If-None-Match turns a 200 into a 304. */
@@ -239,10 +295,17 @@ export function answerClientError(error: NodeJS.ErrnoException, socket: Socket):
     return;
   }
   const code = parserErrors[error.code ?? ''] ?? 'bad-request';
-  const apollo = new ApolloError(code, clientErrorMessage(code));
+  endWithError(socket, new ApolloError(code, clientErrorMessage(code)));
+}
+
+/** Answers on a bare socket (no ServerResponse to write to) with the error envelope, and closes it. */
+export function endWithError(socket: Duplex, apollo: ApolloError): void {
   const body = errorEnvelope(apollo.status, apollo.message);
+  const extra = Object.entries(apollo.headers)
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   socket.end(
-    `HTTP/1.1 ${apollo.status} ${statusText(apollo.status)}\r\n` +
+    `HTTP/1.1 ${apollo.status} ${STATUS_CODES[apollo.status] ?? 'Error'}\r\n${extra}` +
       `Content-Type: ${jsonType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
@@ -258,14 +321,4 @@ function clientErrorMessage(code: ApolloError['code']): string {
     default:
       return 'malformed HTTP request';
   }
-}
-
-function statusText(status: number): string {
-  const texts: Record<number, string> = {
-    400: 'Bad Request',
-    408: 'Request Timeout',
-    414: 'URI Too Long',
-    431: 'Request Header Fields Too Large',
-  };
-  return texts[status] ?? 'Error';
 }

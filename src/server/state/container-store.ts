@@ -37,8 +37,17 @@ export interface ContainerRecord {
   readonly privileged: boolean;
   readonly command: readonly string[] | null;
   readonly config: Readonly<Record<string, string>>;
-  /** Bumped by every change a guest can see; the ETag is made from it. */
+  /** Bumped by every change; the per-resource revisions below take their values from it. */
   readonly revision: number;
+  /**
+   * The revision at which each key last changed, kept after it is unset, so that the
+   * ETag of /1.0/config/KEY changes exactly when KEY does (A->B->A included).
+   */
+  readonly key_revisions: Readonly<Record<string, number>>;
+  /** The revision at which the set of guest-readable keys last changed (/1.0/config). */
+  readonly list_revision: number;
+  /** The revision at which guest_state last changed (/1.0). */
+  readonly state_revision: number;
   readonly guest_state: GuestState;
   readonly init: InitRecord | null;
 }
@@ -167,7 +176,13 @@ function parseRecord(file: string, text: string): ContainerRecord {
   for (const [key, val] of Object.entries(config as object)) {
     if (!isConfigKey(key) || typeof val !== 'string') bad(`config key ${JSON.stringify(key)}`);
   }
-  if (typeof r['revision'] !== 'number' || !Number.isSafeInteger(r['revision']) || r['revision'] < 0) bad('revision');
+  const isRevision = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  for (const field of ['revision', 'list_revision', 'state_revision']) if (!isRevision(r[field])) bad(field);
+  const keyRevisions = r['key_revisions'];
+  if (typeof keyRevisions !== 'object' || keyRevisions === null || Array.isArray(keyRevisions)) bad('key_revisions');
+  for (const [key, rev] of Object.entries(keyRevisions as object)) {
+    if (!isConfigKey(key) || !isRevision(rev)) bad(`key_revisions ${JSON.stringify(key)}`);
+  }
   if (r['guest_state'] !== 'Started' && r['guest_state'] !== 'Ready') bad('guest_state');
   const init = r['init'];
   if (init !== null) {

@@ -1,7 +1,7 @@
 /** `devapollo config set|get|unset|show`. */
 import type { Argv, CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
-import { type OutputFormat, render, writeOut } from '../../../shared/output.js';
+import { type OutputFormat, render, writeOut, writeValue } from '../../../shared/output.js';
 import { adminClient, parseAssignment, readStdinText, stdinArgument } from './shared.js';
 
 type Global = { dir?: string | undefined };
@@ -43,8 +43,7 @@ const get: CommandModule<Global, Global & { name: string; key: string }> = {
       .example('$0 config get web user.foo', '') as never,
   handler: async (argv) => {
     const { body } = await adminClient(argv).request('GET', `${configPath(argv.name)}/${encodeURIComponent(argv.key)}`);
-    await writeOut(body);
-    if (process.stdout.isTTY && body.length > 0 && body[body.length - 1] !== 0x0a) await writeOut('\n');
+    await writeValue(body);
   },
 };
 

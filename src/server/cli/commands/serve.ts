@@ -11,6 +11,7 @@ type ServeArgs = Global & {
   'max-value-size': number;
   'admin-group'?: string | undefined;
   'stop-timeout': number;
+  'events-heartbeat': number;
 };
 
 export const serveCommand: CommandModule<Global, ServeArgs> = {
@@ -23,11 +24,14 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       .option('max-value-size', { type: 'number', default: 1024 * 1024, describe: 'largest config value, in bytes' })
       .option('admin-group', { type: 'string', describe: 'a group that may use the admin socket besides root' })
       .option('stop-timeout', { type: 'number', default: 10, describe: 'default seconds between SIGTERM and SIGKILL on stop' })
+      .option('events-heartbeat', { type: 'number', default: 15, describe: 'seconds between heartbeats on event streams' })
       .example('$0 serve --dir /var/lib/apollo', '') as never,
   handler: async (argv) => {
     if (!Number.isSafeInteger(argv['max-value-size']) || argv['max-value-size'] <= 0) {
       throw new ApolloError('usage', '--max-value-size must be a positive number of bytes');
     }
+    if (!(argv['stop-timeout'] >= 0)) throw new ApolloError('usage', '--stop-timeout must be a number of seconds');
+    if (!(argv['events-heartbeat'] > 0)) throw new ApolloError('usage', '--events-heartbeat must be a positive number of seconds');
     if (process.getuid?.() !== 0) throw new ApolloError('forbidden', 'devapollo serve must run as root');
     const { serve } = await import('../../daemon.js');
     const daemon = await serve({
@@ -37,6 +41,7 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       maxValueBytes: argv['max-value-size'],
       adminGroup: argv['admin-group'],
       stopTimeoutSeconds: argv['stop-timeout'],
+      eventsHeartbeatSeconds: argv['events-heartbeat'],
     });
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.on(signal, () => void daemon.shutdown(signal));

@@ -1,0 +1,26 @@
+/** `devapollo monitor [NAME]`: events as they happen, for one container or all. */
+import type { CommandModule } from 'yargs';
+import { renderEventLine, writeOut } from '../../../shared/output.js';
+import { adminClient } from './shared.js';
+
+type Global = { dir?: string | undefined };
+
+export const monitorCommand: CommandModule<Global, Global & { name?: string; type: string; format: 'text' | 'json' }> = {
+  command: 'monitor [name]',
+  describe: 'Show config and lifecycle events as they happen (all containers, or one)',
+  builder: (y) =>
+    y
+      .positional('name', { type: 'string', describe: 'only this container' })
+      .option('type', { type: 'string', default: 'config,lifecycle', describe: 'config, lifecycle or both' })
+      .option('format', { alias: 'f', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'json: one object per line' })
+      .example('$0 monitor web --type config', '') as never,
+  handler: async (argv) => {
+    const query = new URLSearchParams({ type: argv.type });
+    if (argv.name !== undefined) query.set('container', argv.name);
+    let printing = Promise.resolve();
+    await adminClient(argv).stream(`/1.0/events?${query}`, (line) => {
+      printing = printing.then(async () => writeOut(argv.format === 'json' ? `${line}\n` : await renderEventLine(JSON.parse(line))));
+    });
+    await printing;
+  },
+};
