@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { ApolloError, errorFromResponse } from '../shared/errors.js';
+import { readLines } from '../shared/lines.js';
 
 export const defaultSocketPath = '/dev/apollo/sock';
 
@@ -92,17 +93,9 @@ export class GuestClient {
       throw errorFromResponse(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
     }
     const ended = (async () => {
-      let buffered = '';
       try {
-        for await (const chunk of res as AsyncIterable<Buffer>) {
-          buffered += chunk.toString('utf8');
-          let newline: number;
-          while ((newline = buffered.indexOf('\n')) !== -1) {
-            const line = buffered.slice(0, newline);
-            buffered = buffered.slice(newline + 1);
-            if (line.trim() !== '') onLine(line);
-          }
-        }
+        // Empty lines are heartbeats.
+        for await (const line of readLines(res)) if (line.trim() !== '') onLine(line);
       } catch (error) {
         throw this.unreachable(error);
       }

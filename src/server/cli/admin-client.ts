@@ -6,6 +6,7 @@
 import http from 'node:http';
 import type { Got } from 'got';
 import { ApolloError, errorFromResponse } from '../../shared/errors.js';
+import { readLines } from '../../shared/lines.js';
 import type { ContainerWire, StatusWire } from '../../shared/wire.js';
 import { daemonPaths } from '../paths.js';
 
@@ -65,16 +66,8 @@ export class AdminClient {
       for await (const chunk of response as AsyncIterable<Buffer>) chunks.push(chunk);
       throw errorFromResponse(response.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
     }
-    let buffered = '';
-    for await (const chunk of response as AsyncIterable<Buffer>) {
-      buffered += chunk.toString('utf8');
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) !== -1) {
-        const line = buffered.slice(0, newline);
-        buffered = buffered.slice(newline + 1);
-        if (line.trim() !== '') onLine(line);
-      }
-    }
+    // Empty lines are heartbeats.
+    for await (const line of readLines(response)) if (line.trim() !== '') onLine(line);
   }
 
   private async got(): Promise<Got> {

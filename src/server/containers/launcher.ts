@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
+import { readLines } from '../../shared/lines.js';
 
 const launcherScript = fileURLToPath(new URL('../../../libexec/container.pl', import.meta.url));
 
@@ -83,7 +84,7 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
   const handshake = (async () => {
     let registered = false;
     // Read to the end: the channel closes when the launcher exits after "go".
-    for await (const line of lines(control)) {
+    for await (const line of readLines(control)) {
       if (line.startsWith('pid ')) {
         pid = Number(line.slice(4));
       } else if (line === 'ready' && !registered) {
@@ -125,19 +126,6 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
     throw error;
   } finally {
     clearTimeout(timer);
-  }
-}
-
-/** Lines from the control channel; it is tiny, so a simple splitter does. */
-async function* lines(stream: Readable): AsyncGenerator<string> {
-  let buffered = '';
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    buffered += chunk.toString('utf8');
-    let newline: number;
-    while ((newline = buffered.indexOf('\n')) !== -1) {
-      yield buffered.slice(0, newline);
-      buffered = buffered.slice(newline + 1);
-    }
   }
 }
 
