@@ -15,10 +15,11 @@ export const defaultSocketPath = '/dev/apollo/sock';
 export interface GuestClientOptions {
   /** --socket, else APOLLO_SOCKET, else /dev/apollo/sock. */
   readonly socketPath?: string | undefined;
-  /** How long one attempt may take to connect and get an answer's headers. */
+  /**
+   * The bound on reaching the daemon: connecting, retrying while it restarts, and waiting
+   * for an answer's headers all end within it (default 5 s).
+   */
   readonly connectTimeoutMs?: number | undefined;
-  /** How long to keep retrying while the daemon seems to be restarting. */
-  readonly retryForMs?: number | undefined;
 }
 
 export interface GuestResponse {
@@ -32,12 +33,10 @@ const transient = new Set(['ECONNREFUSED', 'ENOENT', 'ECONNRESET', 'EPIPE', 'EAG
 export class GuestClient {
   readonly socketPath: string;
   private readonly connectTimeoutMs: number;
-  private readonly retryForMs: number;
 
   constructor(options: GuestClientOptions = {}) {
     this.socketPath = options.socketPath ?? process.env['APOLLO_SOCKET'] ?? defaultSocketPath;
     this.connectTimeoutMs = options.connectTimeoutMs ?? 5000;
-    this.retryForMs = options.retryForMs ?? 2000;
   }
 
   /** A request that must succeed (2xx or 304); anything else throws the matching error. */
@@ -109,11 +108,11 @@ export class GuestClient {
     target: string,
     options: { body?: string; headers?: http.OutgoingHttpHeaders; waitMs?: number } = {},
   ): Promise<GuestResponse> {
-    const deadline = Date.now() + this.retryForMs;
+    const deadline = Date.now() + this.connectTimeoutMs;
     let delay = 25;
     for (;;) {
       try {
-        const response = await this.once(method, target, options);
+        const response = await this.once(method, target, options, Math.max(deadline - Date.now(), 100));
         if (response.status !== 503 || Date.now() + delay > deadline) return response;
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
@@ -131,6 +130,7 @@ export class GuestClient {
     method: string,
     target: string,
     options: { body?: string; headers?: http.OutgoingHttpHeaders; waitMs?: number },
+    timeoutMs: number,
   ): Promise<GuestResponse> {
     return new Promise((resolve, reject) => {
       const req = http.request({
@@ -143,7 +143,7 @@ export class GuestClient {
       const timer = setTimeout(() => {
         const error = Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' });
         req.destroy(error);
-      }, this.connectTimeoutMs + (options.waitMs ?? 0));
+      }, timeoutMs + (options.waitMs ?? 0));
       req.once('response', (res) => {
         clearTimeout(timer);
         const chunks: Buffer[] = [];

@@ -124,6 +124,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       shuttingDown ??= (async () => {
         logger.info('devapollo stopping', { reason });
         const closing = [closeServer(guest), closeServer(admin)];
+        events.close();
         guest.closeAllConnections();
         admin.closeAllConnections();
         await Promise.all(closing);

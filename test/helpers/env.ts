@@ -4,7 +4,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 
 function works(command: string, args: string[]): boolean {
   const result = spawnSync(command, args, { stdio: 'ignore', timeout: 10_000 });
@@ -41,5 +41,5 @@ export function pidMax(): number {
  * counted as skipped) with the reason when it is missing.
  */
 export function gatedTest(reason: string | false) {
-  return (name: string, fn: () => Promise<void>) => test(name, { skip: reason }, fn);
+  return (name: string, fn: (t: TestContext) => Promise<void>) => test(name, { skip: reason }, fn);
 }

@@ -148,10 +148,15 @@ export class GuestEventHub {
     });
   }
 
+  /**
+   * Ends every stream at once (daemon shutdown). Upgraded websockets are no longer the
+   * HTTP server's to close, and the server's close waits for them: they go first.
+   */
   close(): void {
     clearInterval(this.timer);
     for (const set of this.listeners.values()) for (const listener of set) listener.close();
     this.listeners.clear();
+    for (const ws of this.websockets.clients) ws.terminate();
     this.websockets.close();
   }
 

@@ -149,7 +149,6 @@ export function createGuestServer(
   });
 
   server.on('clientError', answerClientError);
-  server.on('close', () => events.close());
   return { server, events };
 }
 
