@@ -9,6 +9,7 @@ import { finishCli } from '../../shared/cli.js';
 import { runCli } from '../../shared/output.js';
 import { configCommand } from './commands/config.js';
 import { containerCommands } from './commands/containers.js';
+import { hookCommand } from './commands/hook.js';
 import { monitorCommand } from './commands/monitor.js';
 import { serveCommand } from './commands/serve.js';
 import { stdinArgument } from './commands/shared.js';
@@ -31,7 +32,8 @@ export function buildCli(argv: readonly string[]): Argv {
     .parserConfiguration({ 'populate--': true, 'unknown-options-as-args': false })
     .command(serveCommand)
     .command(statusCommand)
-    .command(monitorCommand);
+    .command(monitorCommand)
+    .command(hookCommand);
   for (const command of containerCommands) cli = cli.command(command);
   return finishCli(cli.command(configCommand), 'devapollo');
 }

@@ -1,0 +1,71 @@
+/**
+ * Carries out a hook's request against the daemon's admin API, and decides what a hook
+ * does when the daemon cannot be reached:
+ *
+ * - A start hook fails (exit 69 when no daemon answers, the daemon's own code otherwise),
+ *   so that the runtime refuses to start the container: a container running with a
+ *   /dev/apollo/sock that answers 403 to everything it asks would look like a broken
+ *   or absent config, not like a host that is down, and cloud-init would boot it with no
+ *   user-data at all.
+ * - A stop hook succeeds with a warning: the container's init has exited, so no process of
+ *   it can ask anything, and a daemon drops an init that has exited, also while starting
+ *   up (it re-adopts only an init that still runs). Failing would only make the runtime
+ *   report a stop error for a container that did stop.
+ */
+import { ApolloError } from '../../shared/errors.js';
+import type { AdminClient } from '../cli/admin-client.js';
+import type { HookRequest, RegisterRequest, UnregisterRequest } from './hook-request.js';
+
+/** What a hook needs of the admin client. */
+export type HookAdmin = Pick<AdminClient, 'json' | 'container'>;
+
+const initPath = (name: string) => `/1.0/containers/${encodeURIComponent(name)}/init`;
+
+/** Applies the request; resolves with a warning for stderr, or undefined. */
+export function applyHook(request: HookRequest, admin: HookAdmin): Promise<string | undefined> {
+  return request.action === 'register' ? register(request, admin) : unregister(request, admin);
+}
+
+async function register(request: RegisterRequest, admin: HookAdmin): Promise<undefined> {
+  try {
+    await admin.json('PUT', initPath(request.name), { pid: request.pid, config: request.config });
+  } catch (error) {
+    if (!(error instanceof ApolloError)) throw error;
+    const refusal =
+      error.code === 'no-daemon'
+        ? '; refusing to start the container: its /dev/apollo/sock would answer nothing about it'
+        : '';
+    throw new ApolloError(error.code, `cannot register ${request.runtime} container ${request.name}: ${error.message}${refusal}`, {
+      cause: error,
+    });
+  }
+  return undefined;
+}
+
+async function unregister(request: UnregisterRequest, admin: HookAdmin): Promise<string | undefined> {
+  try {
+    if (request.pid !== undefined) {
+      // The init is gone by now; if the name runs again under another init, that is a
+      // newer instance this (late) stop hook must leave alone.
+      const current = await admin.container(request.name);
+      if (current.state === 'Running' && current.pid !== request.pid) {
+        return `${request.runtime} container ${request.name} runs again with init pid ${current.pid}, not ${request.pid}: left registered`;
+      }
+    }
+    await admin.json('DELETE', initPath(request.name));
+    return undefined;
+  } catch (error) {
+    if (!(error instanceof ApolloError)) throw error;
+    // Never registered (its start hook failed, or it ran before devapollo knew it).
+    if (error.code === 'not-found') return undefined;
+    if (error.code === 'no-daemon') {
+      return (
+        `no daemon to tell that ${request.runtime} container ${request.name} stopped (${error.message}); ` +
+        'nothing is lost: a daemon drops a container whose init has exited, also when it starts'
+      );
+    }
+    throw new ApolloError(error.code, `cannot let go of ${request.runtime} container ${request.name}: ${error.message}`, {
+      cause: error,
+    });
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * What a runtime hook asks of the daemon, whatever the runtime: register a container by
+ * its init's host pid (start hooks) or let go of it (stop hooks). The LXC and OCI modules
+ * turn what their runtime hands a hook into one of these; `applyHook` carries it out.
+ */
+
+/** Start hooks: adopt the container whose init is `pid`, with these config keys. */
+export interface RegisterRequest {
+  readonly action: 'register';
+  /** For messages: "LXC" or "OCI". */
+  readonly runtime: string;
+  readonly name: string;
+  readonly pid: number;
+  readonly config: Readonly<Record<string, string>>;
+}
+
+/** Stop hooks: let go of the container, keeping its record and config for the next start. */
+export interface UnregisterRequest {
+  readonly action: 'unregister';
+  readonly runtime: string;
+  readonly name: string;
+  /**
+   * The init the stopping container had, when the runtime says (LXC does, OCI's poststop
+   * state has pid 0): a stale stop hook must not let go of a newer instance.
+   */
+  readonly pid: number | undefined;
+}
+
+export type HookRequest = RegisterRequest | UnregisterRequest;
