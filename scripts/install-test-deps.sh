@@ -2,18 +2,35 @@
 # Installs what the test suite needs on Debian, as root. Safe to run again.
 #  - curl: tests ask the socket from inside containers with curl, as users do;
 #  - util-linux (unshare, nsenter, setpriv) and perl-base: the container launcher and
-#    the tests; both are part of every Debian system, listed to be sure.
+#    the tests; both are part of every Debian system, listed to be sure;
+#  - procps (pgrep): the hook tests find the init of a namespace they made;
+#  - lxc and busybox-static: the LXC tests (`lxc-create -t busybox` works offline);
+#  - crun: the OCI hook tests;
+#  - cloud-init: the tests run its LXD datasource's reading code, never a boot.
 set -eu
 if [ "$(id -u)" -ne 0 ]; then
   echo "Error: run as root (the tests start real containers)" >&2
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+# cloud-init must never run on this machine: a boot would rewrite the host's hostname and
+# network. This file disables it whatever the init system (cloud-init's generator and its
+# services check it), and is in place before the package is.
+mkdir -p /etc/cloud
+touch /etc/cloud/cloud-init.disabled
 missing=""
-for pkg in curl util-linux perl-base ca-certificates; do
+for pkg in curl util-linux perl-base ca-certificates procps lxc busybox-static crun cloud-init; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
+  # No service may start while installing (lxc-net would add a bridge to the host's
+  # network): policy-rc.d answers "denied" to every start; one we put there goes at exit.
+  policy=/usr/sbin/policy-rc.d
+  if [ ! -e "$policy" ]; then
+    trap 'rm -f "$policy"' EXIT
+    printf '#!/bin/sh\nexit 101\n' > "$policy"
+    chmod 0755 "$policy"
+  fi
   apt-get update -qq
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing

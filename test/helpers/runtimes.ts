@@ -1,0 +1,328 @@
+/**
+ * Other runtimes for the tests: real LXC and crun containers whose hooks call the real
+ * `devapollo hook`, and what the machine must have for each. Every container a helper
+ * creates is destroyed by its `destroy()`, even when a test failed half-way.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { guestTool, hostCli, run, type RunResult, type TestDaemon } from './daemon.js';
+import { containersUnavailable, curlUnavailable } from './env.js';
+
+function works(command: string, args: readonly string[]): boolean {
+  return spawnSync(command, args, { stdio: 'ignore', timeout: 10_000 }).status === 0;
+}
+
+const installHint = 'scripts/install-test-deps.sh installs it';
+
+/** Why LXC tests cannot run here, or false. */
+export const lxcUnavailable: string | false =
+  curlUnavailable ||
+  (!works('lxc-create', ['--version'])
+    ? `needs LXC (Debian's lxc package; ${installHint})`
+    : !fs.existsSync('/usr/share/lxc/templates/lxc-busybox') || !works('busybox', ['true'])
+      ? `needs LXC's busybox template and busybox (Debian's busybox-static; ${installHint})`
+      : false);
+
+/** Why crun tests cannot run here, or false. */
+export const crunUnavailable: string | false =
+  curlUnavailable || (!works('crun', ['--version']) ? `needs crun (Debian's crun package; ${installHint})` : false);
+
+/** Debian's cloud-init: its LXD datasource, run by the system python3 it is installed for. */
+export const systemPython = '/usr/bin/python3';
+export const lxdDatasource = '/usr/lib/python3/dist-packages/cloudinit/sources/DataSourceLXD.py';
+
+/** Why cloud-init tests cannot run here, or false. */
+export const cloudInitUnavailable: string | false =
+  containersUnavailable ||
+  (!fs.existsSync(lxdDatasource) || !works(systemPython, ['-c', 'import cloudinit.sources.DataSourceLXD'])
+    ? `needs Debian's cloud-init package (${lxdDatasource}); ${installHint}`
+    : false);
+
+/** A container as `devapollo list --format json` shows it. */
+export interface Listed {
+  readonly name: string;
+  readonly state: string;
+  readonly pid: number;
+  readonly origin: string;
+  readonly config: Record<string, string>;
+}
+
+export async function listContainers(daemon: TestDaemon): Promise<Listed[]> {
+  const r = await daemon.cli(['list', '--format', 'json']);
+  if (r.code !== 0) throw new Error(`devapollo list failed (${r.code}): ${r.stderr}`);
+  return JSON.parse(r.out) as Listed[];
+}
+
+/** The container NAME as listed, or undefined. */
+export async function listed(daemon: TestDaemon, name: string): Promise<Listed | undefined> {
+  return (await listContainers(daemon)).find((c) => c.name === name);
+}
+
+/** A world-readable temporary directory: containers whose root is not host root can read it. */
+export function sharedTempDir(prefix: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.chmodSync(dir, 0o755);
+  return dir;
+}
+
+/** The argv that runs this checkout's `devapollo --dir DIR`, as a hook would. */
+export function devapolloArgv(dir: string): string[] {
+  return [process.execPath, hostCli, '--dir', dir];
+}
+
+/**
+ * Quotes a word for sh (LXC runs hooks through `sh -c`), only when it needs it: LXC strips
+ * quotes that wrap a whole config value, which would break a quoted first word.
+ */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+export interface LxcContainerOptions {
+  /** The daemon directory the hooks and the mount use. */
+  readonly dir: string;
+  /** `-c KEY=VALUE` given to the start hook. */
+  readonly config?: Readonly<Record<string, string>>;
+  /** Which stop hook lets go (both work). */
+  readonly stopHook?: 'stop' | 'post-stop';
+  /** lxc.hook.version: 0 passes name and type as arguments, 1 only in the environment. */
+  readonly hookVersion?: 0 | 1;
+}
+
+/**
+ * LXC containers in a private lxcpath, made with `lxc-create -t busybox` (offline), with
+ * the host's /usr bound read-only so that curl and node run inside, the guest client's
+ * directory, and DIR/devapollo at /dev/apollo, exactly as the README tells users.
+ */
+export class LxcHost {
+  readonly lxcpath = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-lxc-'));
+  private readonly names = new Set<string>();
+
+  private lxc(command: string, args: readonly string[], timeoutMs = 60_000): Promise<RunResult> {
+    return run(command, ['-P', this.lxcpath, ...args], { timeoutMs });
+  }
+
+  async create(name: string, options: LxcContainerOptions): Promise<void> {
+    // Our own base config instead of /etc/lxc/default.conf: no network (no lxcbr0 needed),
+    // and no AppArmor profile to generate (a no-op on hosts without AppArmor).
+    const base = path.join(this.lxcpath, `${name}.base.conf`);
+    fs.writeFileSync(base, 'lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n');
+    this.names.add(name);
+    const created = await this.lxc('lxc-create', ['-n', name, '-t', 'busybox', '-f', base]);
+    if (created.code !== 0) throw new Error(`lxc-create ${name} failed (${created.code}): ${created.stderr}`);
+    const hook = [...devapolloArgv(options.dir), 'hook', 'lxc'];
+    const startHook = [...hook];
+    for (const [key, value] of Object.entries(options.config ?? {})) startHook.push('-c', `${key}=${value}`);
+    const guestDir = path.dirname(guestTool());
+    const lines = [
+      '',
+      '# devapollo',
+      'lxc.mount.entry = /usr usr none ro,bind 0 0',
+      `lxc.mount.entry = ${guestDir} ${guestDir.slice(1)} none ro,bind,create=dir 0 0`,
+      `lxc.mount.entry = ${path.join(options.dir, 'devapollo')} dev/apollo none ro,bind,create=dir 0 0`,
+      `lxc.hook.version = ${options.hookVersion ?? 0}`,
+      `lxc.hook.start-host = ${startHook.map(shellWord).join(' ')}`,
+      `lxc.hook.${options.stopHook ?? 'post-stop'} = ${hook.map(shellWord).join(' ')}`,
+      '',
+    ];
+    fs.appendFileSync(path.join(this.lxcpath, name, 'config'), lines.join('\n'));
+  }
+
+  /** lxc-start, daemonized; resolves with its result (a failing start hook fails it). */
+  start(name: string): Promise<RunResult> {
+    return this.lxc('lxc-start', ['-n', name, '-l', 'DEBUG', '-o', this.logFile(name)]);
+  }
+
+  stop(name: string): Promise<RunResult> {
+    return this.lxc('lxc-stop', ['-n', name, '-t', '30']);
+  }
+
+  logFile(name: string): string {
+    return path.join(this.lxcpath, `${name}.log`);
+  }
+
+  /** The container's state and init pid, from lxc-info. */
+  async info(name: string): Promise<{ state: string; pid: number }> {
+    const r = await this.lxc('lxc-info', ['-n', name, '-s', '-p']);
+    const field = (label: string) => new RegExp(`^${label}:\\s*(.*)$`, 'm').exec(r.out)?.[1]?.trim() ?? '';
+    return { state: field('State'), pid: Number(field('PID')) || 0 };
+  }
+
+  /** Runs a command inside with lxc-attach. */
+  attach(name: string, command: readonly string[]): Promise<RunResult> {
+    return this.lxc('lxc-attach', ['-n', name, '--', ...command]);
+  }
+
+  /** curl on /dev/apollo/sock from inside. */
+  curl(name: string, target: string): Promise<RunResult> {
+    return this.attach(name, ['/usr/bin/curl', '-sS', '--unix-socket', '/dev/apollo/sock', `http://apollo${target}`]);
+  }
+
+  /** Stops and destroys every container made here, and the lxcpath. */
+  async destroy(): Promise<void> {
+    for (const name of this.names) await this.lxc('lxc-destroy', ['-n', name, '-f']).catch(() => undefined);
+    fs.rmSync(this.lxcpath, { recursive: true, force: true });
+  }
+}
+
+export interface OciBundleOptions {
+  /** The daemon directory the hooks and the mount use. */
+  readonly dir: string;
+  readonly annotations?: Readonly<Record<string, string>>;
+  /** false: share the host's pid namespace (no container init for the hook to register). */
+  readonly pidNamespace?: boolean;
+}
+
+/**
+ * crun containers with their own state root. Each bundle's config.json has the hooks and
+ * the /dev/apollo mount a user writes; the root filesystem is a few symlinks into the
+ * host's /usr, bound read-only.
+ */
+export class CrunHost {
+  readonly root = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-crun-'));
+  private readonly ids = new Set<string>();
+
+  constructor() {
+    const rootfs = path.join(this.root, 'rootfs');
+    for (const dir of ['usr', 'proc', 'dev', 'sys', 'tmp', 'etc', 'opt/guest']) fs.mkdirSync(path.join(rootfs, dir), { recursive: true });
+    for (const link of ['bin', 'sbin', 'lib', 'lib64']) fs.symlinkSync(`usr/${link}`, path.join(rootfs, link));
+  }
+
+  /**
+   * crun, on a host with hybrid cgroups (v1 controllers plus an empty v2 hierarchy at
+   * /sys/fs/cgroup/unified), refuses to run ("cgroups in hybrid mode not supported"): it
+   * runs here in a private mount namespace without that v2 mount.
+   */
+  crun(args: readonly string[]): Promise<RunResult> {
+    const crunArgs = ['--root', path.join(this.root, 'state'), ...args];
+    if (!isHybridCgroupHost()) return runToFiles('crun', crunArgs);
+    return runToFiles('unshare', [
+      '-m',
+      '--propagation',
+      'private',
+      'sh',
+      '-c',
+      'umount /sys/fs/cgroup/unified && exec crun "$@"',
+      'sh',
+      ...crunArgs,
+    ]);
+  }
+
+  /** Writes a bundle for `id` and runs it detached; resolves with crun's result. */
+  async run(id: string, options: OciBundleOptions): Promise<RunResult> {
+    const bundle = path.join(this.root, 'bundles', id);
+    fs.mkdirSync(bundle, { recursive: true });
+    fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(this.config(id, options), null, 2));
+    this.ids.add(id);
+    return this.crun(['run', '--detach', '--bundle', bundle, id]);
+  }
+
+  exec(id: string, command: readonly string[]): Promise<RunResult> {
+    return this.crun(['exec', id, ...command]);
+  }
+
+  curl(id: string, target: string): Promise<RunResult> {
+    return this.exec(id, ['/usr/bin/curl', '-sS', '--unix-socket', '/dev/apollo/sock', `http://apollo${target}`]);
+  }
+
+  /** The container's state as crun reports it, or undefined when crun knows no such container. */
+  async state(id: string): Promise<{ status: string; pid: number } | undefined> {
+    const r = await this.crun(['state', id]);
+    if (r.code !== 0) return undefined;
+    return JSON.parse(r.out) as { status: string; pid: number };
+  }
+
+  /** Kills the container and deletes it: crun runs the poststop hooks on delete. */
+  delete(id: string): Promise<RunResult> {
+    return this.crun(['delete', '--force', id]);
+  }
+
+  /** What the hooks of `id` printed on stderr (its Error: and Warning: lines). */
+  hookStderr(id: string): string {
+    try {
+      return fs.readFileSync(this.hookStderrFile(id), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  private hookStderrFile(id: string): string {
+    return path.join(this.root, 'bundles', id, 'hooks.stderr');
+  }
+
+  async destroy(): Promise<void> {
+    for (const id of this.ids) await this.delete(id).catch(() => undefined);
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
+
+  private config(id: string, options: OciBundleOptions): unknown {
+    const hook = (stage: string) => {
+      const [node, ...args] = [...devapolloArgv(options.dir), 'hook', 'oci', stage];
+      return [{ path: node, args: [node, ...args] }];
+    };
+    const namespaces = ['pid', 'ipc', 'uts', 'mount'].filter((ns) => ns !== 'pid' || options.pidNamespace !== false);
+    return {
+      ociVersion: '1.0.2',
+      process: {
+        terminal: false,
+        user: { uid: 0, gid: 0 },
+        args: ['/usr/bin/sleep', 'infinity'],
+        env: ['PATH=/usr/bin:/bin'],
+        cwd: '/',
+        capabilities: { bounding: ['CAP_KILL'], effective: ['CAP_KILL'], permitted: ['CAP_KILL'] },
+        noNewPrivileges: true,
+      },
+      root: { path: path.join(this.root, 'rootfs'), readonly: true },
+      hostname: id,
+      // crun throws away what hooks print unless told where to write it.
+      annotations: { 'run.oci.hooks.stderr': this.hookStderrFile(id), ...options.annotations },
+      mounts: [
+        { destination: '/proc', type: 'proc', source: 'proc' },
+        { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+        { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev'] },
+        { destination: '/usr', type: 'bind', source: '/usr', options: ['rbind', 'ro'] },
+        { destination: '/opt/guest', type: 'bind', source: path.dirname(guestTool()), options: ['bind', 'ro'] },
+        // What the README tells users to add: the daemon's directory, read-only, at /dev/apollo.
+        { destination: '/dev/apollo', type: 'bind', source: path.join(options.dir, 'devapollo'), options: ['bind', 'ro'] },
+      ],
+      hooks: { createRuntime: hook('createRuntime'), poststop: hook('poststop') },
+      linux: { namespaces: namespaces.map((type) => ({ type })) },
+    };
+  }
+}
+
+/**
+ * Like run(), but with stdout and stderr in files and waiting for the exit, not for the
+ * pipes to close: a detached container inherits crun's stdio and would hold pipes open.
+ */
+async function runToFiles(command: string, args: readonly string[]): Promise<RunResult> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-out-'));
+  const outFile = path.join(dir, 'stdout');
+  const errFile = path.join(dir, 'stderr');
+  const out = fs.openSync(outFile, 'w');
+  const err = fs.openSync(errFile, 'w');
+  try {
+    const child = spawn(command, args, { stdio: ['ignore', out, err] });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    clearTimeout(timer);
+    const stdout = fs.readFileSync(outFile);
+    return { code, signal, stdout, out: stdout.toString('utf8'), stderr: fs.readFileSync(errFile, 'utf8') };
+  } finally {
+    fs.closeSync(out);
+    fs.closeSync(err);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function isHybridCgroupHost(): boolean {
+  try {
+    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    return mounts.split('\n').some((line) => line.split(' ')[4] === '/sys/fs/cgroup/unified');
+  } catch {
+    return false;
+  }
+}

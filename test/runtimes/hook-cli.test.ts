@@ -1,0 +1,102 @@
+// `devapollo hook` against a real daemon, by hand, as a runtime would call it: every
+// registration path refuses a pid that is not a container's init, and one namespace never
+// gets two names. (The LXC and crun tests run the same hooks from the real runtimes.)
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { after, before, describe } from 'node:test';
+import { eventually, run, startTimeOf, TestDaemon } from '../helpers/daemon.js';
+import { containersUnavailable, gatedTest } from '../helpers/env.js';
+import { listContainers } from '../helpers/runtimes.js';
+
+describe('devapollo hook (by hand)', () => {
+  const test = gatedTest(containersUnavailable);
+  let daemon: TestDaemon;
+  let unshare: ChildProcess | undefined;
+  let init = 0;
+
+  before(async () => {
+    if (containersUnavailable) return;
+    daemon = await TestDaemon.start();
+    // A pid namespace made outside devapollo, as a runtime makes one; its init is our target.
+    unshare = spawn('unshare', ['--pid', '--fork', '--kill-child', '--mount-proc', 'sleep', '1000'], { stdio: 'ignore' });
+    await eventually(async () => {
+      init = Number((await run('pgrep', ['-P', String(unshare?.pid)])).out.trim()) || 0;
+      return init > 0;
+    }, 'the foreign namespace has its init');
+  });
+
+  after(async () => {
+    unshare?.kill('SIGKILL');
+    await daemon?.destroy();
+  });
+
+  const lxcEnv = (pid: number) => ({ ...process.env, LXC_PID: String(pid) });
+  const oci = (stage: string, state: Record<string, unknown>) =>
+    daemon.cli(['hook', 'oci', stage], { input: JSON.stringify({ ociVersion: '1.0.2', status: 'created', bundle: '/b', ...state }) });
+  const list = () => listContainers(daemon);
+
+  test('a host pid is refused by both hooks', async () => {
+    const lxc = await daemon.cli(['hook', 'lxc', 'hostly', 'lxc', 'start-host'], { env: lxcEnv(process.pid) });
+    assert.equal(lxc.code, 2);
+    assert.equal(lxc.stderr, `Error: cannot register LXC container hostly: pid ${process.pid} is not the init (pid 1) of its own pid namespace\n`);
+    const o = await oci('createRuntime', { id: 'hostly', pid: process.pid });
+    assert.equal(o.code, 2);
+    assert.equal(o.stderr, `Error: cannot register OCI container hostly: pid ${process.pid} is not the init (pid 1) of its own pid namespace\n`);
+    assert.equal((await list()).length, 0);
+  });
+
+  test('a dead pid is refused by both hooks', async () => {
+    const dead = spawn('true');
+    await new Promise((resolve) => dead.once('exit', resolve));
+    assert.equal(startTimeOf(dead.pid ?? 0), undefined);
+    const lxc = await daemon.cli(['hook', 'lxc', 'ghost', 'lxc', 'start-host'], { env: lxcEnv(dead.pid ?? 0) });
+    assert.equal(lxc.code, 2);
+    assert.equal(lxc.stderr, `Error: cannot register LXC container ghost: no process with pid ${dead.pid}\n`);
+    const o = await oci('createRuntime', { id: 'ghost', pid: dead.pid });
+    assert.equal(o.code, 2);
+    assert.equal(o.stderr, `Error: cannot register OCI container ghost: no process with pid ${dead.pid}\n`);
+    assert.equal((await list()).length, 0);
+  });
+
+  test('one namespace never gets a second name, whichever hook asks', async () => {
+    const first = await oci('createRuntime', { id: 'first', pid: init, annotations: { 'apollo.user.foo': 'bar' } });
+    assert.equal(first.code, 0, first.stderr);
+    const second = await daemon.cli(['hook', 'lxc', 'second', 'lxc', 'start-host'], { env: lxcEnv(init) });
+    assert.equal(second.code, 1);
+    assert.equal(second.stderr, 'Error: cannot register LXC container second: that pid namespace already belongs to container first\n');
+    const third = await daemon.cli(['register', 'third', '--pid', String(init)]);
+    assert.equal(third.code, 1);
+    assert.deepEqual((await list()).map((c) => c.name), ['first']);
+  });
+
+  test('a stop hook lets go of a registered container, keeps its config, and is quiet about unknown ones', async () => {
+    const stop = await oci('poststop', { id: 'first', pid: 0, status: 'stopped' });
+    assert.equal(stop.code, 0, stop.stderr);
+    assert.equal(stop.stderr, '');
+    const [first] = await list();
+    assert.deepEqual([first?.name, first?.state, first?.pid], ['first', 'Stopped', 0]);
+    assert.equal((await daemon.cli(['config', 'get', 'first', 'user.foo'])).out, 'bar');
+    const unknown = await oci('poststop', { id: 'never-registered', pid: 0, status: 'stopped' });
+    assert.equal(unknown.code, 0, unknown.stderr);
+    assert.equal(unknown.stderr, '');
+  });
+
+  test('a stop hook refuses to let go of a container devapollo launched', async () => {
+    await daemon.launch('own');
+    const r = await daemon.cli(['hook', 'lxc', 'own', 'lxc', 'post-stop']);
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'Error: cannot let go of LXC container own: container own was launched by devapollo: use stop\n');
+    assert.equal((await list()).find((c) => c.name === 'own')?.state, 'Running');
+  });
+
+  test('usage errors: an unknown stage or hook type, a state that is not JSON', async () => {
+    const stage = await daemon.cli(['hook', 'oci', 'poststart'], { input: '{}' });
+    assert.equal(stage.code, 2);
+    assert.equal(stage.stderr, 'Error: devapollo hook oci handles the stages createRuntime, prestart, poststop, not "poststart"\n');
+    const type = await daemon.cli(['hook', 'lxc', 'c1', 'lxc', 'mount']);
+    assert.equal(type.code, 2);
+    const notJson = await daemon.cli(['hook', 'oci', 'createRuntime'], { input: 'hello' });
+    assert.equal(notJson.code, 2);
+    assert.match(notJson.stderr, /^Error: the OCI state on stdin is not JSON/);
+  });
+});

@@ -1,0 +1,126 @@
+// LXC: real busybox containers whose start and stop hooks call `devapollo hook lxc`, and
+// processes entered with lxc-attach asking the socket, as the README tells users.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { after, before, describe } from 'node:test';
+import { guestTool, TestDaemon } from '../helpers/daemon.js';
+import { gatedTest } from '../helpers/env.js';
+import { listed, LxcHost, lxcUnavailable } from '../helpers/runtimes.js';
+
+describe('LXC', () => {
+  const test = gatedTest(lxcUnavailable);
+  let daemon: TestDaemon;
+  let lxc: LxcHost;
+
+  before(async () => {
+    if (lxcUnavailable) return;
+    daemon = await TestDaemon.start();
+    lxc = new LxcHost();
+    await lxc.create('one', { dir: daemon.dir, config: { 'user.foo': 'one', 'user.greeting': 'hi there' } });
+    // The other hook flavour: name and type only in the environment, and lxc.hook.stop.
+    await lxc.create('two', { dir: daemon.dir, config: { 'user.foo': 'two' }, hookVersion: 1, stopHook: 'stop' });
+  });
+
+  after(async () => {
+    await lxc?.destroy();
+    await daemon?.destroy();
+  });
+
+  const entry = (name: string) => listed(daemon, name);
+  const started = async (name: string) => {
+    const r = await lxc.start(name);
+    assert.equal(r.code, 0, `lxc-start ${name}: ${r.stderr}\n${fs.readFileSync(lxc.logFile(name), 'utf8')}`);
+  };
+
+  test('the start hook registers the container by its init; lxc-attach processes read their own keys', async () => {
+    await started('one');
+    const { state, pid } = await lxc.info('one');
+    assert.equal(state, 'RUNNING');
+    const listed = await entry('one');
+    assert.equal(listed?.state, 'Running');
+    assert.equal(listed?.pid, pid);
+    assert.equal(listed?.origin, 'register');
+    const curl = await lxc.curl('one', '/1.0/config/user.foo');
+    assert.equal(curl.out, 'one', curl.stderr);
+    const guest = await lxc.attach('one', [process.execPath, guestTool(), 'get', 'user.greeting']);
+    assert.equal(guest.out, 'hi there', guest.stderr);
+    const meta = await lxc.curl('one', '/1.0/meta-data');
+    assert.equal(meta.out, '#cloud-config\ninstance-id: one\nlocal-hostname: one\n');
+  });
+
+  test('a second LXC container reads its own keys, the first still its own', async () => {
+    await started('two');
+    assert.equal((await lxc.curl('two', '/1.0/config/user.foo')).out, 'two');
+    assert.equal((await lxc.curl('one', '/1.0/config/user.foo')).out, 'one');
+    const keys = await lxc.attach('two', [process.execPath, guestTool(), 'config', '--format', 'json']);
+    assert.deepEqual(JSON.parse(keys.out), { 'user.foo': 'two' });
+  });
+
+  test('a second name for a running LXC init is refused through the hook', async () => {
+    const { pid } = await lxc.info('one');
+    const r = await daemon.cli(['hook', 'lxc', 'alias', 'lxc', 'start-host'], { env: { ...process.env, LXC_PID: String(pid) } });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'Error: cannot register LXC container alias: that pid namespace already belongs to container one\n');
+    assert.equal(await entry('alias'), undefined);
+  });
+
+  test('stop unregisters and keeps the config; start again re-registers with it', async () => {
+    assert.equal((await daemon.cli(['config', 'set', 'one', 'user.extra=kept'])).code, 0);
+    const before = await lxc.info('one');
+    const stopped = await lxc.stop('one');
+    assert.equal(stopped.code, 0, stopped.stderr);
+    const listed = await entry('one');
+    assert.equal(listed?.state, 'Stopped');
+    assert.equal(listed?.pid, 0);
+    assert.deepEqual(listed?.config, { 'user.extra': 'kept', 'user.foo': 'one', 'user.greeting': 'hi there' });
+    await started('one');
+    const after = await lxc.info('one');
+    assert.notEqual(after.pid, before.pid);
+    assert.equal((await entry('one'))?.pid, after.pid);
+    assert.equal((await lxc.curl('one', '/1.0/config/user.extra')).out, 'kept');
+    assert.equal((await lxc.curl('one', '/1.0/config/user.foo')).out, 'one');
+  });
+
+  test('the stop hook lets go: the namespace no longer maps, though its processes still run', async () => {
+    // Run the container's own stop hook while it still runs (as a stuck stop would):
+    // its processes are at once strangers to the daemon.
+    const { pid } = await lxc.info('two');
+    const env = { ...process.env, LXC_NAME: 'two', LXC_HOOK_TYPE: 'stop', LXC_PID: String(pid) };
+    const let_go = await daemon.cli(['hook', 'lxc'], { env });
+    assert.equal(let_go.code, 0, let_go.stderr);
+    const denied = await lxc.attach('two', ['/usr/bin/curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0']);
+    assert.equal(denied.out, '403');
+    assert.equal((await lxc.info('two')).state, 'RUNNING');
+    const again = await daemon.cli(['hook', 'lxc'], { env: { ...env, LXC_HOOK_TYPE: 'start-host' } });
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((await lxc.curl('two', '/1.0/config/user.foo')).out, 'two');
+  });
+
+  test('with the daemon down a start hook fails and LXC refuses to start; a stop hook only warns', async () => {
+    await daemon.signal('SIGTERM');
+    try {
+      // one stops while no daemon runs: its stop hook succeeds (the init is gone anyway).
+      const stopped = await lxc.stop('one');
+      assert.equal(stopped.code, 0, stopped.stderr);
+      assert.equal((await lxc.info('one')).state, 'STOPPED');
+      // ...and cannot start unserved.
+      const start = await lxc.start('one');
+      assert.notEqual(start.code, 0);
+      assert.equal((await lxc.info('one')).state, 'STOPPED');
+      // LXC logs what a hook printed (at DEBUG level), then why it gave up.
+      const log = fs.readFileSync(lxc.logFile('one'), 'utf8');
+      assert.match(log, /produced output: Warning: no daemon to tell that LXC container one stopped/);
+      assert.match(log, /produced output: Error: cannot register LXC container one: no devapollo daemon answers on .*; refusing to start the container/);
+      assert.match(log, /Script exited with status 69\n.*Failed to run lxc.hook.start-host/);
+      // two kept running without the daemon, still bound to /dev/apollo.
+      assert.equal((await lxc.info('two')).state, 'RUNNING');
+    } finally {
+      await daemon.spawn();
+    }
+    // The restarted daemon re-adopts two and forgets one's dead init.
+    assert.equal((await lxc.curl('two', '/1.0/config/user.foo')).out, 'two');
+    assert.equal((await entry('one'))?.state, 'Stopped');
+    await started('one');
+    assert.equal((await lxc.curl('one', '/1.0/config/user.foo')).out, 'one');
+  });
+});
