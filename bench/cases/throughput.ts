@@ -1,0 +1,213 @@
+/**
+ * Issue 7, benchmarks 1 and 2: throughput of `GET /1.0/config/user.foo` from inside a
+ * container, with kept-alive connections and with a new connection per request, against
+ * a bare node:http server on a Unix socket answering the same bytes.
+ *
+ * The load generator (autocannon) runs inside a privileged container: its root is host
+ * root, so it can run the compiled agent and autocannon straight from the checkout's
+ * node_modules (an unprivileged root may not be able to enter the checkout). The daemon
+ * does exactly the same work per connection for a privileged container as for any other:
+ * SO_PEERCRED, SO_PEERPIDFD, the namespace id and one map lookup. The baseline run uses
+ * the same load generator in the same container, so both sides pay the same client costs.
+ */
+import path from 'node:path';
+import { Agent } from '../lib/agent.js';
+import { tempDir } from '../lib/cleanup.js';
+import { type BenchContext, agentScript } from '../lib/context.js';
+import { BenchDaemon } from '../lib/daemon.js';
+import { cpuSeconds, pin } from '../lib/proc.js';
+import type { BenchResult, Row } from '../lib/report.js';
+import { median, spread } from '../lib/stats.js';
+
+export type ThroughputMode = 'keepalive' | 'reconnect';
+
+/** One load-generator run against one server. */
+export interface LoadSample {
+  readonly requests: number;
+  readonly requests_per_second: number;
+  readonly latency_p50_ms: number;
+  readonly latency_p99_ms: number;
+  readonly errors: number;
+  /** The server process's user+system CPU time per request, in microseconds. */
+  readonly server_cpu_us_per_request: number;
+}
+
+export const loadContainer = 'bench-load';
+export const fooValue = 'hello from devapollo';
+
+/**
+ * Runs autocannon once inside `container` against `socketPath`, and reads the CPU time of
+ * `serverPid` around the measured part only (after the check and the warm-up).
+ */
+export async function loadRun(
+  daemon: BenchDaemon,
+  options: {
+    container: string;
+    socketPath: string;
+    serverPid: number;
+    reconnect: boolean;
+    seconds: number;
+    warmupSeconds: number;
+    connections?: number;
+  },
+): Promise<LoadSample> {
+  const spec = {
+    socketPath: options.socketPath,
+    path: '/1.0/config/user.foo',
+    connections: options.connections ?? 10,
+    seconds: options.seconds,
+    warmupSeconds: options.warmupSeconds,
+    reconnect: options.reconnect,
+    expectBody: fooValue,
+  };
+  const agent = daemon.spawnIn(options.container, 'load generator', [
+    'taskset',
+    '-c',
+    '1',
+    process.execPath,
+    agentScript('loadgen'),
+    JSON.stringify(spec),
+  ]);
+  await agent.expect('ready', 120_000);
+  const before = cpuSeconds(options.serverPid);
+  agent.send('go');
+  const line = await agent.nextLine((options.seconds + 60) * 1000);
+  const after = cpuSeconds(options.serverPid);
+  await agent.stop();
+  const result = JSON.parse(line) as Omit<LoadSample, 'server_cpu_us_per_request'>;
+  return { ...result, server_cpu_us_per_request: ((after - before) * 1e6) / Math.max(result.requests, 1) };
+}
+
+/** The ETag devapollo sends for the key, so that the baseline sends the same bytes. */
+async function etagOf(daemon: BenchDaemon): Promise<string> {
+  const curl = daemon.spawnIn(loadContainer, 'curl', [
+    'curl',
+    '-sS',
+    '-D',
+    '-',
+    '-o',
+    '/dev/null',
+    '--unix-socket',
+    '/dev/apollo/sock',
+    'http://apollo/1.0/config/user.foo',
+  ]);
+  for (;;) {
+    const line = await curl.nextLine(30_000);
+    const match = /^etag:\s*(.+?)\s*$/i.exec(line);
+    if (match) {
+      await curl.stop();
+      return match[1] as string;
+    }
+  }
+}
+
+export async function runThroughput(ctx: BenchContext, modes: readonly ThroughputMode[]): Promise<BenchResult[]> {
+  const rounds = ctx.quick ? 3 : 5;
+  const seconds = ctx.quick ? 2 : 5;
+  const warmupSeconds = ctx.quick ? 0.5 : 1;
+  const daemon = await BenchDaemon.start();
+  const tmp = tempDir('devapollo-bench-baseline-', { worldReadable: true });
+  try {
+    await daemon.launch(loadContainer, { privileged: true, config: { 'user.foo': fooValue } });
+    const etag = await etagOf(daemon);
+    const baselineSocket = path.join(tmp.dir, 'baseline.sock');
+    const baseline = new Agent('baseline server', 'taskset', [
+      '-c',
+      '0',
+      process.execPath,
+      agentScript('baseline-server'),
+      baselineSocket,
+      '/1.0/config/user.foo',
+      fooValue,
+      etag,
+    ]);
+    await baseline.expect('listening');
+    pin(daemon.pid, '0');
+    const baselinePid = baseline.pid as number;
+
+    const results: BenchResult[] = [];
+    for (const mode of modes) {
+      const reconnect = mode === 'reconnect';
+      const samples: { devapollo: LoadSample[]; baseline: LoadSample[] } = { devapollo: [], baseline: [] };
+      for (let round = 0; round < rounds; round++) {
+        // Alternate which side goes first, so that a drift in the machine's load hits both.
+        const order = round % 2 === 0 ? (['devapollo', 'baseline'] as const) : (['baseline', 'devapollo'] as const);
+        for (const side of order) {
+          const sample = await loadRun(daemon, {
+            container: loadContainer,
+            socketPath: side === 'devapollo' ? '/dev/apollo/sock' : baselineSocket,
+            serverPid: side === 'devapollo' ? daemon.pid : baselinePid,
+            reconnect,
+            seconds,
+            warmupSeconds,
+          });
+          if (sample.errors > 0) throw new Error(`${mode} ${side}: ${sample.errors} errors`);
+          samples[side].push(sample);
+          ctx.log(`${mode} round ${round + 1}/${rounds} ${side}: ${Math.round(sample.requests_per_second)} req/s, ` +
+            `${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req`);
+        }
+      }
+      results.push(summarize(mode, samples));
+    }
+    await baseline.stop();
+    return results;
+  } finally {
+    daemon.destroy();
+    tmp.remove();
+  }
+}
+
+function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; baseline: LoadSample[] }): BenchResult {
+  const pick = (side: 'devapollo' | 'baseline', field: keyof LoadSample) => samples[side].map((s) => s[field]);
+  const rps = median(pick('devapollo', 'requests_per_second'));
+  const rpsBase = median(pick('baseline', 'requests_per_second'));
+  const cpu = median(pick('devapollo', 'server_cpu_us_per_request'));
+  const cpuBase = median(pick('baseline', 'server_cpu_us_per_request'));
+  const p99 = median(pick('devapollo', 'latency_p99_ms'));
+  const p99Base = median(pick('baseline', 'latency_p99_ms'));
+  const minimum = mode === 'keepalive' ? 0.9 : 0.8;
+  const rows: Row[] = [
+    {
+      metric: 'throughput',
+      value: rps,
+      unit: 'req/s',
+      baseline: rpsBase,
+      baselineName: 'node:http',
+      ratio: rps / rpsBase,
+      target: `>= ${minimum}x`,
+      met: rps / rpsBase >= minimum,
+      spread: Math.max(spread(pick('devapollo', 'requests_per_second')), spread(pick('baseline', 'requests_per_second'))),
+    },
+    {
+      metric: 'server CPU per request',
+      value: cpu,
+      unit: 'µs',
+      baseline: cpuBase,
+      baselineName: 'node:http',
+      ratio: cpu / cpuBase,
+      spread: Math.max(spread(pick('devapollo', 'server_cpu_us_per_request')), spread(pick('baseline', 'server_cpu_us_per_request'))),
+    },
+    { metric: 'latency p99', value: p99, unit: 'ms', baseline: p99Base, baselineName: 'node:http', ratio: p99 / p99Base },
+  ];
+  const title =
+    mode === 'keepalive'
+      ? 'Keep-alive throughput (issue 7, benchmark 1)'
+      : 'A new connection per request (issue 7, benchmark 2)';
+  const how =
+    mode === 'keepalive'
+      ? '10 kept-alive connections'
+      : '10 connections, each closed and reopened after every request (autocannon `reconnectRate: 1`), so every request pays the accept and, for devapollo, the peer-credential identity lookup';
+  return {
+    id: mode,
+    title,
+    method:
+      `\`GET /1.0/config/user.foo\` from inside a container, autocannon over the Unix socket, ${how}, ` +
+      'against a bare `node:http` server on a Unix socket that answers the same bytes (status, Content-Type, ETag, body). ' +
+      'The load generator runs inside a privileged container (its root is host root, so it runs autocannon from the ' +
+      "checkout's node_modules; the daemon's per-connection work is the same as for any container), pinned to core 1; " +
+      'the server under test is pinned to core 0. The daemon runs with its request rate limit off (`--rate-limit 0`).',
+    rows,
+    notes: [],
+    raw: samples,
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * `npm run bench`: every benchmark of issues 3, 4 and 7, each side by side with its
+ * baseline in the same run. Prints a table; a full run (not --quick) also merges its
+ * figures into docs/performance.json and regenerates docs/PERFORMANCE.md from it.
+ *
+ *   npm run bench                                   # everything (about 15 minutes)
+ *   npm run bench -- --quick                        # a few minutes; prints only
+ *   npm run bench -- --only keepalive,cold-start    # some benchmarks
+ *   npm run bench -- --only scale --containers 2000 # another container count
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { runColdStart } from './cases/cold-start.js';
+import { runThroughput, type ThroughputMode } from './cases/throughput.js';
+import { installCleanupHooks } from './lib/cleanup.js';
+import type { BenchContext } from './lib/context.js';
+import { repoRoot } from './lib/daemon.js';
+import { machine } from './lib/proc.js';
+import { type BenchResult, benchmarkOrder, renderMarkdown, renderTable, storeResults } from './lib/report.js';
+
+const usage = `usage: npm run bench -- [--quick] [--only ${benchmarkOrder.join(',')}] [--containers N] [--no-write]`;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      only: { type: 'string' },
+      containers: { type: 'string' },
+      'no-write': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  const selected = values.only === undefined ? benchmarkOrder : values.only.split(',').map((s) => s.trim());
+  const unknown = selected.filter((id) => !benchmarkOrder.includes(id));
+  if (unknown.length > 0) {
+    process.stderr.write(`Error: unknown benchmark ${unknown.join(', ')}\n${usage}\n`);
+    return 2;
+  }
+  const containers = values.containers === undefined ? undefined : Number(values.containers);
+  if (containers !== undefined && !(Number.isInteger(containers) && containers >= 2)) {
+    process.stderr.write(`Error: --containers must be an integer of at least 2\n${usage}\n`);
+    return 2;
+  }
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('Error: the benchmarks start real containers: run them as root\n');
+    return 2;
+  }
+
+  installCleanupHooks();
+  const started = Date.now();
+  const info = machine();
+  const ctx: BenchContext = {
+    quick: values.quick,
+    containers,
+    log: (message) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`),
+  };
+  const results: BenchResult[] = [];
+  const failures: string[] = [];
+  const attempt = async (ids: readonly string[], run: () => Promise<BenchResult[]>) => {
+    if (!ids.some((id) => selected.includes(id))) return;
+    ctx.log(`--- ${ids.join(', ')}`);
+    try {
+      results.push(...(await run()));
+    } catch (error) {
+      failures.push(`${ids.join(', ')}: ${(error as Error).stack ?? String(error)}`);
+      ctx.log(`${ids.join(', ')} failed: ${(error as Error).message}`);
+    }
+  };
+
+  const modes = (['keepalive', 'reconnect'] as const).filter((m) => selected.includes(m)) as ThroughputMode[];
+  await attempt(modes, () => runThroughput(ctx, modes));
+  await attempt(['cold-start'], async () => [await runColdStart(ctx)]);
+
+  if (results.length > 0) process.stdout.write(`${renderTable(results)}\n`);
+  const seconds = Math.round((Date.now() - started) / 1000);
+  const argv = process.argv.slice(2);
+  const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  const run = { command, date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC', quick: values.quick, machine: info, seconds };
+  if (results.length > 0) {
+    const jsonFile = values.quick || values['no-write'] ? path.join(repoRoot, 'dist-bench/last-run.json') : path.join(repoRoot, 'docs/performance.json');
+    const stored = storeResults(jsonFile, results, run);
+    if (!values.quick && !values['no-write']) {
+      fs.writeFileSync(path.join(repoRoot, 'docs/PERFORMANCE.md'), renderMarkdown(stored));
+      ctx.log('wrote docs/performance.json and docs/PERFORMANCE.md');
+    } else {
+      ctx.log(`wrote ${path.relative(repoRoot, jsonFile)} (docs/ are written by full runs only)`);
+    }
+  }
+  ctx.log(`done in ${seconds} s`);
+  for (const failure of failures) process.stderr.write(`Error: ${failure}\n`);
+  return failures.length > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    process.stderr.write(`Error: ${(error as Error).stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  },
+);
