@@ -12,6 +12,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runColdStart } from './cases/cold-start.js';
+import { runEvents } from './cases/events.js';
+import { runScale } from './cases/scale.js';
 import { runThroughput, type ThroughputMode } from './cases/throughput.js';
 import { installCleanupHooks } from './lib/cleanup.js';
 import type { BenchContext } from './lib/context.js';
@@ -75,6 +77,8 @@ async function main(): Promise<number> {
   const modes = (['keepalive', 'reconnect'] as const).filter((m) => selected.includes(m)) as ThroughputMode[];
   await attempt(modes, () => runThroughput(ctx, modes));
   await attempt(['cold-start'], async () => [await runColdStart(ctx)]);
+  await attempt(['events'], async () => [await runEvents(ctx)]);
+  await attempt(['scale'], async () => [await runScale(ctx)]);
 
   if (results.length > 0) process.stdout.write(`${renderTable(results)}\n`);
   const seconds = Math.round((Date.now() - started) / 1000);

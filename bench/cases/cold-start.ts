@@ -4,10 +4,9 @@
  * --unix-socket` and a minimal Node script doing the same GET. Target: within 1.3x of the
  * minimal Node script.
  */
-import fs from 'node:fs';
 import path from 'node:path';
 import { tempDir } from '../lib/cleanup.js';
-import { type BenchContext, agentScript, agentSource } from '../lib/context.js';
+import { type BenchContext, agentScript, agentSource, installAgent } from '../lib/context.js';
 import { BenchDaemon, repoRoot } from '../lib/daemon.js';
 import { pin } from '../lib/proc.js';
 import type { BenchResult } from '../lib/report.js';
@@ -21,13 +20,9 @@ export async function runColdStart(ctx: BenchContext): Promise<BenchResult> {
   // The container's root (an unprivileged host uid) must be able to read every file it runs.
   const tools = tempDir('devapollo-bench-cold-', { worldReadable: true });
   try {
-    const guest = path.join(tools.dir, 'devapollo-guest.cjs');
-    const minimal = path.join(tools.dir, 'minimal-get.cjs');
-    const driver = path.join(tools.dir, 'cold-start.mjs');
-    fs.copyFileSync(path.join(repoRoot, 'dist/devapollo-guest.cjs'), guest);
-    fs.copyFileSync(agentSource('minimal-get.cjs'), minimal);
-    fs.copyFileSync(agentScript('cold-start'), driver);
-    for (const file of [guest, minimal, driver]) fs.chmodSync(file, 0o755);
+    const guest = installAgent(tools.dir, path.join(repoRoot, 'dist/devapollo-guest.cjs'), 'devapollo-guest.cjs');
+    const minimal = installAgent(tools.dir, agentSource('minimal-get.cjs'), 'minimal-get.cjs');
+    const driver = installAgent(tools.dir, agentScript('cold-start'), 'cold-start.mjs');
 
     await daemon.launch('bench-cold', { config: { 'user.foo': value } });
     pin(daemon.pid, '0');

@@ -78,6 +78,11 @@ export async function loadRun(
   return { ...result, server_cpu_us_per_request: ((after - before) * 1e6) / Math.max(result.requests, 1) };
 }
 
+/** loadRun against the daemon itself, from the load container. */
+export function loadDaemon(daemon: BenchDaemon, reconnect: boolean, seconds: number, warmupSeconds: number): Promise<LoadSample> {
+  return loadRun(daemon, { container: loadContainer, socketPath: '/dev/apollo/sock', serverPid: daemon.pid, reconnect, seconds, warmupSeconds });
+}
+
 /** The ETag devapollo sends for the key, so that the baseline sends the same bytes. */
 async function etagOf(daemon: BenchDaemon): Promise<string> {
   const curl = daemon.spawnIn(loadContainer, 'curl', [

@@ -1,4 +1,5 @@
 /** What every benchmark gets from the runner. */
+import fs from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from './daemon.js';
 
@@ -18,4 +19,15 @@ export function agentScript(name: string): string {
 /** A plain-JavaScript file shipped in bench/agents as is. */
 export function agentSource(name: string): string {
   return path.join(repoRoot, 'bench/agents', name);
+}
+
+/**
+ * Copies an agent into a world-readable directory (mode 0755), for unprivileged
+ * container roots, which may not be able to enter the checkout. Returns its path there.
+ */
+export function installAgent(dir: string, source: string, name: string): string {
+  const target = path.join(dir, name);
+  fs.copyFileSync(source, target);
+  fs.chmodSync(target, 0o755);
+  return target;
 }

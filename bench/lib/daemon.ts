@@ -41,7 +41,11 @@ export class BenchDaemon {
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
   readonly destroy: () => void;
 
-  private constructor(readonly dir: string) {
+  private constructor(
+    readonly dir: string,
+    /** Extra flags for the daemon's node (e.g. --cpu-prof for profiling). */
+    private readonly nodeArgs: readonly string[],
+  ) {
     this.destroy = onCleanup(() => this.teardown());
   }
 
@@ -60,9 +64,9 @@ export class BenchDaemon {
   }
 
   /** A daemon on a fresh DIR, answering on its admin socket. */
-  static async start(): Promise<BenchDaemon> {
+  static async start(options: { nodeArgs?: readonly string[] } = {}): Promise<BenchDaemon> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-bench-'));
-    const daemon = new BenchDaemon(dir);
+    const daemon = new BenchDaemon(dir, options.nodeArgs ?? []);
     await daemon.spawn();
     return daemon;
   }
@@ -72,7 +76,7 @@ export class BenchDaemon {
    * every running container has been re-adopted (the sockets open after that).
    */
   async spawn(): Promise<void> {
-    const args = [hostCli, 'serve', '--dir', this.dir, '--log-level', 'warn'];
+    const args = [...this.nodeArgs, hostCli, 'serve', '--dir', this.dir, '--log-level', 'warn'];
     // Benchmarks push one container far past any sane rate: measure the daemon, not its limiter.
     if (serveHas('--rate-limit')) args.push('--rate-limit', '0');
     if (serveHas('--max-container-connections')) args.push('--max-container-connections', '4096');
