@@ -9,14 +9,15 @@ import fs from 'node:fs';
 import http from 'node:http';
 
 const [socketPath = '', path = '', body = '', etag = ''] = process.argv.slice(2);
-const bytes = Buffer.from(body, 'utf8');
+const length = Buffer.byteLength(body, 'utf8');
 
 const server = http.createServer(
   { requireHostHeader: false, keepAliveTimeout: 30_000, headersTimeout: 10_000, requestTimeout: 30_000 },
   (req, res) => {
     if (req.url === path && req.method === 'GET') {
-      res.writeHead(200, { ETag: etag, 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': bytes.length });
-      res.end(bytes);
+      // A string body goes out with the headers in one write: the cheapest way node:http has.
+      res.writeHead(200, { ETag: etag, 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': length });
+      res.end(body);
     } else {
       res.writeHead(404, { 'Content-Length': 0 });
       res.end();

@@ -18,6 +18,7 @@ import {
   pin,
   processCount,
   rssBytes,
+  rssParts,
 } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
 import { median, round, spread } from '../lib/stats.js';
@@ -133,6 +134,7 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
     for (const h of holders) await h.expect('ready', 120_000);
     const status = await big.status();
     const rssConnected = rssBytes(big.pid);
+    const parts = rssParts(big.pid);
     const fdsConnected = openFds(big.pid);
     const kinds = fdKinds(big.pid);
     const listening = listeningDescriptors(big.pid, big.guestSocket);
@@ -201,6 +203,8 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
           .sort(([, a], [, b]) => b - a)
           .map(([kind, k]) => `${k} ${kind}`)
           .join(', ')} (one pidfd per running container; the guest connections are sockets).`,
+      `Of the RSS with the connections open, ${(parts.anon / MiB).toFixed(1)} MiB is anonymous memory (the JavaScript heap, ` +
+        `buffers, stacks) and ${(parts.file / MiB).toFixed(1)} MiB file pages (the node binary's code and the libraries it has touched).`,
       `Every one of the ${holderContainers * connectionsPerHolder} connections (${connectionsPerHolder} from each of ${holderContainers} containers) was answered with its own container's value.`,
       `RSS right after the restart, with ${after.containers.running} containers re-adopted: ${(rssAfterRestart / MiB).toFixed(1)} MiB. ` +
         `CPU time of the daemon over its whole life (launches, load, connections) before the restart: ${cpuBefore.toFixed(1)} s.`,
@@ -240,7 +244,7 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
         launched,
         launch_seconds: round(launchSeconds, 3),
         per_request: sides,
-        rss_bytes: { one_container: rssAtOne, idle: rssIdle, connected: rssConnected, after_restart: rssAfterRestart },
+        rss_bytes: { one_container: rssAtOne, idle: rssIdle, connected: rssConnected, connected_parts: parts, after_restart: rssAfterRestart },
         fds: { idle: fdsIdle, connected: fdsConnected, kinds },
         guest_connections: guestConnections,
         listening_guest_descriptors: listening,

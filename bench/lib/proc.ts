@@ -31,11 +31,21 @@ export function startTimeOf(pid: number): string | undefined {
   }
 }
 
+/** A field of /proc/PID/status given in kB, in bytes. */
+function statusBytes(pid: number, field: string): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1];
+  return Number(kb ?? 0) * 1024;
+}
+
 /** Resident set size in bytes (VmRSS). */
 export function rssBytes(pid: number): number {
-  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = /^VmRSS:\s+(\d+) kB/m.exec(status)?.[1];
-  return Number(kb ?? 0) * 1024;
+  return statusBytes(pid, 'VmRSS');
+}
+
+/** VmRSS split into anonymous memory (heap and stacks) and file pages (node's own code, libraries). */
+export function rssParts(pid: number): { anon: number; file: number; shmem: number } {
+  return { anon: statusBytes(pid, 'RssAnon'), file: statusBytes(pid, 'RssFile'), shmem: statusBytes(pid, 'RssShmem') };
 }
 
 /** How many descriptors the process has open. */
