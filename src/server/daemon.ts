@@ -13,7 +13,7 @@ import type { StatusWire } from '../shared/wire.js';
 import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
 import { subordinateRange } from './containers/launcher.js';
-import { createGuestServer, defaultGuestLimits, listenOn } from './guest/server.js';
+import { createGuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
 import { errno, Errno, flock } from './kernel/libc.js';
 import { namespaceKeysAreIds } from './kernel/namespaces.js';
@@ -29,7 +29,7 @@ export interface ServeOptions {
   readonly maxValueBytes: number;
   readonly adminGroup: string | undefined;
   readonly stopTimeoutSeconds: number;
-  readonly eventsHeartbeatSeconds: number;
+  readonly guestLimits: GuestServerLimits;
 }
 
 /** A running daemon; `closed` settles once it has shut down. */
@@ -47,8 +47,11 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
   const paths = daemonPaths(options.dir);
   const startedAt = new Date();
 
+  const adminGid = options.adminGroup === undefined ? undefined : groupId(options.adminGroup);
   fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
-  fs.chmodSync(paths.dir, 0o700);
+  // 0700; with an admin group, that group may pass through (not list) to reach the admin socket.
+  fs.chmodSync(paths.dir, adminGid === undefined ? 0o700 : 0o710);
+  if (adminGid !== undefined) fs.chownSync(paths.dir, 0, adminGid);
   const lockFd = acquireLock(paths.lockFile);
 
   try {
@@ -63,10 +66,12 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     // DIR/devapollo is bind-mounted into running containers: fix its mode, never replace it.
     fs.mkdirSync(paths.guestDir, { recursive: true, mode: 0o755 });
     fs.chmodSync(paths.guestDir, 0o755);
-    for (const dir of [paths.logsDir, paths.stageDir]) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const dir of [paths.containersDir, paths.logsDir, paths.stageDir]) {
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      fs.chmodSync(dir, 0o700);
+    }
 
     const features = await checkPeerCredentials(paths.dir);
-    const adminGid = options.adminGroup === undefined ? undefined : groupId(options.adminGroup);
 
     const watcher = new ExitWatcher();
     const manager = new ContainerManager({
@@ -81,10 +86,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     });
     await manager.restore(records);
 
-    const { server: guest, events } = createGuestServer(manager, logger, {
-      ...defaultGuestLimits,
-      events: { ...defaultGuestLimits.events, heartbeatMs: options.eventsHeartbeatSeconds * 1000 },
-    });
+    const { server: guest, events } = createGuestServer(manager, logger, options.guestLimits);
     let guestConnections = 0;
     guest.on('connection', (socket: net.Socket) => {
       guestConnections++;

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { eventually, guestTool, run, TestDaemon } from '../helpers/daemon.js';
+import { processesWhere } from '../helpers/procs.js';
 import { containersUnavailable, gatedTest } from '../helpers/env.js';
 
 const oneErrorLine = /^Error: [^\n]+\n$/;
@@ -165,11 +166,11 @@ describe('devapollo-guest', () => {
     const pending = daemon.exec('g', ['sh', '-c', script]);
     try {
       // Once the shell runs inside, the daemon has looked the container up and may go.
-      await eventually(() => processWithArgs('sh', '-c', script) !== undefined, 'exec runs its command');
+      await eventually(() => processesWhere((args) => args[0] === 'sh' && args[1] === '-c' && args[2] === script).length > 0, 'exec runs its command');
       await daemon.signal('SIGTERM');
       fs.writeFileSync(flag, '');
       // The get runs while no daemon answers, and keeps trying.
-      await eventually(() => processWithArgs(process.execPath, guestTool(), '--connect-timeout', '30', 'get') !== undefined, 'the get runs');
+      await eventually(() => processesWhere((args) => args[1] === guestTool() && args.includes('get')).length > 0, 'the get runs');
       await daemon.spawn();
       const r = await pending;
       assert.equal(r.code, 0, r.stderr);
@@ -206,17 +207,3 @@ describe('devapollo-guest', () => {
     assert.doesNotMatch((await inPty('NO_COLOR=1')).out, /\u001b\[/);
   });
 });
-
-/** A process whose command line starts with `prefix`. */
-function processWithArgs(...prefix: string[]): number | undefined {
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const args = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (prefix.every((part, i) => args[i] === part)) return Number(entry);
-    } catch {
-      // Gone.
-    }
-  }
-  return undefined;
-}

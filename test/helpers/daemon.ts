@@ -76,6 +76,20 @@ export interface LaunchOptions {
   readonly command?: readonly string[];
 }
 
+/** Daemons not yet destroyed: torn down even when the test runner kills this process. */
+const live = new Set<TestDaemon>();
+
+function tearDownAll(): void {
+  for (const daemon of live) daemon.destroySync();
+}
+process.once('exit', tearDownAll);
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    tearDownAll();
+    process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15));
+  });
+}
+
 export class TestDaemon {
   private process: ChildProcess | undefined;
   private log = '';
@@ -87,6 +101,7 @@ export class TestDaemon {
   static async start(options: { dir?: string; args?: readonly string[] } = {}): Promise<TestDaemon> {
     const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-test-'));
     const daemon = new TestDaemon(dir);
+    live.add(daemon);
     await daemon.spawn(options.args ?? []);
     return daemon;
   }
@@ -178,6 +193,25 @@ export class TestDaemon {
 
   /** Kills every container, stops the daemon and removes DIR. */
   async destroy(): Promise<void> {
+    this.killContainers();
+    await this.signal('SIGKILL');
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
+
+  /** The same, synchronously, for a test process that is being killed. */
+  destroySync(): void {
+    this.killContainers();
+    try {
+      if (this.process?.pid !== undefined && this.process.exitCode === null) process.kill(this.process.pid, 'SIGKILL');
+    } catch {
+      // Gone already.
+    }
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    live.delete(this);
+  }
+
+  private killContainers(): void {
     for (const pid of this.runningInits()) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -185,8 +219,6 @@ export class TestDaemon {
         // Gone already.
       }
     }
-    await this.signal('SIGKILL');
-    fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
@@ -213,4 +245,17 @@ export async function eventually(check: () => boolean | Promise<boolean>, what: 
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
   throw new Error(`timed out waiting until ${what}`);
+}
+
+/** Writes a script where a container's root can read it (beside the guest tool); returns its path. */
+export function guestScript(name: string, source: string): string {
+  const file = path.join(path.dirname(guestTool()), name);
+  fs.writeFileSync(file, source, { mode: 0o644 });
+  return file;
+}
+
+/** A daemon's resident set size in bytes, from /proc. */
+export function rssOf(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) * 1024;
 }

@@ -190,7 +190,7 @@ describe('ContainerStore', () => {
     const parent = path.dirname(dir);
     await assert.rejects(store.save(record('alpha')), (error: unknown) => {
       assert.ok(error instanceof ApolloError);
-      assert.equal(error.code, 'unavailable');
+      assert.equal(error.code, 'internal');
       assert.ok(error.message.includes(path.join(dir, 'alpha.json')), error.message);
       return true;
     });

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { eventually, guestTool, hostCli, repoRoot, TestDaemon } from '../helpers/daemon.js';
+import { processesWhere } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 
 interface Streamed {
@@ -147,7 +148,7 @@ ws.on('error', (e) => { console.error(e.message); process.exit(1); });
   test('devapollo-guest wait: returns on a change, on --value, exits 75 at --timeout', async () => {
     const waitChange = daemon.guest('a', ['wait', 'user.w']);
     const waitValue = daemon.guest('a', ['wait', 'user.w', '--value', 'second']);
-    await eventually(() => processCount(['wait', 'user.w']) >= 2, 'both waits run');
+    await eventually(() => guestProcesses(['wait', 'user.w']) >= 2, 'both waits run');
     await new Promise((resolve) => setTimeout(resolve, 500));
     await set('a', 'user.w=first');
     const changed = await waitChange;
@@ -172,7 +173,7 @@ ws.on('error', (e) => { console.error(e.message); process.exit(1); });
       return configEvents(w).length > 0;
     }, 'watcher connected');
     const waiting = daemon.guest('b', ['wait', 'user.go', '--value', 'yes', '--timeout', '120']);
-    await eventually(() => processCount(['wait', 'user.go']) >= 1, 'wait runs');
+    await eventually(() => guestProcesses(['wait', 'user.go']) >= 1, 'wait runs');
     await daemon.signal('SIGTERM');
     await daemon.spawn();
     // Changed at once, possibly before the watcher has reconnected: it must still report it.
@@ -226,17 +227,7 @@ ws.on('error', (e) => { console.error(e.message); process.exit(1); });
   });
 });
 
-/** How many processes have all of `parts` in their command line. */
-function processCount(parts: string[]): number {
-  let n = 0;
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const args = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      if (args[1]?.endsWith('devapollo-guest.cjs') && parts.every((p) => args.includes(p))) n++;
-    } catch {
-      // Gone.
-    }
-  }
-  return n;
+/** How many guest-tool processes have all of `parts` in their command line. */
+function guestProcesses(parts: string[]): number {
+  return processesWhere((args) => args[1] === guestTool() && parts.every((p) => args.includes(p))).length;
 }

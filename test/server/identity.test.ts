@@ -6,27 +6,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { eventually, guestTool, hostCli, run, TestDaemon } from '../helpers/daemon.js';
+import { childrenOf } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
-
-/** The children of a process, from /proc (this kernel has no task children files). */
-function childrenOf(pid: number): number[] {
-  const children: number[] = [];
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) children.push(Number(entry));
-    } catch {
-      // Exited meanwhile.
-    }
-  }
-  return children;
-}
 
 /** A pid namespace made outside devapollo: `unshare --pid --fork` with an idle init. */
 async function foreignNamespace(): Promise<{ unshare: ChildProcess; init: number }> {
-  const unshare = spawn('unshare', ['--pid', '--fork', '--mount-proc', 'sleep', '1000'], { stdio: 'ignore' });
+  const unshare = spawn('unshare', ['--pid', '--fork', '--kill-child', '--mount-proc', 'sleep', '1000'], { stdio: 'ignore' });
   let init = 0;
   await eventually(() => {
     init = childrenOf(unshare.pid ?? -1)[0] ?? 0;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { spawn } from 'node:child_process';
 import { eventually, guestTool, hostCli, run, startTimeOf, TestDaemon } from '../helpers/daemon.js';
+import { childrenOf } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 
 interface Listed {
@@ -19,20 +20,6 @@ async function list(daemon: TestDaemon): Promise<Listed[]> {
   const r = await daemon.cli(['list', '--format', 'json']);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.out) as Listed[];
-}
-
-function childrenCount(pid: number): number {
-  let count = 0;
-  for (const entry of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) count++;
-    } catch {
-      // Gone.
-    }
-  }
-  return count;
 }
 
 function sessionOf(pid: number): number {
@@ -101,10 +88,10 @@ describe('daemon lifecycle', () => {
     ], { stdio: ['ignore', 'pipe', 'inherit'] });
     let output = '';
     guest.stdout.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    const done = new Promise((resolve) => guest.once('exit', resolve));
+    const done = new Promise((resolve) => guest.once('close', resolve));
     try {
       // exec has looked the container up once its command runs; then the daemon may go.
-      await eventually(() => childrenCount(guest.pid ?? 0) > 0, 'exec runs');
+      await eventually(() => childrenOf(guest.pid ?? 0).length > 0, 'exec runs');
       await daemon.signal('SIGTERM');
       fs.writeFileSync(flag, '');
       await eventually(() => output.includes('refused'), 'the guest sees the daemon down');

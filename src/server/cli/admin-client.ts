@@ -16,7 +16,11 @@ export class AdminClient {
   private client: Got | undefined;
   readonly socket: string;
 
-  constructor(dir: string) {
+  /** `timeoutMs` bounds each request whole (hooks must not hang a container's start); none by default. */
+  constructor(
+    dir: string,
+    private readonly timeoutMs?: number,
+  ) {
     this.socket = daemonPaths(dir).adminSocket;
   }
 
@@ -79,6 +83,7 @@ export class AdminClient {
         throwHttpErrors: false,
         retry: { limit: 0 },
         headers: { 'user-agent': 'devapollo' },
+        ...(this.timeoutMs === undefined ? {} : { timeout: { request: this.timeoutMs } }),
       });
     }
     return this.client;
@@ -91,6 +96,9 @@ function connectionError(socket: string, error: unknown): ApolloError {
     return new ApolloError('no-daemon', `no devapollo daemon answers on ${socket}: start it with "devapollo serve"`, {
       cause: error,
     });
+  }
+  if (code === 'ETIMEDOUT') {
+    return new ApolloError('no-daemon', `the daemon did not answer on ${socket} in time`, { cause: error });
   }
   if (code === 'EACCES') {
     return new ApolloError('forbidden', `permission denied on ${socket}: the admin API is for root`, { cause: error });

@@ -13,29 +13,45 @@ import { answerClientError, endWithError, routeRequests, splitTarget } from '../
 import { type PeerCredentials, resolvePeer } from '../kernel/peer.js';
 import { type Logger, RateLimitedLog } from '../log.js';
 import { defaultEventLimits, type EventLimits, GuestEventHub, parseEventTypes } from './events.js';
+import { type RateLimit, type Share, Shares } from './limits.js';
 import { type GuestContext, guestRoutes } from './routes.js';
 
 /** Who a guest connection belongs to, fixed at accept time. */
 interface GuestPeer {
   readonly credentials: PeerCredentials;
   readonly instance: Instance | undefined;
+  readonly share: Share;
 }
 
 export interface GuestServerLimits {
+  /** Until the request's headers are in (slow-loris). */
   readonly headersTimeoutMs: number;
+  /** Until the whole request is in; answers that wait or stream are not cut. */
   readonly requestTimeoutMs: number;
+  /** An idle kept-alive connection is closed after this. */
   readonly keepAliveTimeoutMs: number;
   readonly maxHeaderBytes: number;
+  readonly maxUrlBytes: number;
   readonly maxBodyBytes: number;
+  /** Open connections per container (and for all unserved peers together). */
+  readonly maxConnectionsPerContainer: number;
+  /** Open connections in all. */
+  readonly maxConnections: number;
+  /** Requests per container. */
+  readonly rate: RateLimit;
   readonly events: EventLimits;
 }
 
 export const defaultGuestLimits: GuestServerLimits = {
-  headersTimeoutMs: 10_000,
+  headersTimeoutMs: 5_000,
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 30_000,
   maxHeaderBytes: 16 * 1024,
+  maxUrlBytes: 8 * 1024,
   maxBodyBytes: 64 * 1024,
+  maxConnectionsPerContainer: 256,
+  maxConnections: 8192,
+  rate: { perSecond: 1024, burst: 4096 },
   events: defaultEventLimits,
 };
 
@@ -55,6 +71,21 @@ export function createGuestServer(
   const peers = new WeakMap<Socket, GuestPeer>();
   const refusals = new RateLimitedLog();
   const events = new GuestEventHub(manager, limits.events);
+  const shares = new Shares(limits.rate);
+  let open = 0;
+
+  /** Limits checked once per request: the connection's own refusal, then the request rate. */
+  const admit = (socket: Socket): void => {
+    const peer = peers.get(socket);
+    if (peer === undefined) throw new ApolloError('forbidden', notServed);
+    const waitMs = peer.share.requests.take();
+    if (waitMs > 0) {
+      refuse(peer, 'request rate limit');
+      throw new ApolloError('too-many-requests', 'too many requests from this container', {
+        headers: { 'Retry-After': String(Math.max(1, Math.ceil(waitMs / 1000))) },
+      });
+    }
+  };
 
   const refuse = (peer: GuestPeer, reason: string): void => {
     refusals.attempt((suppressed) =>
@@ -89,8 +120,10 @@ export function createGuestServer(
   };
 
   const listener = routeRequests(guestRoutes, {
+    admit: (req) => admit(req.socket),
     contextOf: (req) => contextOf(req.socket),
     maxBodyBytes: limits.maxBodyBytes,
+    maxUrlBytes: limits.maxUrlBytes,
     onUnexpected: (req, error) => logger.error('guest request failed', { url: req.url, error: String(error) }),
     nextChange: (context, timeoutMs, signal) => context.container.nextChange(timeoutMs, signal),
   });
@@ -116,7 +149,28 @@ export function createGuestServer(
       return;
     }
     const { credentials, match } = resolvePeer(fd, (key) => manager.instanceOfNamespace(key));
-    const peer: GuestPeer = { credentials, instance: match };
+    const share = shares.of(match?.container);
+    share.connections++;
+    open++;
+    socket.once('close', () => {
+      share.connections--;
+      open--;
+    });
+    const peer: GuestPeer = { credentials, instance: match, share };
+    // Over a limit: answered at once, with the JSON envelope, and closed; a connection that
+    // never sends a request (slow-loris) must not hold a place either.
+    const retry = { 'Retry-After': '1' };
+    const refusal =
+      open > limits.maxConnections
+        ? new ApolloError('unavailable', 'the daemon is at its connection limit; try again', { headers: retry })
+        : share.connections > limits.maxConnectionsPerContainer
+          ? new ApolloError('too-many-requests', 'too many open connections from this container', { headers: retry })
+          : undefined;
+    if (refusal !== undefined) {
+      refuse(peer, 'connection limit');
+      endWithError(socket, refusal);
+      return;
+    }
     peers.set(socket, peer);
     if (match === undefined) refuse(peer, 'not in a running container');
   });
@@ -140,6 +194,7 @@ export function createGuestServer(
       return;
     }
     try {
+      admit(socket as Socket);
       const context = contextOf(socket as Socket);
       const types = parseEventTypes(new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('type'));
       events.upgrade(context, types, req, socket, head);

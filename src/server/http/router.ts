@@ -173,7 +173,10 @@ export function routeRequests<C>(
   routes: readonly Route<C>[],
   options: {
     readonly contextOf: (req: IncomingMessage) => C;
+    /** Checks made once per request before anything else (limits); throws to refuse. */
+    readonly admit?: (req: IncomingMessage) => void;
     readonly maxBodyBytes: number;
+    readonly maxUrlBytes?: number;
     readonly onUnexpected: (req: IncomingMessage, error: unknown) => void;
     /** For waitable routes: resolves at the context's next change, or when the time is up. */
     readonly nextChange?: (context: C, timeoutMs: number, signal: AbortSignal) => Promise<boolean>;
@@ -183,6 +186,10 @@ export function routeRequests<C>(
   return (req, res) => {
     void (async () => {
       try {
+        options.admit?.(req);
+        if (options.maxUrlBytes !== undefined && (req.url ?? '').length > options.maxUrlBytes) {
+          throw new ApolloError('uri-too-long', `the request target is longer than ${options.maxUrlBytes} bytes`);
+        }
         let context = options.contextOf(req);
         const { path, query } = splitTarget(req.url ?? '');
         const method = req.method ?? '';

@@ -145,7 +145,7 @@ export class ContainerStore {
 function storageError(file: string, error: unknown): ApolloError {
   const code = (error as NodeJS.ErrnoException).code;
   const reason = code === 'ENOSPC' ? 'no space left on the device' : code === 'EDQUOT' ? 'disk quota exceeded' : String((error as Error).message ?? error);
-  return new ApolloError('unavailable', `cannot save ${file}: ${reason}; nothing was changed`, { cause: error });
+  return new ApolloError('internal', `cannot save ${file}: ${reason}; nothing was changed`, { cause: error });
 }
 
 function parseRecord(file: string, text: string): ContainerRecord {

@@ -14,7 +14,8 @@ import { adminClient, parseAssignments, readStdinText } from './shared.js';
 type Global = { dir?: string | undefined };
 
 async function runHook(argv: Global, request: HookRequest): Promise<void> {
-  const warning = await applyHook(request, adminClient(argv));
+  // A hung daemon must not hang the runtime's start: the hook gives up (and fails) after 30 s.
+  const warning = await applyHook(request, adminClient(argv, 30_000));
   if (warning !== undefined) process.stderr.write(`Warning: ${warning}\n`);
 }
 

@@ -12,7 +12,28 @@ type ServeArgs = Global & {
   'admin-group'?: string | undefined;
   'stop-timeout': number;
   'events-heartbeat': number;
+  'rate-limit': number;
+  'rate-burst': number;
+  'max-connections': number;
+  'max-container-connections': number;
+  'max-event-streams': number;
+  'header-timeout': number;
+  'idle-timeout': number;
 };
+
+/** Options that must be numbers of at least `min` (integers where `integer`). */
+const numeric: [keyof ServeArgs, number, boolean][] = [
+  ['max-value-size', 1, true],
+  ['stop-timeout', 0, false],
+  ['events-heartbeat', 0.001, false],
+  ['rate-limit', 0, false],
+  ['rate-burst', 1, true],
+  ['max-connections', 1, true],
+  ['max-container-connections', 1, true],
+  ['max-event-streams', 1, true],
+  ['header-timeout', 0.001, false],
+  ['idle-timeout', 0.001, false],
+];
 
 export const serveCommand: CommandModule<Global, ServeArgs> = {
   command: 'serve',
@@ -25,15 +46,24 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       .option('admin-group', { type: 'string', describe: 'a group that may use the admin socket besides root' })
       .option('stop-timeout', { type: 'number', default: 10, describe: 'default seconds between SIGTERM and SIGKILL on stop' })
       .option('events-heartbeat', { type: 'number', default: 15, describe: 'seconds between heartbeats on event streams' })
-      .example('$0 serve --dir /var/lib/apollo', '') as never,
+      .option('rate-limit', { type: 'number', default: 1024, describe: 'guest requests per second per container (0: no limit)' })
+      .option('rate-burst', { type: 'number', default: 4096, describe: 'guest requests a container may make at once' })
+      .option('max-connections', { type: 'number', default: 8192, describe: 'open guest connections in all' })
+      .option('max-container-connections', { type: 'number', default: 256, describe: 'open guest connections per container' })
+      .option('max-event-streams', { type: 'number', default: 64, describe: 'open event streams per container' })
+      .option('header-timeout', { type: 'number', default: 5, describe: 'seconds a guest has to send its request headers' })
+      .option('idle-timeout', { type: 'number', default: 30, describe: 'seconds an idle kept-alive guest connection stays open' })
+      .example('$0 serve --dir /var/lib/apollo', '')
+      .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs') as never,
   handler: async (argv) => {
-    if (!Number.isSafeInteger(argv['max-value-size']) || argv['max-value-size'] <= 0) {
-      throw new ApolloError('usage', '--max-value-size must be a positive number of bytes');
+    for (const [option, min, integer] of numeric) {
+      const value = argv[option] as number;
+      if (typeof value !== 'number' || !(value >= min) || (integer && !Number.isSafeInteger(value))) {
+        throw new ApolloError('usage', `--${option} must be a number${integer ? ' (whole)' : ''} of at least ${min}`);
+      }
     }
-    if (!(argv['stop-timeout'] >= 0)) throw new ApolloError('usage', '--stop-timeout must be a number of seconds');
-    if (!(argv['events-heartbeat'] > 0)) throw new ApolloError('usage', '--events-heartbeat must be a positive number of seconds');
     if (process.getuid?.() !== 0) throw new ApolloError('forbidden', 'devapollo serve must run as root');
-    const { serve } = await import('../../daemon.js');
+    const [{ serve }, { defaultGuestLimits }] = await Promise.all([import('../../daemon.js'), import('../../guest/server.js')]);
     const daemon = await serve({
       dir: resolveDir(argv.dir),
       logLevel: argv['log-level'],
@@ -41,7 +71,19 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       maxValueBytes: argv['max-value-size'],
       adminGroup: argv['admin-group'],
       stopTimeoutSeconds: argv['stop-timeout'],
-      eventsHeartbeatSeconds: argv['events-heartbeat'],
+      guestLimits: {
+        ...defaultGuestLimits,
+        headersTimeoutMs: argv['header-timeout'] * 1000,
+        keepAliveTimeoutMs: argv['idle-timeout'] * 1000,
+        maxConnections: argv['max-connections'],
+        maxConnectionsPerContainer: argv['max-container-connections'],
+        rate: { perSecond: argv['rate-limit'], burst: argv['rate-burst'] },
+        events: {
+          ...defaultGuestLimits.events,
+          heartbeatMs: argv['events-heartbeat'] * 1000,
+          maxListenersPerContainer: argv['max-event-streams'],
+        },
+      },
     });
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.on(signal, () => void daemon.shutdown(signal));

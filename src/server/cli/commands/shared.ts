@@ -9,8 +9,8 @@ import { resolveDir } from '../../paths.js';
  */
 export const stdinArgument = '\u0000-';
 
-export function adminClient(argv: { dir?: string | undefined }): AdminClient {
-  return new AdminClient(resolveDir(argv.dir));
+export function adminClient(argv: { dir?: string | undefined }, timeoutMs?: number): AdminClient {
+  return new AdminClient(resolveDir(argv.dir), timeoutMs);
 }
 
 /** Splits KEY=VALUE at the first "="; a missing "=" is a usage error. */

@@ -1,0 +1,197 @@
+// Identity attacks: identity is fixed when the connection is made, from the kernel's
+// credentials. Renaming, forking, passing sockets, recycled namespaces, user namespaces
+// on the host: none ever reads another container's keys.
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe } from 'node:test';
+import { eventually, guestScript, run, TestDaemon } from '../helpers/daemon.js';
+import { childrenOf } from '../helpers/procs.js';
+import { curlUnavailable, gatedTest } from '../helpers/env.js';
+
+const python = ['/usr/bin/python3'].find((p) => fs.existsSync(p));
+
+/** Receives one descriptor on an abstract Unix socket, asks for user.foo on it, prints the answer. */
+const receiver = `
+import array, socket, sys
+name = sys.argv[1]
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind('\\0' + name)
+srv.listen(1)
+print('listening', flush=True)
+conn, _ = srv.accept()
+msg, fds, flags, addr = socket.recv_fds(conn, 16, 1)
+api = socket.socket(fileno=fds[0])
+api.sendall(b'GET /1.0/config/user.foo HTTP/1.1\\r\\nHost: apollo\\r\\nConnection: close\\r\\n\\r\\n')
+answer = b''
+while True:
+    chunk = api.recv(4096)
+    if not chunk: break
+    answer += chunk
+print(answer.decode().split('\\r\\n')[0] + ' ' + answer.decode().split('\\r\\n\\r\\n', 1)[1], flush=True)
+`;
+
+/** Connects to the devapollo socket at argv[2] and hands the connection to the receiver named argv[1]. */
+const sender = `
+import socket, sys
+api = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+api.connect(sys.argv[2])
+peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+peer.connect('\\0' + sys.argv[1])
+socket.send_fds(peer, [b'x'], [api.fileno()])
+`;
+
+describe('identity attacks', () => {
+  let daemon: TestDaemon;
+  const test = gatedTest(curlUnavailable);
+  const children: ChildProcess[] = [];
+
+  before(async () => {
+    if (curlUnavailable) return;
+    daemon = await TestDaemon.start();
+    await daemon.launch('alice', { config: { 'user.foo': 'alice-secret' } });
+    await daemon.launch('bob', { config: { 'user.foo': 'bob' } });
+  });
+
+  after(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    await daemon?.destroy();
+  });
+
+  const sock = () => path.join(daemon.dir, 'devapollo/sock');
+  const ask = ['curl', '-sS', '-w', ' %{http_code}', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'];
+
+  test('a process that renames itself is still who it is', async () => {
+    const renamed = guestScript(
+      'renamed.cjs',
+      `process.title = 'init';
+require('fs').writeFileSync('/proc/self/comm', 'systemd');
+require('http').get({ socketPath: process.argv[2], path: '/1.0/config/user.foo' }, (res) => {
+  let b = ''; res.on('data', (c) => (b += c)); res.on('end', () => console.log(res.statusCode + ' ' + b));
+});
+`,
+    );
+    assert.equal((await daemon.exec('bob', [process.execPath, renamed, '/dev/apollo/sock'])).out, '200 bob\n');
+    const host = await run(process.execPath, [renamed, sock()]);
+    assert.match(host.out, /^403 /);
+    assert.doesNotMatch(host.out, /alice|bob/);
+  });
+
+  test('forked and double-forked (daemonised) processes belong to their container', async () => {
+    const r = await daemon.exec('bob', [
+      'sh',
+      '-c',
+      `( ( setsid ${ask.map((a) => `'${a}'`).join(' ')} > /dev/shm/forked ) & ) ; sleep 0.1; while [ ! -s /dev/shm/forked ]; do sleep 0.05; done; cat /dev/shm/forked`,
+    ]);
+    assert.equal(r.out, 'bob 200');
+  });
+
+  test('a passed socket keeps the identity of the process that connected', async (t) => {
+    if (python === undefined) {
+      t.skip('needs /usr/bin/python3 to pass descriptors (SCM_RIGHTS)');
+      return;
+    }
+    const recv = guestScript('receiver.py', receiver);
+    const send = guestScript('sender.py', sender);
+    const handOver = async (from: 'host' | 'bob') => {
+      const name = `apollo-attack-${process.pid}-${from}`;
+      const listener = spawn(process.execPath, [(await import('../helpers/daemon.js')).hostCli, '--dir', daemon.dir, 'exec', 'alice', '--', python, recv, name], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      children.push(listener);
+      const exited = new Promise((resolve) => listener.once('close', resolve));
+      let out = '';
+      listener.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+      await eventually(() => out.includes('listening'), 'receiver listens');
+      const sent = from === 'host' ? await run(python, [send, name, sock()]) : await daemon.exec('bob', [python, send, name, '/dev/apollo/sock']);
+      assert.equal(sent.code, 0, sent.stderr);
+      await exited;
+      return out.split('\n')[1] ?? '';
+    };
+    // A host process's connection, used from inside alice: still the host's, still refused.
+    const fromHost = await handOver('host');
+    assert.match(fromHost, /^HTTP\/1\.1 403 /);
+    assert.doesNotMatch(fromHost, /alice-secret/);
+    // bob's connection, used from inside alice: bob's answer, never alice's.
+    const fromBob = await handOver('bob');
+    assert.equal(fromBob, 'HTTP/1.1 200 OK bob');
+  });
+
+  test("a container that exits: a new namespace that reuses its inode number is nobody's", async (t) => {
+    await daemon.launch('gone', { config: { 'user.foo': 'gone-secret' } });
+    const list = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; pid: number }[];
+    const pid = list.find((c) => c.name === 'gone')?.pid ?? 0;
+    const inode = fs.statSync(`/proc/${pid}/ns/pid`).ino;
+    assert.equal((await daemon.cli(['stop', 'gone', '--force'])).code, 0);
+    // New pid namespaces, one at a time, until the kernel hands out the same inode number.
+    let reused: ChildProcess | undefined;
+    let init = 0;
+    for (let attempt = 0; attempt < 200 && reused === undefined; attempt++) {
+      const candidate = spawn('unshare', ['--pid', '--fork', '--kill-child', 'sleep', '60'], { stdio: 'ignore' });
+      children.push(candidate);
+      await eventually(() => childrenOf(candidate.pid ?? 0).length > 0, 'candidate namespace');
+      const child = childrenOf(candidate.pid ?? 0)[0] ?? 0;
+      if (fs.statSync(`/proc/${child}/ns/pid`).ino === inode) {
+        reused = candidate;
+        init = child;
+      } else {
+        candidate.kill('SIGKILL');
+      }
+    }
+    if (reused === undefined) {
+      t.skip('the kernel did not reuse the inode number within 200 new namespaces');
+      return;
+    }
+    t.diagnostic(`inode ${inode} reused by a new pid namespace`);
+    const r = await run('nsenter', ['--target', String(init), '--pid', '--', ...ask.slice(0, 5), sock(), ask[6] as string]);
+    assert.match(r.out, / 403$/);
+    assert.doesNotMatch(r.out, /gone-secret/);
+  });
+
+  test('a host process in its own user namespace is nobody', async () => {
+    const r = await run('unshare', ['--user', '--map-root-user', '--', ...ask.slice(0, 5), sock(), ask[6] as string]);
+    assert.match(r.out, / 403$/);
+    assert.doesNotMatch(r.out, /alice|bob/);
+  });
+
+  test('the guest socket reaches no admin operation', async () => {
+    for (const [method, target] of [
+      ['GET', '/1.0/containers'],
+      ['POST', '/1.0/containers'],
+      ['PATCH', '/1.0/containers/alice/config'],
+      ['DELETE', '/1.0/containers/alice'],
+      ['PUT', '/1.0/containers/alice/state'],
+      ['PUT', '/1.0/containers/bob/init'],
+    ] as const) {
+      const r = await daemon.curl('bob', target, ['-X', method, '-d', '{"user.foo":"pwned"}', '-o', '/dev/null', '-w', '%{http_code}']);
+      assert.equal(r.out, '404', `${method} ${target}`);
+    }
+    assert.equal((await daemon.cli(['config', 'get', 'alice', 'user.foo'])).out, 'alice-secret');
+  });
+
+  test('the admin socket: root and the admin group only', async (t) => {
+    const asUser = (groups: string) => ['setpriv', '--reuid', '4242', '--regid', '4242', groups === '' ? '--clear-groups' : `--groups=${groups}`, '--'];
+    const denied = await run(asUser('')[0] as string, [...asUser('').slice(1), 'curl', '-sS', '--unix-socket', path.join(daemon.dir, 'unix.socket'), 'http://d/1.0']);
+    assert.notEqual(denied.code, 0);
+    assert.doesNotMatch(denied.out, /version/);
+    if (spawnSync('getent', ['group', 'devapollo-test']).status !== 0 && spawnSync('groupadd', ['-r', 'devapollo-test']).status !== 0) {
+      t.skip('cannot create a group for the admin-group check');
+      return;
+    }
+    const gid = spawnSync('getent', ['group', 'devapollo-test'], { encoding: 'utf8' }).stdout.split(':')[2] ?? '';
+    const grouped = await TestDaemon.start({ args: ['--admin-group', 'devapollo-test'] });
+    try {
+      const socket = path.join(grouped.dir, 'unix.socket');
+      const member = await run('setpriv', [...asUser(gid).slice(1), 'curl', '-sS', '--unix-socket', socket, 'http://d/1.0']);
+      assert.equal(member.code, 0, member.stderr);
+      assert.match(member.out, /"version"/);
+      const stranger = await run('setpriv', [...asUser('').slice(1), 'curl', '-sS', '--unix-socket', socket, 'http://d/1.0']);
+      assert.notEqual(stranger.code, 0);
+      assert.equal(fs.statSync(grouped.dir).mode & 0o777, 0o710);
+      assert.equal(fs.statSync(path.join(grouped.dir, 'containers')).mode & 0o777, 0o700);
+    } finally {
+      await grouped.destroy();
+    }
+  });
+});
