@@ -131,10 +131,11 @@ export class BenchDaemon {
             }
             resolve((text === '' ? undefined : JSON.parse(text)) as T);
           });
-          res.once('error', reject);
+          res.on('error', reject);
         },
       );
-      req.once('error', reject);
+      // `on`, not `once`: a connection the daemon resets may report more than one error.
+      req.on('error', reject);
       req.end(payload);
     });
   }

@@ -1,7 +1,8 @@
 /**
- * The guest CLI's entry point (bundled into dist/devapollo-guest.mjs). `get KEY` is what
+ * The guest CLI's entry point (bundled into dist/devapollo-guest.cjs). `get KEY` is what
  * boot scripts run in loops, so it skips the argument parser and its modules entirely;
- * everything else loads the full CLI.
+ * everything else loads the full CLI, which the bundle carries as a string and compiles
+ * only here (scripts/bundle-guest.js).
  */
 import { runCli, writeValue } from '../shared/output.js';
 
