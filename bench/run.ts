@@ -8,6 +8,7 @@
  *   npm run bench -- --only keepalive,cold-start    # some benchmarks
  *   npm run bench -- --only scale --containers 2000 # another container count
  */
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -84,7 +85,14 @@ async function main(): Promise<number> {
   const seconds = Math.round((Date.now() - started) / 1000);
   const argv = process.argv.slice(2);
   const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
-  const run = { command, date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC', quick: values.quick, machine: info, seconds };
+  const run = {
+    command,
+    date: `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC`,
+    commit: gitCommit(),
+    quick: values.quick,
+    machine: info,
+    seconds,
+  };
   if (results.length > 0) {
     const jsonFile = values.quick || values['no-write'] ? path.join(repoRoot, 'dist-bench/last-run.json') : path.join(repoRoot, 'docs/performance.json');
     const stored = storeResults(jsonFile, results, run);
@@ -98,6 +106,20 @@ async function main(): Promise<number> {
   ctx.log(`done in ${seconds} s`);
   for (const failure of failures) process.stderr.write(`Error: ${failure}\n`);
   return failures.length > 0 ? 1 : 0;
+}
+
+/** The commit measured, marked "+changes" when the work tree differs from it. */
+function gitCommit(): string {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src', 'scripts', 'libexec', 'bin'], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    }).trim();
+    return dirty === '' ? commit : `${commit}+changes`;
+  } catch {
+    return 'unknown';
+  }
 }
 
 main().then(

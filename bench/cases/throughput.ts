@@ -107,7 +107,7 @@ async function etagOf(daemon: BenchDaemon): Promise<string> {
 }
 
 export async function runThroughput(ctx: BenchContext, modes: readonly ThroughputMode[]): Promise<BenchResult[]> {
-  const rounds = ctx.quick ? 3 : 5;
+  const rounds = ctx.quick ? 3 : 7;
   const seconds = ctx.quick ? 2 : 5;
   const warmupSeconds = ctx.quick ? 0.5 : 1;
   const daemon = await BenchDaemon.start();

@@ -38,6 +38,8 @@ export interface RunInfo {
   readonly command: string;
   readonly date: string;
   readonly quick: boolean;
+  /** The commit measured ("+changes" when src/, scripts/, libexec/ or bin/ differed from it). */
+  readonly commit?: string;
   readonly machine: Record<string, string | number>;
   readonly seconds?: number;
 }
@@ -150,7 +152,7 @@ export function renderMarkdown(data: PerformanceFile): string {
     for (const note of entry.notes) out.push(`- ${note}`);
     if (entry.notes.length > 0) out.push('');
     out.push(
-      `<sub>\`${entry.run.command}\`, ${entry.run.date}${entry.run.quick ? ' (quick run)' : ''}; ${m['os']}, kernel ${m['kernel']}, ` +
+      `<sub>\`${entry.run.command}\`, ${entry.run.date}${entry.run.commit ? `, commit ${entry.run.commit}` : ''}${entry.run.quick ? ' (quick run)' : ''}; ${m['os']}, kernel ${m['kernel']}, ` +
         `${m['cores']} × ${m['cpu']}, ${m['memory_gib']} GiB, Node ${m['node']}, load average at start ${m['load_average_at_start']}.</sub>`,
       '',
     );
