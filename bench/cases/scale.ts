@@ -22,7 +22,7 @@ import {
 } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
 import { median, round, spread } from '../lib/stats.js';
-import { fooValue, type LoadSample, loadContainer, loadDaemon } from './throughput.js';
+import { fooValue, type LoadSample, loadContainer, loadDaemon, loadNote } from './throughput.js';
 
 const MiB = 1024 * 1024;
 /** Concurrent launches: "a few at a time" (each launch is a perl process and a fork or two). */
@@ -84,7 +84,11 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
     ctx.log(`launching ${names.length} containers, ${launchConcurrency} at a time`);
     const progress = setInterval(() => ctx.log(`  ${big.inits.size - 1} launched`), 15_000);
     const launchStart = performance.now();
-    const { launched, error } = await launchMany(big, names, launchConcurrency, (name) => ({ 'user.foo': name }));
+    const { launched, error, retried } = await launchMany(big, names, launchConcurrency, (name) => ({ 'user.foo': name }));
+    if (retried.length > 0) {
+      notes.push(`${retried.length} launches failed once and were tried again; the first: ${retried[0]}`);
+      ctx.log(`${retried.length} launches retried; the first: ${retried[0]}`);
+    }
     const launchSeconds = (performance.now() - launchStart) / 1000;
     clearInterval(progress);
     if (error !== undefined) {
@@ -101,6 +105,9 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
     // Per-request cost: the two daemons take turns on core 0, the load generator on core 1.
     pin(small.pid, '0');
     pin(big.pid, '0');
+    // One unrecorded run of each kind first: the 1-container daemon has run far less code
+    // than the one that launched thousands, and should not be measured while it warms up.
+    for (const daemon of [small, big]) for (const reconnect of [true, false]) await loadDaemon(daemon, reconnect, seconds, 1);
     const sides: { one: Side; many: Side } = { one: { reconnect: [], keepalive: [] }, many: { reconnect: [], keepalive: [] } };
     for (let r = 0; r < rounds; r++) {
       for (const mode of ['reconnect', 'keepalive'] as const) {
@@ -198,6 +205,7 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
       ];
     };
     notes.push(
+      loadNote([...sides.one.reconnect, ...sides.one.keepalive, ...sides.many.reconnect, ...sides.many.keepalive]),
       `Descriptors of the daemon with ${n} containers and ${guestConnections} open guest connections: ` +
         `${Object.entries(kinds)
           .sort(([, a], [, b]) => b - a)

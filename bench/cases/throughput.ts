@@ -10,6 +10,7 @@
  * SO_PEERCRED, SO_PEERPIDFD, the namespace id and one map lookup. The baseline run uses
  * the same load generator in the same container, so both sides pay the same client costs.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { Agent } from '../lib/agent.js';
 import { tempDir } from '../lib/cleanup.js';
@@ -30,6 +31,14 @@ export interface LoadSample {
   readonly errors: number;
   /** The server process's user+system CPU time per request, in microseconds. */
   readonly server_cpu_us_per_request: number;
+  /** The machine's 1-minute load average when the round ended (other work included). */
+  readonly load_average: number;
+}
+
+/** "the 1-minute load average ranged from A to B": how busy the machine was meanwhile. */
+export function loadNote(samples: readonly LoadSample[]): string {
+  const loads = samples.map((s) => s.load_average);
+  return `The machine's 1-minute load average at the end of the rounds ranged from ${Math.min(...loads).toFixed(1)} to ${Math.max(...loads).toFixed(1)} (2 cores; other work ran meanwhile).`;
 }
 
 export const loadContainer = 'bench-load';
@@ -74,8 +83,12 @@ export async function loadRun(
   const line = await agent.nextLine((options.seconds + 60) * 1000);
   const after = cpuSeconds(options.serverPid);
   await agent.stop();
-  const result = JSON.parse(line) as Omit<LoadSample, 'server_cpu_us_per_request'>;
-  return { ...result, server_cpu_us_per_request: ((after - before) * 1e6) / Math.max(result.requests, 1) };
+  const result = JSON.parse(line) as Omit<LoadSample, 'server_cpu_us_per_request' | 'load_average'>;
+  return {
+    ...result,
+    server_cpu_us_per_request: ((after - before) * 1e6) / Math.max(result.requests, 1),
+    load_average: Number(fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
+  };
 }
 
 /** loadRun against the daemon itself, from the load container. */
@@ -212,7 +225,7 @@ function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; bas
       "checkout's node_modules; the daemon's per-connection work is the same as for any container), pinned to core 1; " +
       'the server under test is pinned to core 0. The daemon runs with its request rate limit off (`--rate-limit 0`).',
     rows,
-    notes: [],
+    notes: [loadNote([...samples.devapollo, ...samples.baseline])],
     raw: samples,
   };
 }

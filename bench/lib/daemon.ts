@@ -152,7 +152,10 @@ export class BenchDaemon {
       privileged: options.privileged === true,
       command: null,
     });
-    if (container.start_time === null) throw new Error(`${name} did not start`);
+    if (container.start_time === null) {
+      const lines = this.log.trim().split('\n').slice(-5).join('\n  ');
+      throw new Error(`${name} was created but is ${container.state}; the daemon's last lines:\n  ${lines}`);
+    }
     this.inits.set(name, { pid: container.pid, startTime: container.start_time });
     return container;
   }
@@ -200,27 +203,41 @@ export class BenchDaemon {
   }
 }
 
-/** Launches `names` with at most `concurrency` launches in flight; stops at the first failure. */
+/**
+ * Launches `names` with at most `concurrency` launches in flight. A launch that fails is
+ * deleted and tried once more (other work on the machine may get in the way); a second
+ * failure stops the launching. `retried` lists the first failures.
+ */
 export async function launchMany(
   daemon: BenchDaemon,
   names: readonly string[],
   concurrency: number,
   configOf: (name: string) => Record<string, string>,
-): Promise<{ launched: number; error: string | undefined }> {
+): Promise<{ launched: number; error: string | undefined; retried: string[] }> {
   let next = 0;
   let launched = 0;
   let error: string | undefined;
+  const retried: string[] = [];
   const worker = async () => {
     while (error === undefined && next < names.length) {
       const name = names[next++] as string;
-      try {
-        await daemon.launch(name, { config: configOf(name) });
-        launched++;
-      } catch (e) {
-        error ??= `${name}: ${(e as Error).message}`;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await daemon.launch(name, { config: configOf(name) });
+          launched++;
+          break;
+        } catch (e) {
+          const message = `${name}: ${(e as Error).message}`;
+          if (attempt === 2) {
+            error ??= message;
+            break;
+          }
+          retried.push(message);
+          await daemon.admin('DELETE', `/1.0/containers/${name}?force=true`).catch(() => undefined);
+        }
       }
     }
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
-  return { launched, error };
+  return { launched, error, retried };
 }
