@@ -2,14 +2,13 @@
  * Profiles the daemon under one benchmark's load: `node dist-bench/profile.js
  * [keepalive|reconnect] [SECONDS]` (after `npm run bench` has built it). The daemon runs
  * with --cpu-prof; the summary lists the functions with the most self time, and the
- * .cpuprofile file is kept for Chrome DevTools.
+ * .cpuprofile file is kept in dist-bench/ for Chrome DevTools.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fooValue, loadContainer, loadDaemon } from './cases/throughput.js';
-import { installCleanupHooks } from './lib/cleanup.js';
-import { BenchDaemon } from './lib/daemon.js';
+import { installCleanupHooks, tempDir } from './lib/cleanup.js';
+import { BenchDaemon, repoRoot } from './lib/daemon.js';
 import { pin } from './lib/proc.js';
 
 interface ProfileNode {
@@ -45,7 +44,7 @@ async function main(): Promise<void> {
   const mode = process.argv[2] === 'keepalive' ? 'keepalive' : 'reconnect';
   const seconds = Number(process.argv[3] ?? 5);
   installCleanupHooks();
-  const profileDir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-profile-'));
+  const { dir: profileDir } = tempDir('devapollo-profile-');
   const daemon = await BenchDaemon.start({ nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir] });
   try {
     await daemon.launch(loadContainer, { privileged: true, config: { 'user.foo': fooValue } });
@@ -60,8 +59,11 @@ async function main(): Promise<void> {
   }
   const file = fs.readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
   if (file === undefined) throw new Error(`no profile in ${profileDir}`);
-  const profile = JSON.parse(fs.readFileSync(path.join(profileDir, file), 'utf8')) as CpuProfile;
-  process.stdout.write(`${summarize(profile, 30).join('\n')}\n\nprofile: ${path.join(profileDir, file)}\n`);
+  // Kept in dist-bench/ (git-ignored); the temporary directory goes with the run.
+  const kept = path.join(repoRoot, 'dist-bench', `daemon-${mode}.cpuprofile`);
+  fs.copyFileSync(path.join(profileDir, file), kept);
+  const profile = JSON.parse(fs.readFileSync(kept, 'utf8')) as CpuProfile;
+  process.stdout.write(`${summarize(profile, 30).join('\n')}\n\nprofile: ${kept}\n`);
 }
 
 main().catch((error: unknown) => {

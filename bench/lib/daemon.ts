@@ -153,8 +153,8 @@ export class BenchDaemon {
       command: null,
     });
     if (container.start_time === null) {
-      const lines = this.log.trim().split('\n').slice(-5).join('\n  ');
-      throw new Error(`${name} was created but is ${container.state}; the daemon's last lines:\n  ${lines}`);
+      const said = this.log.trim().split('\n').slice(-3).join(' / ');
+      throw new Error(`${name} was created but its init had already exited${said === '' ? '' : ` (the daemon said: ${said})`}`);
     }
     this.inits.set(name, { pid: container.pid, startTime: container.start_time });
     return container;
