@@ -4,8 +4,9 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { finishCli } from '../shared/cli.js';
+import { finishCli, parseOrComplete } from '../shared/cli.js';
 import { runCli } from '../shared/output.js';
+import { GuestClient } from './api-client.js';
 import { guestCommands } from './commands/index.js';
 
 export function buildGuestCli(argv: readonly string[]): Argv {
@@ -15,11 +16,16 @@ export function buildGuestCli(argv: readonly string[]): Argv {
     .option('socket', { type: 'string', global: true, describe: 'the socket (env APOLLO_SOCKET)', defaultDescription: '/dev/apollo/sock' })
     .option('connect-timeout', { type: 'number', global: true, default: 5, describe: 'seconds to wait for the daemon' });
   for (const command of guestCommands) cli = cli.command(command);
-  return finishCli(cli, 'devapollo-guest');
+  return finishCli(cli, 'devapollo-guest', async (words, argv) => {
+    if (words.length !== 1 || (words[0] !== 'get' && words[0] !== 'wait')) return [];
+    const socketPath = typeof argv['socket'] === 'string' ? argv['socket'] : undefined;
+    const urls = await new GuestClient({ socketPath, connectTimeoutMs: 1000 }).getJson<string[]>('/1.0/config');
+    return urls.map((url) => decodeURIComponent(url.slice('/1.0/config/'.length)));
+  });
 }
 
 export async function main(argv: readonly string[] = hideBin(process.argv)): Promise<void> {
   await runCli(async () => {
-    await buildGuestCli(argv).parseAsync();
+    await parseOrComplete(buildGuestCli(argv), argv);
   });
 }

@@ -13,11 +13,14 @@ import type { StatusWire } from '../shared/wire.js';
 import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
 import { subordinateRange } from './containers/launcher.js';
+import type { GuestEventHub } from './guest/events.js';
 import { createGuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
+import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
 import { errno, Errno, flock } from './kernel/libc.js';
 import { namespaceKeysAreIds } from './kernel/namespaces.js';
 import { peerPidfdSupported, readPeerCredentials } from './kernel/peer.js';
+import { boundPath } from './kernel/socket-path.js';
 import { type LogFormat, Logger, type LogLevel } from './log.js';
 import { daemonPaths, type DaemonPaths } from './paths.js';
 import { ContainerStore, StateFileError } from './state/container-store.js';
@@ -30,6 +33,8 @@ export interface ServeOptions {
   readonly adminGroup: string | undefined;
   readonly stopTimeoutSeconds: number;
   readonly guestLimits: GuestServerLimits;
+  /** One log line per request. */
+  readonly logRequests: boolean;
 }
 
 /** A running daemon; `closed` settles once it has shut down. */
@@ -86,12 +91,11 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     });
     await manager.restore(records);
 
-    const { server: guest, events } = createGuestServer(manager, logger, options.guestLimits);
-    let guestConnections = 0;
-    guest.on('connection', (socket: net.Socket) => {
-      guestConnections++;
-      socket.once('close', () => guestConnections--);
-    });
+    const metrics = new Metrics();
+    const observer: RequestObserver = { metrics, logger, logRequests: options.logRequests };
+    const { server: guest, events, openConnections } = createGuestServer(manager, observer, options.guestLimits);
+    registerGauges(metrics, manager, events, openConnections);
+    const inherited = inheritedSockets();
     const status = (): StatusWire => ({
       version: packageVersion,
       pid: process.pid,
@@ -101,14 +105,21 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       guest_socket: paths.guestSocket,
       admin_socket: paths.adminSocket,
       containers: manager.counts(),
-      connections: { guest: guestConnections, event_listeners: events.size },
+      connections: { guest: openConnections(), event_listeners: events.size },
       identity: features,
+      socket_activation: inherited !== undefined,
     });
-    const admin = createAdminServer({ manager, status }, manager, logger, adminGid);
+    const admin = createAdminServer({ manager, status, metrics: () => metrics.render() }, manager, observer, adminGid);
 
-    // We hold the lock, so sockets left behind are a crashed daemon's: remove them.
-    await listenSocket(guest, paths.guestSocket, 0o666);
-    await listenSocket(admin, paths.adminSocket, 0o660, adminGid);
+    if (inherited !== undefined) {
+      // Sockets from the service manager: listen on them as they are, never unlink them.
+      await listenInherited(guest, inherited.guest, paths.guestSocket);
+      await listenInherited(admin, inherited.admin, paths.adminSocket);
+    } else {
+      // We hold the lock, so sockets left behind are a crashed daemon's: remove them.
+      await listenSocket(guest, paths.guestSocket, 0o666);
+      await listenSocket(admin, paths.adminSocket, 0o660, adminGid);
+    }
 
     const counts = manager.counts();
     logger.info('devapollo started', {
@@ -117,6 +128,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       pid: process.pid,
       containers: counts.total,
       running: counts.running,
+      socket_activation: inherited !== undefined,
     });
 
     let resolveClosed!: () => void;
@@ -125,6 +137,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     const shutdown = (reason: string): Promise<void> => {
       shuttingDown ??= (async () => {
         logger.info('devapollo stopping', { reason });
+        const { running } = manager.counts();
         const closing = [closeServer(guest), closeServer(admin)];
         events.close();
         guest.closeAllConnections();
@@ -133,7 +146,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
         manager.close();
         await watcher.close();
         fs.closeSync(lockFd);
-        logger.info('devapollo stopped', { containers_left_running: counts.running });
+        logger.info('devapollo stopped', { containers_left_running: running });
         resolveClosed();
       })();
       return shuttingDown;
@@ -184,6 +197,59 @@ async function listenSocket(server: http.Server, file: string, mode: number, gid
   }
   fs.chmodSync(file, mode);
   if (gid !== undefined) fs.chownSync(file, 0, gid);
+}
+
+/**
+ * The listening sockets a service manager passed (systemd socket activation: fds from 3,
+ * LISTEN_FDS of them, for this pid, named by LISTEN_FDNAMES "guest" and "admin"), or
+ * undefined when started without them. The variables are removed so that no child sees them.
+ */
+function inheritedSockets(env: NodeJS.ProcessEnv = process.env): { guest: number; admin: number } | undefined {
+  if (env['LISTEN_PID'] !== String(process.pid) || env['LISTEN_FDS'] === undefined) return undefined;
+  const count = Number(env['LISTEN_FDS']);
+  const names = (env['LISTEN_FDNAMES'] ?? '').split(':');
+  for (const name of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) delete env[name];
+  const fds = new Map<string, number>();
+  for (let i = 0; i < count; i++) fds.set(names[i] ?? '', 3 + i);
+  const guest = fds.get('guest');
+  const admin = fds.get('admin');
+  if (guest === undefined || admin === undefined) {
+    throw new ApolloError(
+      'usage',
+      `socket activation needs two sockets named "guest" and "admin" (FileDescriptorName=); got ${count} named ${JSON.stringify(names.join(':'))}`,
+    );
+  }
+  return { guest, admin };
+}
+
+/** Listens on an inherited descriptor, after checking it is the socket at `expected`. */
+async function listenInherited(server: http.Server, fd: number, expected: string): Promise<void> {
+  const address = boundPath(fd);
+  if (address !== expected) {
+    throw new ApolloError('usage', `the inherited socket on fd ${fd} is ${JSON.stringify(address ?? null)}, expected ${expected} (check --dir)`);
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ fd }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** What /metrics reads at scrape time. */
+function registerGauges(metrics: Metrics, manager: ContainerManager, events: GuestEventHub, openConnections: () => number): void {
+  metrics.register('devapollo_guest_connections', 'gauge', 'Open connections on the guest socket.', () => [{ value: openConnections() }]);
+  metrics.register('devapollo_containers', 'gauge', 'Containers by state.', () => {
+    const { total, running } = manager.counts();
+    return [
+      { labels: { state: 'Running' }, value: running },
+      { labels: { state: 'Stopped' }, value: total - running },
+    ];
+  });
+  metrics.register('devapollo_event_listeners', 'gauge', 'Open guest event streams.', () => [{ value: events.size }]);
+  metrics.register('devapollo_events_delivered_total', 'counter', 'Events sent to guest streams.', () => [{ value: events.stats.delivered }]);
+  metrics.register('devapollo_events_dropped_total', 'counter', 'Guest streams dropped for falling behind.', () => [{ value: events.stats.dropped }]);
 }
 
 function closeServer(server: http.Server): Promise<void> {

@@ -3,10 +3,17 @@ import type { Argv } from 'yargs';
 import { ApolloError } from './errors.js';
 import { packageVersion } from './version.js';
 
+/**
+ * Completions beyond commands and options: given the words typed so far (after the
+ * program's name) and the options, what may come next (container names, keys), from
+ * the daemon. Failures give nothing: completion must never print an error.
+ */
+export type DynamicCompletion = (words: readonly string[], argv: Readonly<Record<string, unknown>>) => Promise<string[]>;
+
 /** Completion, help, version, strictness, and usage errors as ApolloErrors (exit 2). */
-export function finishCli(cli: Argv, name: string): Argv {
+export function finishCli(cli: Argv, name: string, dynamic?: DynamicCompletion): Argv {
   return cli
-    .completion('completion', 'Print a bash/zsh completion script')
+    .completion('completion', 'Print a bash/zsh completion script (source it from your shell rc)', completeWith(dynamic))
     .demandCommand(1, 'Pick a command')
     .recommendCommands()
     .strict()
@@ -18,4 +25,40 @@ export function finishCli(cli: Argv, name: string): Argv {
       if (error) throw error;
       throw Object.assign(new ApolloError('usage', message ?? 'invalid usage'), { usage: `Run "${name} --help" for usage.` });
     });
+}
+
+/**
+ * Parses and runs a command, or answers the shell's completion request (the script that
+ * `completion` prints calls `PROGRAM --get-yargs-completions PROGRAM WORDS...`). The
+ * request is answered here, without a parse: a parse would validate the half-typed
+ * command line while the completions are still being fetched from the daemon.
+ */
+export async function parseOrComplete(cli: Argv, argv: readonly string[]): Promise<void> {
+  // Only before "--": what follows it belongs to a command run inside a container.
+  const dashes = argv.indexOf('--');
+  const request = argv.slice(0, dashes === -1 ? argv.length : dashes).indexOf('--get-yargs-completions');
+  if (request !== -1) {
+    const completions = await cli.getCompletion(argv.slice(request + 1));
+    if (completions.length > 0) process.stdout.write(`${completions.join('\n')}\n`);
+    return;
+  }
+  await cli.parseAsync();
+}
+
+/** yargs' completion hook: its own completions (commands, options), then the dynamic ones. */
+function completeWith(dynamic: DynamicCompletion | undefined) {
+  return (
+    current: string,
+    argv: { _: (string | number)[]; [option: string]: unknown },
+    defaults: (onCompleted: (error: unknown, completions: string[] | undefined) => void) => void,
+    done: (completions: string[]) => void,
+  ): void => {
+    defaults((_error, standard) => {
+      // The shell passes the program's name first, and the word being completed last.
+      const words = argv._.map(String).slice(1);
+      if (words[words.length - 1] === current) words.pop();
+      const extra = dynamic === undefined ? Promise.resolve([]) : dynamic(words, argv).catch(() => []);
+      void extra.then((more) => done([...(standard ?? []), ...more.filter((word) => word.startsWith(current))]));
+    });
+  };
 }

@@ -28,6 +28,8 @@ export interface StatusWire {
   readonly containers: { readonly total: number; readonly running: number };
   readonly connections: { readonly guest: number; readonly event_listeners: number };
   readonly identity: { readonly peer_pidfd: boolean; readonly namespace_ids: boolean };
+  /** Whether the sockets came from a service manager (systemd socket activation). */
+  readonly socket_activation: boolean;
 }
 
 /** GET /1.0 on the guest socket. */

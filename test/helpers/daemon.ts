@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -128,10 +129,29 @@ export class TestDaemon {
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`the daemon exited with ${child.exitCode}:\n${this.log}`);
-      if (this.log.indexOf('devapollo started', from) !== -1) return;
+      // Started: it said so, or (with a quieter log level) its admin socket answers as this pid.
+      if (this.log.indexOf('devapollo started', from) !== -1 || (await this.statusPid()) === child.pid) return;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     throw new Error(`the daemon did not start:\n${this.log}`);
+  }
+
+  /** The pid in the admin API's status, or undefined when nobody answers. */
+  private statusPid(): Promise<number | undefined> {
+    return new Promise((resolve) => {
+      const req = http.get({ socketPath: path.join(this.dir, 'unix.socket'), path: '/1.0' }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString('utf8')));
+        res.on('end', () => {
+          try {
+            resolve((JSON.parse(body) as { pid?: number }).pid);
+          } catch {
+            resolve(undefined);
+          }
+        });
+      });
+      req.on('error', () => resolve(undefined));
+    });
   }
 
   /** Sends a signal to the daemon (or its whole process group) and waits for it to exit. */

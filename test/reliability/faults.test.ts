@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe } from 'node:test';
 import { eventually, guestScript, run, TestDaemon } from '../helpers/daemon.js';
+import { processesWhere } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 
 /** One PATCH on the admin socket; resolves with the status (0 when the daemon is gone). */
@@ -95,7 +96,9 @@ const ask = () => new Promise((resolve) => {
       let out = '';
       load.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
       const done = new Promise((resolve) => load.once('close', resolve));
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      // The daemon may go only once exec has looked the container up and the load runs inside.
+      await eventually(() => processesWhere((args) => args[0] === process.execPath && args[1] === script).length > 0, 'the load runs');
+      await new Promise((resolve) => setTimeout(resolve, 300));
       for (let round = 0; round < 3; round++) {
         await daemon.signal(round === 1 ? 'SIGKILL' : 'SIGTERM');
         await new Promise((resolve) => setTimeout(resolve, 200));

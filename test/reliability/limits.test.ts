@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe } from 'node:test';
-import { eventually, guestScript, TestDaemon } from '../helpers/daemon.js';
+import { eventually, guestScript, run, TestDaemon } from '../helpers/daemon.js';
+import { processesWhere } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 
 const envelope = (status: number) => new RegExp(`\\r\\n\\r\\n\\{"type":"error","error":"[^"]+","error_code":${status}\\}$`);
@@ -43,7 +44,10 @@ describe('guest socket limits', () => {
     if (curlUnavailable) return;
     script = guestScript('raw-client.cjs', rawClient);
     daemon = await TestDaemon.start({
-      args: ['--rate-limit', '5', '--rate-burst', '10', '--max-container-connections', '4', '--header-timeout', '1', '--idle-timeout', '1', '--events-heartbeat', '0.2'],
+      args: [
+        ...['--rate-limit', '5', '--rate-burst', '10', '--max-container-connections', '4', '--max-event-streams', '2'],
+        ...['--header-timeout', '1', '--idle-timeout', '1', '--events-heartbeat', '0.2'],
+      ],
     });
     await daemon.launch('hog', { config: { 'user.foo': 'hog' } });
     await daemon.launch('calm', { config: { 'user.foo': 'calm' } });
@@ -134,12 +138,98 @@ setTimeout(async () => {
     const closed = new Promise((resolve) => socket.once('close', resolve));
     socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     await closed;
-    const stream = daemon.exec('calm', ['sh', '-c', 'curl -sN --max-time 3 --unix-socket /dev/apollo/sock http://apollo/1.0/events; true']);
-    const wait = daemon.curl('calm', '/1.0/config/user.foo?wait=true&timeout=3', ['-o', '/dev/null', '-w', '%{http_code}']);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const stream = daemon.exec('calm', ['sh', '-c', 'curl -sN --max-time 10 --unix-socket /dev/apollo/sock http://apollo/1.0/events; true']);
+    const wait = daemon.curl('calm', '/1.0/config/user.foo?wait=true&timeout=10', ['-o', '/dev/null', '-w', '%{http_code}']);
+    await eventually(() => processesWhere((args) => args[0] === 'curl' && args.some((a) => a.includes('/1.0/'))).length >= 2, 'both run');
+    // Past the 1 s idle timeout (and a check interval) before anything happens on them.
+    await new Promise((resolve) => setTimeout(resolve, 2500));
     await eventually(async () => (await daemon.cli(['config', 'set', 'calm', `user.late=${Date.now()}`])).code === 0, 'config set');
     const streamed = await stream;
     assert.match(streamed.out, /"key":"user\.late"/, 'the stream outlived the idle timeout');
     assert.equal((await wait).out, '200');
+  });
+
+  test('event streams per container are capped: the next one gets 429 with Retry-After', async () => {
+    const holder = guestScript(
+      'streams.cjs',
+      `const http = require('http');
+const open = () => new Promise((resolve) => {
+  const req = http.get({ socketPath: '/dev/apollo/sock', path: '/1.0/events' }, (res) => {
+    let body = '';
+    if (res.statusCode !== 200) res.on('data', (c) => (body += c));
+    res.on('end', () => resolve(res.statusCode + ' ' + (res.headers['retry-after'] || '') + ' ' + body));
+    if (res.statusCode === 200) resolve('200');
+  });
+});
+(async () => {
+  const results = [];
+  for (let i = 0; i < 3; i++) results.push(await open());
+  console.log(JSON.stringify(results));
+  process.exit(0);
+})();
+`,
+    );
+    const r = await daemon.exec('calm', [process.execPath, holder]);
+    const results = JSON.parse(r.out) as string[];
+    assert.deepEqual(results.slice(0, 2), ['200', '200']);
+    assert.match(results[2] ?? '', /^429 \d+ \{"type":"error","error":"[^"]+","error_code":429\}$/);
+  });
+});
+
+describe('guest socket defaults', () => {
+  const test = gatedTest(curlUnavailable);
+
+  test('a boot storm (10 containers, 60 requests each, all at once) trips no default limit', async (t) => {
+    const daemon = await TestDaemon.start();
+    try {
+      const names = Array.from({ length: 10 }, (_, i) => `boot${i}`);
+      for (const name of names) await daemon.launch(name, { config: { 'user.foo': name } });
+      const urls = Array.from({ length: 60 }, () => ['-o', '/dev/null', 'http://apollo/1.0/config/user.foo']).flat();
+      const results = await Promise.all(
+        names.map((name) => daemon.exec(name, ['curl', '-sS', '-w', '%{http_code}\\n', '--unix-socket', '/dev/apollo/sock', ...urls])),
+      );
+      const codes = results.flatMap((r) => r.out.trim().split('\n'));
+      t.diagnostic(`${codes.length} requests: ${codes.filter((c) => c === '200').length} answered 200`);
+      assert.equal(codes.length, 600);
+      assert.deepEqual([...new Set(codes)], ['200']);
+    } finally {
+      await daemon.destroy();
+    }
+  });
+
+  test('a listener that stops reading is dropped; the others keep getting events', async () => {
+    const daemon = await TestDaemon.start();
+    try {
+      await daemon.launch('slow', {});
+      const stall = guestScript(
+        'stall.cjs',
+        `const net = require('net');
+const s = net.connect('/dev/apollo/sock');
+s.write('GET /1.0/events HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n');
+s.pause();
+setTimeout(() => process.exit(0), 30000);
+`,
+      );
+      const stalled = daemon.exec('slow', [process.execPath, stall]);
+      const reader = daemon.exec('slow', ['sh', '-c', 'curl -sN --max-time 30 --unix-socket /dev/apollo/sock http://apollo/1.0/events | grep -m1 -o "user.last"']);
+      await eventually(async () => {
+        const metrics = await run('curl', ['-sS', '--unix-socket', `${daemon.dir}/unix.socket`, 'http://d/metrics']);
+        return /^devapollo_event_listeners 2$/m.test(metrics.out);
+      }, 'both listeners connected');
+      // Events of about 1 MiB each (old and new value): the stalled reader falls behind at once.
+      for (let i = 0; i < 4; i++) {
+        const r = await daemon.cli(['config', 'set', 'slow', 'user.big', '-'], { input: String(i).repeat(512 * 1024) });
+        assert.equal(r.code, 0, r.stderr);
+      }
+      assert.equal((await daemon.cli(['config', 'set', 'slow', 'user.last=1'])).code, 0);
+      assert.equal((await reader).out, 'user.last\n');
+      // A paused reader does not notice its close; the daemon says it dropped it.
+      const metrics = await run('curl', ['-sS', '--unix-socket', `${daemon.dir}/unix.socket`, 'http://d/metrics']);
+      assert.match(metrics.out, /^devapollo_events_dropped_total 1$/m);
+      assert.match(metrics.out, /^devapollo_event_listeners 0$/m);
+      void stalled;
+    } finally {
+      await daemon.destroy();
+    }
   });
 });

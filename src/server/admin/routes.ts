@@ -12,10 +12,13 @@ import { json, parseJsonBody, type RequestInfo, type Route, type StreamReply, te
 export interface AdminContext {
   readonly manager: ContainerManager;
   readonly status: () => StatusWire;
+  /** Prometheus text. */
+  readonly metrics: () => string;
 }
 
 export const adminRoutes: readonly Route<AdminContext>[] = [
   { method: 'GET', path: '/1.0', handler: getStatus },
+  { method: 'GET', path: '/metrics', handler: getMetrics },
   { method: 'GET', path: '/1.0/containers', handler: listContainers },
   { method: 'POST', path: '/1.0/containers', handler: launchContainer },
   { method: 'GET', path: '/1.0/containers/:name', handler: getContainer },
@@ -30,6 +33,10 @@ export const adminRoutes: readonly Route<AdminContext>[] = [
 
 function getStatus({ status }: AdminContext) {
   return json(status());
+}
+
+function getMetrics({ metrics }: AdminContext) {
+  return { contentType: 'text/plain; version=0.0.4; charset=utf-8', body: metrics() };
 }
 
 function listContainers({ manager }: AdminContext) {

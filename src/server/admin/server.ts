@@ -10,7 +10,7 @@ import { ApolloError } from '../../shared/errors.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError, routeRequests } from '../http/router.js';
 import { resolvePeer } from '../kernel/peer.js';
-import type { Logger } from '../log.js';
+import { answeredHook, type RequestObserver } from '../metrics.js';
 import { type AdminContext, adminRoutes } from './routes.js';
 
 /** Admin requests carry whole config values (1 MiB each by default), several at once. */
@@ -19,9 +19,10 @@ const maxAdminBodyBytes = 64 * 1024 * 1024;
 export function createAdminServer(
   context: AdminContext,
   manager: ContainerManager,
-  logger: Logger,
+  observer: RequestObserver,
   adminGid: number | undefined,
 ): http.Server {
+  const { logger } = observer;
   const allowed = new WeakMap<Socket, string | true>();
 
   const server = http.createServer(
@@ -34,6 +35,7 @@ export function createAdminServer(
       },
       maxBodyBytes: maxAdminBodyBytes,
       onUnexpected: (req, error) => logger.error('admin request failed', { url: req.url, error: String(error) }),
+      onAnswered: answeredHook('admin', observer),
     }),
   );
 

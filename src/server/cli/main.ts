@@ -5,7 +5,9 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { finishCli } from '../../shared/cli.js';
+import { finishCli, parseOrComplete } from '../../shared/cli.js';
+import { resolveDir } from '../paths.js';
+import { AdminClient } from './admin-client.js';
 import { runCli } from '../../shared/output.js';
 import { configCommand } from './commands/config.js';
 import { containerCommands } from './commands/containers.js';
@@ -35,11 +37,29 @@ export function buildCli(argv: readonly string[]): Argv {
     .command(monitorCommand)
     .command(hookCommand);
   for (const command of containerCommands) cli = cli.command(command);
-  return finishCli(cli.command(configCommand), 'devapollo');
+  return finishCli(cli.command(configCommand), 'devapollo', completeFromDaemon);
+}
+
+const takesContainer = new Set(['exec', 'start', 'stop', 'delete', 'rm', 'monitor']);
+
+/** Container names, and a container's keys, from the daemon (one second at most). */
+async function completeFromDaemon(words: readonly string[], argv: Readonly<Record<string, unknown>>): Promise<string[]> {
+  const [first, second, third] = words;
+  const client = new AdminClient(resolveDir(typeof argv['dir'] === 'string' ? argv['dir'] : undefined), 1000);
+  const names = async () => (await client.list()).map((c) => c.name);
+  if (words.length === 1 && first !== undefined && takesContainer.has(first)) return names();
+  if (first !== 'config' || second === undefined) return [];
+  if (words.length === 2) return names();
+  if (words.length === 3 && third !== undefined) {
+    const keys = Object.keys((await client.container(third)).config);
+    if (second === 'get' || second === 'unset') return keys;
+    if (second === 'set') return keys.map((key) => `${key}=`);
+  }
+  return [];
 }
 
 export async function main(argv: readonly string[] = hideBin(process.argv)): Promise<void> {
   await runCli(async () => {
-    await buildCli(argv).parseAsync();
+    await parseOrComplete(buildCli(argv), argv);
   });
 }

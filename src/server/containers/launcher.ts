@@ -78,6 +78,11 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
   const spawnFailed = new Promise<never>((_, reject) =>
     child.on('error', (error) => reject(new ApolloError('internal', `cannot run perl: ${error.message}`, { cause: error }))),
   );
+  // Raced below; an error after the race is over must not become an unhandled rejection.
+  spawnFailed.catch(() => undefined);
+  // A write to a launcher that has just exited fails with EPIPE: the handshake and the
+  // exit code already tell what happened, so the stream's error is not news.
+  control.on('error', () => undefined);
 
   let pid = 0;
   let timer: NodeJS.Timeout | undefined;

@@ -88,7 +88,8 @@ export class GuestEventHub {
     this.checkCapacity(subscriber.container);
     return {
       stream: (_req: IncomingMessage, res: ServerResponse) => {
-        res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache' });
+        // Every 200 to a GET carries an ETag (PROTOCOL.md section 3); a stream's never changes.
+        res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache', ETag: subscriber.container.etag(0) });
         res.flushHeaders();
         res.socket?.setNoDelay(true);
         const listener: Listener = {

@@ -11,7 +11,8 @@ import type { Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError, endWithError, routeRequests, splitTarget } from '../http/router.js';
 import { type PeerCredentials, resolvePeer } from '../kernel/peer.js';
-import { type Logger, RateLimitedLog } from '../log.js';
+import { RateLimitedLog } from '../log.js';
+import { answeredHook, type RequestObserver } from '../metrics.js';
 import { defaultEventLimits, type EventLimits, GuestEventHub, parseEventTypes } from './events.js';
 import { type RateLimit, type Share, Shares } from './limits.js';
 import { type GuestContext, guestRoutes } from './routes.js';
@@ -57,17 +58,19 @@ export const defaultGuestLimits: GuestServerLimits = {
 
 const notServed = 'Forbidden: this process is not in a running container served by devapollo';
 
-/** The guest server and its event hub (closed with it). */
+/** The guest server, its event hub, and its open connection count. */
 export interface GuestServer {
   readonly server: http.Server;
   readonly events: GuestEventHub;
+  readonly openConnections: () => number;
 }
 
 export function createGuestServer(
   manager: ContainerManager,
-  logger: Logger,
+  observer: RequestObserver,
   limits: GuestServerLimits = defaultGuestLimits,
 ): GuestServer {
+  const { logger } = observer;
   const peers = new WeakMap<Socket, GuestPeer>();
   const refusals = new RateLimitedLog();
   const events = new GuestEventHub(manager, limits.events);
@@ -88,6 +91,7 @@ export function createGuestServer(
   };
 
   const refuse = (peer: GuestPeer, reason: string): void => {
+    observer.metrics.countRefusal(reason);
     refusals.attempt((suppressed) =>
       logger.warn('refused guest peer', {
         pid: peer.credentials.pid,
@@ -125,6 +129,7 @@ export function createGuestServer(
     maxBodyBytes: limits.maxBodyBytes,
     maxUrlBytes: limits.maxUrlBytes,
     onUnexpected: (req, error) => logger.error('guest request failed', { url: req.url, error: String(error) }),
+    onAnswered: answeredHook('guest', observer, (req) => peers.get(req.socket)?.instance?.container.name),
     nextChange: (context, timeoutMs, signal) => context.container.nextChange(timeoutMs, signal),
   });
 
@@ -204,7 +209,7 @@ export function createGuestServer(
   });
 
   server.on('clientError', answerClientError);
-  return { server, events };
+  return { server, events, openConnections: () => open };
 }
 
 /** The instance if it runs and is served and the caller may ask: else 403, or 401 for non-root. */

@@ -180,10 +180,18 @@ export function routeRequests<C>(
     readonly onUnexpected: (req: IncomingMessage, error: unknown) => void;
     /** For waitable routes: resolves at the context's next change, or when the time is up. */
     readonly nextChange?: (context: C, timeoutMs: number, signal: AbortSignal) => Promise<boolean>;
+    /** Called once per request when its answer is done: the route's pattern ("unmatched" if none). */
+    readonly onAnswered?: (req: IncomingMessage, route: string, status: number, seconds: number) => void;
   },
 ): RequestListener {
   const router = new Router(routes);
   return (req, res) => {
+    let pattern = 'unmatched';
+    if (options.onAnswered !== undefined) {
+      const started = performance.now();
+      const done = options.onAnswered;
+      res.once('close', () => done(req, pattern, res.statusCode, (performance.now() - started) / 1000));
+    }
     void (async () => {
       try {
         options.admit?.(req);
@@ -194,6 +202,7 @@ export function routeRequests<C>(
         const { path, query } = splitTarget(req.url ?? '');
         const method = req.method ?? '';
         const { route, params } = router.match(method, path);
+        pattern = route.path;
         const body = route.method === 'GET' ? noBody : await readBody(req, options.maxBodyBytes);
         const info: RequestInfo = { method, params, query, headers: req.headers, body };
         // An error that names an ETag (404 of a config key) can be waited on too.

@@ -2,9 +2,9 @@
  * Tells the daemon when a container's init exits, by pidfd, for any number of containers.
  *
  * A pidfd turns readable when its process exits. Node cannot poll an arbitrary descriptor,
- * so all pidfds go into one epoll set and a single blocking epoll_wait runs on a libuv
- * worker thread (koffi's async call); the event loop is never blocked. An eventfd in the
- * same set wakes that thread for shutdown. Containers are not our children (they outlive
+ * so all pidfds go into one epoll set and a single epoll_wait runs on a libuv worker
+ * thread (koffi's async call), in slices of half a second; the event loop is never
+ * blocked. An eventfd in the same set wakes that thread for shutdown. Containers are not our children (they outlive
  * the daemon), so waitpid is not an option, and kill(pid, 0) would be fooled by a
  * recycled pid.
  */
@@ -25,6 +25,12 @@ const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
 const EPOLLIN = 0x1;
 const batch = 256;
+/**
+ * Each wait ends after this and is started again. A worker thread must never block for
+ * good: when the process exits (even on a crash) libuv joins its pool, and an endless
+ * epoll_wait would keep a dead daemon from ever exiting (and from releasing its lock).
+ */
+const waitSliceMs = 500;
 
 export class ExitWatcher {
   private readonly epfd: number;
@@ -87,7 +93,7 @@ export class ExitWatcher {
   private arm(): void {
     if (this.waiting || this.closed) return;
     this.waiting = true;
-    epollWait.async(this.epfd, this.events, batch, -1, (error, count) => {
+    epollWait.async(this.epfd, this.events, batch, waitSliceMs, (error, count) => {
       this.waiting = false;
       if (this.closed) {
         this.drained?.();

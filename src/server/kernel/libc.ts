@@ -35,6 +35,12 @@ export const getsockopt = lib.func(
   'int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)',
 ) as (fd: number, level: number, name: number, value: Buffer, length: number[]) => number;
 
+export const getsockname = lib.func('int getsockname(int fd, _Out_ uint8_t *address, _Inout_ uint32_t *length)') as (
+  fd: number,
+  address: Buffer,
+  length: number[],
+) => number;
+
 /** ioctl(fd, request, integer argument); glibc's ioctl reads the third argument from a register. */
 export const ioctlValue = lib.func('ioctl', 'int', ['int', 'ulong', 'long']) as (
   fd: number,

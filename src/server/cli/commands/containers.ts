@@ -18,6 +18,7 @@ const launch: CommandModule<Global, Global & { name: string; config: string[]; p
   describe: 'Create and start a container; returns once it runs and is served',
   builder: (y) =>
     nameArg(y)
+      .usage('$0 launch <name> [-c KEY=VALUE]... [--privileged] [-- <command> [args...]]\n\nCreate and start a container; returns once it runs and is served')
       .option('config', { alias: 'c', type: 'string', array: true, default: [], describe: 'KEY=VALUE config (repeatable)' })
       .option('privileged', { type: 'boolean', default: false, describe: 'keep host root (no user namespace; no security boundary)' })
       .example('$0 launch web -c user.foo=bar', 'an idle container with one key')
@@ -39,7 +40,9 @@ const execCommand: CommandModule<Global, Global & { name: string } & WithDashDas
   command: 'exec <name>',
   describe: "Run a command in a running container (stdio, signals and exit code are the command's)",
   builder: (y) =>
-    nameArg(y).example('$0 exec web -- curl -s --unix-socket /dev/apollo/sock http://apollo/1.0/config', 'ask the socket from inside') as never,
+    nameArg(y)
+      .usage("$0 exec <name> -- <command> [args...]\n\nRun a command in a running container (stdio, signals and exit code are the command's)")
+      .example('$0 exec web -- curl -s --unix-socket /dev/apollo/sock http://apollo/1.0/config', 'ask the socket from inside') as never,
   handler: async (argv) => {
     const command = (argv['--'] ?? []).map(String);
     if (command.length === 0) throw new ApolloError('usage', 'exec needs a command after "--"');

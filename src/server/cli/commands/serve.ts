@@ -19,6 +19,7 @@ type ServeArgs = Global & {
   'max-event-streams': number;
   'header-timeout': number;
   'idle-timeout': number;
+  'log-requests': boolean;
 };
 
 /** Options that must be numbers of at least `min` (integers where `integer`). */
@@ -42,6 +43,7 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
     y
       .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })
       .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const })
+      .option('log-requests', { type: 'boolean', default: false, describe: 'one log line per request (never a value)' })
       .option('max-value-size', { type: 'number', default: 1024 * 1024, describe: 'largest config value, in bytes' })
       .option('admin-group', { type: 'string', describe: 'a group that may use the admin socket besides root' })
       .option('stop-timeout', { type: 'number', default: 10, describe: 'default seconds between SIGTERM and SIGKILL on stop' })
@@ -71,6 +73,7 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       maxValueBytes: argv['max-value-size'],
       adminGroup: argv['admin-group'],
       stopTimeoutSeconds: argv['stop-timeout'],
+      logRequests: argv['log-requests'],
       guestLimits: {
         ...defaultGuestLimits,
         headersTimeoutMs: argv['header-timeout'] * 1000,
@@ -88,6 +91,14 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       process.on(signal, () => void daemon.shutdown(signal));
     }
+    // A bug must not leave a half-working daemon behind: say what it was, and exit (the
+    // containers keep running; a supervisor restarts the daemon, which re-adopts them).
+    const crash = (error: unknown) => {
+      process.stderr.write(`devapollo: internal error, exiting: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exit(1);
+    };
+    process.on('uncaughtException', crash);
+    process.on('unhandledRejection', crash);
     process.on('SIGHUP', () => undefined);
     await daemon.closed;
   },
