@@ -224,6 +224,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     const { fd: pidfd } = openPidfd(pid);
     if (pidfd < 0) throw new ApolloError('bad-request', `no process with pid ${pid}`);
     let container: Container | undefined;
+    let claimed = false;
     try {
       // Checked after the pidfd pins the process: the answer is about this very process.
       if (!isNamespaceInit(pid)) {
@@ -249,6 +250,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       };
       container = existing ?? new Container(record);
       this.claim(container, 'registering');
+      claimed = true;
       const instance = this.adopt(container, pid, pidfd, startTime);
       try {
         await this.update(container, (r) => ({
@@ -269,7 +271,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       if (container?.instance === undefined) closeFd(pidfd);
       throw error;
     } finally {
-      if (container !== undefined) container.busy = undefined;
+      if (claimed && container !== undefined) container.busy = undefined;
     }
   }
 
