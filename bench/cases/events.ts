@@ -13,7 +13,7 @@ import { type BenchContext, agentScript, installAgent } from '../lib/context.js'
 import { BenchDaemon } from '../lib/daemon.js';
 import { pin } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
-import { median, quantile } from '../lib/stats.js';
+import { median, quantile, round } from '../lib/stats.js';
 
 const maxContainers = 50;
 const levels = [1, 100, 1000] as const;
@@ -157,7 +157,14 @@ export async function runEvents(ctx: BenchContext): Promise<BenchResult> {
           `each other's fsyncs (${median(burstAcks).toFixed(1)} ms at the median), which is what the "at once" rows show.`,
         lost === 0 ? 'No event was lost.' : `${lost} events did not arrive within 5 s.`,
       ],
-      raw: results,
+      // Every latency, to the microsecond (there are tens of thousands).
+      raw: results.map((l) => ({
+        ...l,
+        sequential: l.sequential.map((v) => round(v, 3)),
+        burst: l.burst.map((v) => round(v, 3)),
+        acknowledged: l.acknowledged.map((v) => round(v, 3)),
+        acknowledgedInBurst: l.acknowledgedInBurst.map((v) => round(v, 3)),
+      })),
     };
   } finally {
     daemon.destroy();

@@ -118,7 +118,8 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
           if (sample.errors > 0) throw new Error(`${mode} at ${side}: ${sample.errors} errors`);
           sides[side][mode].push(sample);
           ctx.log(`${mode} round ${r + 1}/${rounds} ${side === 'one' ? '1 container' : `${containers} containers`}: ` +
-            `${Math.round(sample.requests_per_second)} req/s, ${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req`);
+            `${Math.round(sample.requests_per_second)} req/s, ${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req ` +
+            `(${sample.server_system_us_per_request.toFixed(1)} system, ${sample.server_helper_threads_us_per_request.toFixed(1)} helper threads)`);
         }
       }
     }
@@ -204,7 +205,12 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
         },
       ];
     };
+    const part = (side: Side, field: 'server_system_us_per_request' | 'server_helper_threads_us_per_request') =>
+      median(side.reconnect.map((x) => x[field])).toFixed(1);
     notes.push(
+      `Where a new connection's CPU time goes, 1 container → ${n}: system time ${part(sides.one, 'server_system_us_per_request')} → ` +
+        `${part(sides.many, 'server_system_us_per_request')} µs, threads other than the event loop (V8's garbage collector, libuv) ` +
+        `${part(sides.one, 'server_helper_threads_us_per_request')} → ${part(sides.many, 'server_helper_threads_us_per_request')} µs.`,
       loadNote([...sides.one.reconnect, ...sides.one.keepalive, ...sides.many.reconnect, ...sides.many.keepalive]),
       `Descriptors of the daemon with ${n} containers and ${guestConnections} open guest connections: ` +
         `${Object.entries(kinds)

@@ -16,7 +16,7 @@ import { Agent } from '../lib/agent.js';
 import { tempDir } from '../lib/cleanup.js';
 import { type BenchContext, agentScript } from '../lib/context.js';
 import { BenchDaemon } from '../lib/daemon.js';
-import { cpuSeconds, pin } from '../lib/proc.js';
+import { cpuSplit, pin } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
 import { median, spread } from '../lib/stats.js';
 
@@ -31,6 +31,9 @@ export interface LoadSample {
   readonly errors: number;
   /** The server process's user+system CPU time per request, in microseconds. */
   readonly server_cpu_us_per_request: number;
+  /** Of that: system time, and the time of threads other than the event loop (GC, libuv). */
+  readonly server_system_us_per_request: number;
+  readonly server_helper_threads_us_per_request: number;
   /** The machine's 1-minute load average when the round ended (other work included). */
   readonly load_average: number;
 }
@@ -78,15 +81,19 @@ export async function loadRun(
     JSON.stringify(spec),
   ]);
   await agent.expect('ready', 120_000);
-  const before = cpuSeconds(options.serverPid);
+  const before = cpuSplit(options.serverPid);
   agent.send('go');
   const line = await agent.nextLine((options.seconds + 60) * 1000);
-  const after = cpuSeconds(options.serverPid);
+  const after = cpuSplit(options.serverPid);
   await agent.stop();
-  const result = JSON.parse(line) as Omit<LoadSample, 'server_cpu_us_per_request' | 'load_average'>;
+  const result = JSON.parse(line) as { requests: number; requests_per_second: number; latency_p50_ms: number; latency_p99_ms: number; errors: number };
+  const perRequest = (seconds: number) => (seconds * 1e6) / Math.max(result.requests, 1);
+  const total = after.user + after.system - before.user - before.system;
   return {
     ...result,
-    server_cpu_us_per_request: ((after - before) * 1e6) / Math.max(result.requests, 1),
+    server_cpu_us_per_request: perRequest(total),
+    server_system_us_per_request: perRequest(after.system - before.system),
+    server_helper_threads_us_per_request: perRequest(total - (after.mainThread - before.mainThread)),
     load_average: Number(fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]),
   };
 }
