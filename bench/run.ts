@@ -20,9 +20,9 @@ import { installCleanupHooks } from './lib/cleanup.js';
 import type { BenchContext } from './lib/context.js';
 import { repoRoot } from './lib/daemon.js';
 import { machine } from './lib/proc.js';
-import { type BenchResult, benchmarkOrder, renderMarkdown, renderTable, storeResults } from './lib/report.js';
+import { type BenchResult, benchmarkOrder, type PerformanceFile, renderMarkdown, renderTable, storeResults } from './lib/report.js';
 
-const usage = `usage: npm run bench -- [--quick] [--only ${benchmarkOrder.join(',')}] [--containers N] [--no-write]`;
+const usage = `usage: npm run bench -- [--quick] [--only ${benchmarkOrder.join(',')}] [--containers N] [--no-write] [--render]`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -31,11 +31,18 @@ async function main(): Promise<number> {
       only: { type: 'string' },
       containers: { type: 'string' },
       'no-write': { type: 'boolean', default: false },
+      render: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
     process.stdout.write(`${usage}\n`);
+    return 0;
+  }
+  if (values.render) {
+    // Only the document: docs/PERFORMANCE.md again from docs/performance.json, nothing measured.
+    const data = JSON.parse(fs.readFileSync(path.join(repoRoot, 'docs/performance.json'), 'utf8')) as PerformanceFile;
+    fs.writeFileSync(path.join(repoRoot, 'docs/PERFORMANCE.md'), renderMarkdown(data));
     return 0;
   }
   const selected = values.only === undefined ? benchmarkOrder : values.only.split(',').map((s) => s.trim());

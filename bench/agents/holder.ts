@@ -13,11 +13,24 @@ const { connections, expect } = JSON.parse(process.argv[2] ?? '{}') as { connect
 const request = 'GET /1.0/config/user.foo HTTP/1.1\r\nHost: apollo\r\n\r\n';
 const sockets: net.Socket[] = [];
 
-/** One connection, one request; resolves with the body once the whole answer is in. */
-function ask(): Promise<string> {
+/**
+ * One connection, one request; resolves with the body once the whole answer is in. A
+ * connect that finds the listen backlog full (EAGAIN on a Unix socket) is tried again.
+ */
+async function ask(): Promise<string> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await askOnce();
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || attempt === 100) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+}
+
+function askOnce(): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = net.connect('/dev/apollo/sock');
-    sockets.push(socket);
     let data = '';
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
@@ -30,6 +43,7 @@ function ask(): Promise<string> {
     });
     socket.once('error', reject);
     socket.once('close', () => reject(new Error(`closed early: ${data}`)));
+    socket.once('connect', () => sockets.push(socket));
     socket.write(request);
   });
 }
