@@ -107,8 +107,15 @@ export function storeResults(file: string, results: readonly BenchResult[], run:
   for (const result of results) benchmarks[result.id] = { ...result, run };
   const next: PerformanceFile = { generated_by: 'npm run bench', benchmarks };
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, `${JSON.stringify(next, null, 2)}\n`);
+  fs.writeFileSync(file, `${stringify(next)}\n`);
   return next;
+}
+
+/** Indented JSON with every array of numbers on one line (there are tens of thousands of samples). */
+function stringify(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/\[\s*(-?[\d.e+-]+(?:,\s*-?[\d.e+-]+)*)\s*\]/g, (_, numbers: string) =>
+    `[${numbers.split(/,\s*/).join(',')}]`,
+  );
 }
 
 function markdownTable(rows: readonly Row[]): string {
