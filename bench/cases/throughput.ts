@@ -212,7 +212,8 @@ function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; bas
       ratio: cpu / cpuBase,
       spread: Math.max(spread(pick('devapollo', 'server_cpu_us_per_request')), spread(pick('baseline', 'server_cpu_us_per_request'))),
     },
-    { metric: 'latency p99', value: p99, unit: 'ms', baseline: p99Base, baselineName: 'node:http', ratio: p99 / p99Base },
+    // autocannon counts latency in whole milliseconds: no ratio against a 0.
+    { metric: 'latency p99', value: p99, unit: 'ms', baseline: p99Base, baselineName: 'node:http', ...(p99Base > 0 ? { ratio: p99 / p99Base } : {}) },
   ];
   const title =
     mode === 'keepalive'
