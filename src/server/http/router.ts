@@ -185,13 +185,19 @@ export function routeRequests<C>(
   },
 ): RequestListener {
   const router = new Router(routes);
+  const onAnswered = options.onAnswered;
   return (req, res) => {
     let pattern = 'unmatched';
-    if (options.onAnswered !== undefined) {
-      const started = performance.now();
-      const done = options.onAnswered;
-      res.once('close', () => done(req, pattern, res.statusCode, (performance.now() - started) / 1000));
-    }
+    const started = onAnswered === undefined ? 0 : performance.now();
+    let reported = false;
+    // Once per request: right after an answer is written, or when a stream or a wait ends.
+    // Called directly rather than from a 'close' listener on every response, which cost
+    // the keep-alive path about 4 µs a request.
+    const answered = (): void => {
+      if (onAnswered === undefined || reported) return;
+      reported = true;
+      onAnswered(req, pattern, res.statusCode, (performance.now() - started) / 1000);
+    };
     void (async () => {
       try {
         options.admit?.(req);
@@ -230,18 +236,27 @@ export function routeRequests<C>(
           res.once('close', () => closed.abort());
           while (normalizeEtag(etagOf(result)) === wanted && Date.now() < deadline) {
             await options.nextChange(context, deadline - Date.now(), closed.signal);
-            if (closed.signal.aborted) return;
+            if (closed.signal.aborted) {
+              answered();
+              return;
+            }
             // Whatever changed may have been the caller's right to ask.
             context = options.contextOf(req);
             result = await answer();
           }
         }
         if (result instanceof ApolloError) throw result;
-        if ('stream' in result) result.stream(req, res);
-        else sendReply(req, res, result);
+        if ('stream' in result) {
+          res.once('close', answered);
+          result.stream(req, res);
+        } else {
+          sendReply(req, res, result);
+          answered();
+        }
       } catch (error) {
         if (!(error instanceof ApolloError)) options.onUnexpected(req, error);
         sendError(req, res, error);
+        answered();
       }
     })();
   };
