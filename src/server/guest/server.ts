@@ -231,11 +231,15 @@ function authorize(peer: GuestPeer, refuse: (peer: GuestPeer, reason: string) =>
   return instance;
 }
 
-/** Listens on a Unix socket path; resolves once bound. */
+/**
+ * Listens on a Unix socket path; resolves once bound. The backlog is the kernel's usual
+ * ceiling (somaxconn), not Node's 511: thousands of containers booting at once connect
+ * at once, and a full backlog refuses them (EAGAIN).
+ */
 export function listenOn(server: http.Server, path: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(path, () => {
+    server.listen({ path, backlog: 4096 }, () => {
       server.off('error', reject);
       resolve();
     });
