@@ -110,22 +110,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     if (this.containers.has(request.name)) {
       throw new ApolloError('conflict', `container ${JSON.stringify(request.name)} already exists`);
     }
-    const record: ContainerRecord = {
-      schema: stateSchemaVersion,
-      name: request.name,
-      uuid: randomUUID(),
-      created_at: new Date().toISOString(),
-      origin: 'launch',
-      privileged: request.privileged,
-      command: request.command,
-      config: {},
-      revision: 0,
-      key_revisions: {},
-      list_revision: 0,
-      state_revision: 0,
-      guest_state: 'Started',
-      init: null,
-    };
+    const record = newRecord(request.name, 'launch', request.privileged, request.command);
     const container = new Container(withConfig(record, config) ?? record);
     container.busy = 'starting';
     this.containers.set(record.name, container);
@@ -232,23 +217,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       }
       const startTime = processStartTime(pid);
       if (startTime === undefined || !pidfdIsAlive(pidfd)) throw new ApolloError('bad-request', `no process with pid ${pid}`);
-      const record: ContainerRecord = existing?.record ?? {
-        schema: stateSchemaVersion,
-        name,
-        uuid: randomUUID(),
-        created_at: new Date().toISOString(),
-        origin: 'register',
-        privileged: false,
-        command: null,
-        config: {},
-        revision: 0,
-        key_revisions: {},
-        list_revision: 0,
-        state_revision: 0,
-        guest_state: 'Started',
-        init: null,
-      };
-      container = existing ?? new Container(record);
+      container = existing ?? new Container(newRecord(name, 'register', false, null));
       this.claim(container, 'registering');
       claimed = true;
       const instance = this.adopt(container, pid, pidfd, startTime);
@@ -542,6 +511,31 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   private emitEvent(container: Container, type: 'config' | 'lifecycle', metadata: Record<string, unknown>): void {
     this.emit('event', { type, container: container.name, timestamp: new Date().toISOString(), metadata }, container);
   }
+}
+
+/** A new container's record: no config yet, nothing running, every revision at 0. */
+function newRecord(
+  name: string,
+  origin: ContainerRecord['origin'],
+  privileged: boolean,
+  command: readonly string[] | null,
+): ContainerRecord {
+  return {
+    schema: stateSchemaVersion,
+    name,
+    uuid: randomUUID(),
+    created_at: new Date().toISOString(),
+    origin,
+    privileged,
+    command,
+    config: {},
+    revision: 0,
+    key_revisions: {},
+    list_revision: 0,
+    state_revision: 0,
+    guest_state: 'Started',
+    init: null,
+  };
 }
 
 /**
