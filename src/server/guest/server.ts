@@ -77,7 +77,7 @@ export function createGuestServer(
   const shares = new Shares(limits.rate);
   let open = 0;
 
-  /** Limits checked once per request: the connection's own refusal, then the request rate. */
+  /** Checked once per request, before anything else: the container's request rate. */
   const admit = (socket: Socket): void => {
     const peer = peers.get(socket);
     if (peer === undefined) throw new ApolloError('forbidden', notServed);
