@@ -28,6 +28,17 @@ function serveHas(option: string): boolean {
   return serveHelp.includes(option);
 }
 
+/**
+ * The node flags on bin/devapollo.js's `#!/usr/bin/env -S node ...` line: the daemon runs
+ * with them when started as users start it (the executable, npm start, the systemd unit),
+ * so the benchmarks start its node with them too.
+ */
+function daemonNodeFlags(): string[] {
+  const first = fs.readFileSync(hostCli, 'utf8').split('\n', 1)[0] ?? '';
+  const words = first.replace(/^#!\S*env\s+(-S\s+)?/, '').split(/\s+/).filter(Boolean);
+  return words.slice(1).filter((w) => w.startsWith('--'));
+}
+
 export interface AdminError extends Error {
   status: number;
 }
@@ -76,7 +87,7 @@ export class BenchDaemon {
    * every running container has been re-adopted (the sockets open after that).
    */
   async spawn(): Promise<void> {
-    const args = [...this.nodeArgs, hostCli, 'serve', '--dir', this.dir, '--log-level', 'warn'];
+    const args = [...daemonNodeFlags(), ...this.nodeArgs, hostCli, 'serve', '--dir', this.dir, '--log-level', 'warn'];
     // Benchmarks push one container far past any sane rate: measure the daemon, not its limiter.
     if (serveHas('--rate-limit')) args.push('--rate-limit', '0');
     if (serveHas('--max-container-connections')) args.push('--max-container-connections', '4096');

@@ -250,6 +250,11 @@ function registerGauges(metrics: Metrics, manager: ContainerManager, events: Gue
   metrics.register('devapollo_event_listeners', 'gauge', 'Open guest event streams.', () => [{ value: events.size }]);
   metrics.register('devapollo_events_delivered_total', 'counter', 'Events sent to guest streams.', () => [{ value: events.stats.delivered }]);
   metrics.register('devapollo_events_dropped_total', 'counter', 'Guest streams dropped for falling behind.', () => [{ value: events.stats.dropped }]);
+  // The usual process figures, under the names Prometheus' client libraries give them.
+  metrics.register('process_resident_memory_bytes', 'gauge', 'Resident memory of the daemon.', () => [{ value: process.memoryUsage.rss() }]);
+  metrics.register('process_open_fds', 'gauge', 'Open file descriptors of the daemon.', () => [{ value: fs.readdirSync('/proc/self/fd').length }]);
+  metrics.register('nodejs_heap_size_used_bytes', 'gauge', 'Used size of the JavaScript heap.', () => [{ value: process.memoryUsage().heapUsed }]);
+  metrics.register('nodejs_external_memory_bytes', 'gauge', 'Memory of Buffers and other objects outside the heap.', () => [{ value: process.memoryUsage().external }]);
 }
 
 function closeServer(server: http.Server): Promise<void> {

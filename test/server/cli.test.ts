@@ -196,5 +196,9 @@ describe('host CLI without a daemon', () => {
     }
     const version = await run(process.execPath, [hostCli, '--version']);
     assert.match(version.out, /^\d+\.\d+\.\d+\n$/);
+    // Run as users run it (npm start, the systemd unit): through its #! line and node flags.
+    const direct = await run(hostCli, ['--version']);
+    assert.equal(direct.code, 0, direct.stderr);
+    assert.equal(direct.out, version.out);
   });
 });

@@ -176,6 +176,12 @@ describe('logs, metrics and status', () => {
     assert.match(body, /^devapollo_refused_peers_total\{reason="not in a running container"\} \d+$/m);
     assert.match(body, /^devapollo_events_delivered_total \d+$/m);
     assert.match(body, /^# TYPE devapollo_request_duration_seconds histogram$/m);
+    const gauge = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(body)?.[1] ?? Number.NaN);
+    assert.ok(gauge('process_resident_memory_bytes') > 10 * 1024 * 1024, 'resident memory');
+    assert.ok(gauge('nodejs_heap_size_used_bytes') > 1024 * 1024, 'heap used');
+    assert.ok(gauge('nodejs_external_memory_bytes') > 0, 'external memory');
+    // Its own sockets and the container's pidfd at least.
+    assert.ok(gauge('process_open_fds') >= 4, 'open descriptors');
     assert.doesNotMatch(body, /hunter|user\.password/);
     // From a guest, /metrics does not exist.
     assert.equal((await daemon.curl('ops', '/metrics', ['-o', '/dev/null', '-w', '%{http_code}'])).out, '404');
