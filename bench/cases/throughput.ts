@@ -214,22 +214,8 @@ function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; bas
     },
     // The least disturbed round of each side: on a shared machine other work only ever
     // slows a round down, so the best rounds are the closest to what the code costs.
-    {
-      metric: 'throughput, best round',
-      value: Math.max(...pick('devapollo', 'requests_per_second')),
-      unit: 'req/s',
-      baseline: Math.max(...pick('baseline', 'requests_per_second')),
-      baselineName: 'node:http',
-      ratio: Math.max(...pick('devapollo', 'requests_per_second')) / Math.max(...pick('baseline', 'requests_per_second')),
-    },
-    {
-      metric: 'server CPU per request, best round',
-      value: Math.min(...pick('devapollo', 'server_cpu_us_per_request')),
-      unit: 'µs',
-      baseline: Math.min(...pick('baseline', 'server_cpu_us_per_request')),
-      baselineName: 'node:http',
-      ratio: Math.min(...pick('devapollo', 'server_cpu_us_per_request')) / Math.min(...pick('baseline', 'server_cpu_us_per_request')),
-    },
+    bestRow('throughput, best round', Math.max(...pick('devapollo', 'requests_per_second')), Math.max(...pick('baseline', 'requests_per_second')), 'req/s'),
+    bestRow('server CPU per request, best round', Math.min(...pick('devapollo', 'server_cpu_us_per_request')), Math.min(...pick('baseline', 'server_cpu_us_per_request')), 'µs'),
     // autocannon counts latency in whole milliseconds: no ratio against a 0.
     { metric: 'latency p99', value: p99, unit: 'ms', baseline: p99Base, baselineName: 'node:http', ...(p99Base > 0 ? { ratio: p99 / p99Base } : {}) },
   ];
@@ -264,4 +250,8 @@ function pairedNote(samples: { devapollo: LoadSample[]; baseline: LoadSample[] }
   const ratios = samples.devapollo.map((d, i) => d.requests_per_second / (samples.baseline[i]?.requests_per_second ?? Number.NaN));
   const shown = ratios.map((r) => `${r.toFixed(2)}x`).join(', ');
   return `Throughput ratio round by round (each devapollo round against the baseline round next to it in time): ${shown}; median ${median(ratios).toFixed(2)}x.`;
+}
+
+function bestRow(metric: string, value: number, baseline: number, unit: string): Row {
+  return { metric, value, unit, baseline, baselineName: 'node:http', ratio: value / baseline };
 }
