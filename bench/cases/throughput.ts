@@ -127,8 +127,10 @@ async function etagOf(daemon: BenchDaemon): Promise<string> {
 }
 
 export async function runThroughput(ctx: BenchContext, modes: readonly ThroughputMode[]): Promise<BenchResult[]> {
-  const rounds = ctx.quick ? 3 : 7;
-  const seconds = ctx.quick ? 2 : 5;
+  // Many short rounds rather than a few long ones: on a shared machine a burst of other
+  // work spoils a round, and the median of many rounds shrugs off a few spoiled ones.
+  const rounds = ctx.quick ? 3 : 11;
+  const seconds = ctx.quick ? 2 : 3;
   const warmupSeconds = ctx.quick ? 0.5 : 1;
   const daemon = await BenchDaemon.start();
   const tmp = tempDir('devapollo-bench-baseline-', { worldReadable: true });

@@ -17,11 +17,26 @@ import { defaultEventLimits, type EventLimits, GuestEventHub, parseEventTypes } 
 import { type RateLimit, type Share, Shares } from './limits.js';
 import { type GuestContext, guestRoutes } from './routes.js';
 
-/** Who a guest connection belongs to, fixed at accept time. */
+/** Who a guest connection belongs to, fixed at accept time, and how busy it is. */
 interface GuestPeer {
   readonly credentials: PeerCredentials;
   readonly instance: Instance | undefined;
   readonly share: Share;
+  /** Requests being answered on the connection, streams and waits included. */
+  busy: number;
+  /** Requests answered so far, and the count the idle sweep saw last. */
+  answered: number;
+  answeredAtSweep: number;
+  /** Sweeps in a row that found the connection idle. */
+  idleSweeps: number;
+}
+
+/** Where a guest connection keeps its peer: a property, not a map lookup per request. */
+const peerKey = Symbol('devapollo.peer');
+type GuestSocket = Socket & { [peerKey]?: GuestPeer };
+
+function peerOf(socket: Socket): GuestPeer | undefined {
+  return (socket as GuestSocket)[peerKey];
 }
 
 export interface GuestServerLimits {
@@ -71,7 +86,8 @@ export function createGuestServer(
   limits: GuestServerLimits = defaultGuestLimits,
 ): GuestServer {
   const { logger } = observer;
-  const peers = new WeakMap<Socket, GuestPeer>();
+  /** The accepted connections, for the idle sweep. */
+  const connections = new Set<Socket>();
   const refusals = new RateLimitedLog();
   const events = new GuestEventHub(manager, limits.events);
   const shares = new Shares(limits.rate);
@@ -79,7 +95,7 @@ export function createGuestServer(
 
   /** Checked once per request, before anything else: the container's request rate. */
   const admit = (socket: Socket): void => {
-    const peer = peers.get(socket);
+    const peer = peerOf(socket);
     if (peer === undefined) throw new ApolloError('forbidden', notServed);
     const waitMs = peer.share.requests.take();
     if (waitMs > 0) {
@@ -104,7 +120,7 @@ export function createGuestServer(
   };
 
   const contextOf = (socket: Socket): GuestContext => {
-    const peer = peers.get(socket);
+    const peer = peerOf(socket);
     if (peer === undefined) throw new ApolloError('forbidden', notServed);
     const instance = authorize(peer, refuse);
     return {
@@ -123,15 +139,29 @@ export function createGuestServer(
     };
   };
 
+  const answeredMetrics = answeredHook('guest', observer, (req) => peerOf(req.socket)?.instance?.container.name);
   const listener = routeRequests(guestRoutes, {
     admit: (req) => admit(req.socket),
     contextOf: (req) => contextOf(req.socket),
     maxBodyBytes: limits.maxBodyBytes,
     maxUrlBytes: limits.maxUrlBytes,
     onUnexpected: (req, error) => logger.error('guest request failed', { url: req.url, error: String(error) }),
-    onAnswered: answeredHook('guest', observer, (req) => peers.get(req.socket)?.instance?.container.name),
+    onAnswered: (req, route, status, seconds) => {
+      const peer = peerOf(req.socket);
+      if (peer !== undefined) {
+        peer.busy--;
+        peer.answered++;
+      }
+      answeredMetrics(req, route, status, seconds);
+    },
     nextChange: (context, timeoutMs, signal) => context.container.nextChange(timeoutMs, signal),
   });
+
+  const serve = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const peer = peerOf(req.socket);
+    if (peer !== undefined) peer.busy++;
+    listener(req, res);
+  };
 
   const server = http.createServer(
     {
@@ -139,11 +169,35 @@ export function createGuestServer(
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
       requestTimeout: limits.requestTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      // Idle connections are closed by the sweep below, not by Node's keep-alive timer,
+      // which is set and cleared again around every request (two timer-list updates).
+      keepAliveTimeout: 0,
       connectionsCheckingInterval: 1000,
     },
-    listener,
+    serve,
   );
+
+  // A kept-alive connection that has answered a request and is idle (no request being
+  // answered, none answered since the last sweep) is closed once it has been idle for
+  // the idle timeout, give or take one sweep interval. Event streams and waits are
+  // requests still being answered: exempt. Until its first request is in, a connection
+  // is under the header timeout instead (Node's connection check answers 408).
+  const sweepMs = Math.min(1000, Math.max(50, limits.keepAliveTimeoutMs / 4));
+  const idleSweepsAllowed = Math.ceil(limits.keepAliveTimeoutMs / sweepMs);
+  const sweep = setInterval(() => {
+    for (const socket of connections) {
+      const peer = peerOf(socket);
+      if (peer === undefined || peer.answered === 0) continue;
+      if (peer.busy > 0 || peer.answered !== peer.answeredAtSweep) {
+        peer.answeredAtSweep = peer.answered;
+        peer.idleSweeps = 0;
+      } else if (++peer.idleSweeps >= idleSweepsAllowed) {
+        socket.destroy();
+      }
+    }
+  }, sweepMs);
+  sweep.unref();
+  server.once('close', () => clearInterval(sweep));
 
   // Identity is read synchronously at accept, before a byte of the request is parsed.
   server.on('connection', (socket: Socket) => {
@@ -160,8 +214,9 @@ export function createGuestServer(
     socket.once('close', () => {
       share.connections--;
       open--;
+      connections.delete(socket);
     });
-    const peer: GuestPeer = { credentials, instance: match, share };
+    const peer: GuestPeer = { credentials, instance: match, share, busy: 0, answered: 0, answeredAtSweep: 0, idleSweeps: 0 };
     // Over a limit: answered at once, with the JSON envelope, and closed; a connection that
     // never sends a request (slow-loris) must not hold a place either.
     const retry = { 'Retry-After': '1' };
@@ -176,7 +231,8 @@ export function createGuestServer(
       endWithError(socket, refusal);
       return;
     }
-    peers.set(socket, peer);
+    (socket as GuestSocket)[peerKey] = peer;
+    connections.add(socket);
     if (match === undefined) refuse(peer, 'not in a running container');
   });
 
@@ -195,9 +251,11 @@ export function createGuestServer(
       res.assignSocket(socket as Socket);
       res.shouldKeepAlive = false;
       res.once('finish', () => socket.end());
-      listener(req, res);
+      serve(req, res);
       return;
     }
+    // A websocket is an event stream for its whole life: never idle.
+    connections.delete(socket as Socket);
     try {
       admit(socket as Socket);
       const context = contextOf(socket as Socket);
