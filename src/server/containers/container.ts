@@ -68,8 +68,12 @@ export class Container {
    * A->B->A gets a new one. The uuid part tells apart two containers of the same name.
    */
   etag(revision: number): string {
-    return `"${this.record.uuid.slice(0, 8)}-${revision}"`;
+    this.etagPrefix ??= `"${this.record.uuid.slice(0, 8)}-`;
+    return `${this.etagPrefix}${revision}"`;
   }
+
+  /** `"` and the first 8 characters of the uuid, which never changes for a container. */
+  private etagPrefix: string | undefined;
 
   /** The ETag of /1.0/config/KEY: changes exactly when KEY is set, changed or unset. */
   keyEtag(key: string): string {

@@ -29,6 +29,8 @@ interface GuestPeer {
   answeredAtSweep: number;
   /** Sweeps in a row that found the connection idle. */
   idleSweeps: number;
+  /** What the handlers get, once the connection's first request has been authorized. */
+  context?: GuestContext;
 }
 
 /** Where a guest connection keeps its peer: a property, not a map lookup per request. */
@@ -70,6 +72,8 @@ export const defaultGuestLimits: GuestServerLimits = {
   rate: { perSecond: 1024, burst: 4096 },
   events: defaultEventLimits,
 };
+
+const retryAfterOne = { 'Retry-After': '1' } as const;
 
 const notServed = 'Forbidden: this process is not in a running container served by devapollo';
 
@@ -119,11 +123,15 @@ export function createGuestServer(
     );
   };
 
+  /**
+   * Authorizes every request afresh; what the handlers get is built once per connection,
+   * since the instance a connection is bound to never changes.
+   */
   const contextOf = (socket: Socket): GuestContext => {
     const peer = peerOf(socket);
     if (peer === undefined) throw new ApolloError('forbidden', notServed);
     const instance = authorize(peer, refuse);
-    return {
+    peer.context ??= {
       instance,
       container: instance.container,
       manager,
@@ -137,6 +145,7 @@ export function createGuestServer(
         }
       },
     };
+    return peer.context;
   };
 
   const answeredMetrics = answeredHook('guest', observer, (req) => peerOf(req.socket)?.instance?.container.name);
@@ -219,12 +228,11 @@ export function createGuestServer(
     const peer: GuestPeer = { credentials, instance: match, share, busy: 0, answered: 0, answeredAtSweep: 0, idleSweeps: 0 };
     // Over a limit: answered at once, with the JSON envelope, and closed; a connection that
     // never sends a request (slow-loris) must not hold a place either.
-    const retry = { 'Retry-After': '1' };
     const refusal =
       open > limits.maxConnections
-        ? new ApolloError('unavailable', 'the daemon is at its connection limit; try again', { headers: retry })
+        ? new ApolloError('unavailable', 'the daemon is at its connection limit; try again', { headers: retryAfterOne })
         : share.connections > limits.maxConnectionsPerContainer
-          ? new ApolloError('too-many-requests', 'too many open connections from this container', { headers: retry })
+          ? new ApolloError('too-many-requests', 'too many open connections from this container', { headers: retryAfterOne })
           : undefined;
     if (refusal !== undefined) {
       refuse(peer, 'connection limit');
