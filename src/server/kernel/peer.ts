@@ -23,9 +23,9 @@ export interface PeerCredentials {
 }
 
 const credBuffer = Buffer.alloc(12);
-const credLength = [12];
+const credLength = new Uint32Array(1);
 const pidfdBuffer = Buffer.alloc(4);
-const pidfdLength = [4];
+const pidfdLength = new Uint32Array(1);
 let peerPidfdWorks: boolean | undefined;
 
 /** SO_PEERCRED of a connected socket; throws when the descriptor is not a Unix socket. */

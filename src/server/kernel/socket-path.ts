@@ -8,9 +8,9 @@ const AF_UNIX = 1;
 const address = Buffer.alloc(110);
 
 export function boundPath(fd: number): string | undefined {
-  const length = [address.length];
+  const length = Uint32Array.of(address.length);
   if (getsockname(fd, address, length) !== 0 || address.readUInt16LE(0) !== AF_UNIX) return undefined;
-  const path = address.subarray(2, length[0]);
+  const path = address.subarray(2, length[0] ?? 0);
   const end = path.indexOf(0);
   return path.subarray(0, end === -1 ? path.length : end).toString('utf8');
 }
