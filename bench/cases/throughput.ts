@@ -234,7 +234,8 @@ function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; bas
     title,
     method:
       `\`GET /1.0/config/user.foo\` from inside a container, autocannon over the Unix socket, ${how}, ` +
-      'against a bare `node:http` server on a Unix socket that answers the same bytes (status, Content-Type, ETag, body). ' +
+      'against a bare `node:http` server on a Unix socket that answers the same bytes (status, Content-Type, ETag, body; ' +
+      'it also sends the `Keep-Alive: timeout=30` header Node adds, which devapollo, closing idle connections by its own sweep, does not). ' +
       'The load generator runs inside a privileged container (its root is host root, so it runs autocannon from the ' +
       "checkout's node_modules; the daemon's per-connection work is the same as for any container), pinned to core 1; " +
       'the server under test is pinned to core 0. The daemon runs with its request rate limit off (`--rate-limit 0`).',
