@@ -13,12 +13,15 @@ export function useColor(stream: NodeJS.WriteStream): boolean {
   return stream.isTTY === true;
 }
 
-/** A table for people; the heavy modules load only when one is printed. */
+/**
+ * A table for people; the heavy modules load only when one is printed. A head of empty
+ * strings (a table of names and values) prints no header row at all.
+ */
 export async function renderTable(head: readonly string[], rows: readonly (readonly string[])[]): Promise<string> {
   const [{ default: Table }, { Chalk }] = await Promise.all([import('cli-table3'), import('chalk')]);
   const chalk = new Chalk({ level: useColor(process.stdout) ? 1 : 0 });
   const table = new Table({
-    head: head.map((h) => chalk.bold(h)),
+    head: head.every((h) => h === '') ? [] : head.map((h) => chalk.bold(h)),
     style: { head: [], border: [] },
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });

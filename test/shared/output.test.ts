@@ -3,7 +3,21 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ApolloError } from '../../dist/shared/errors.js';
-import { renderCsv, renderJson, runCli, useColor } from '../../dist/shared/output.js';
+import { renderCsv, renderJson, renderTable, runCli, useColor } from '../../dist/shared/output.js';
+
+describe('renderTable', () => {
+  test('a head prints as the first row', async () => {
+    const lines = (await renderTable(['NAME', 'STATE'], [['alpha', 'Running']])).split('\n');
+    assert.match(lines[1] ?? '', /^│ NAME +│ STATE +│$/);
+    assert.match(lines[2] ?? '', /^│ alpha +│ Running +│$/);
+  });
+
+  test('a head of empty strings (names and values) prints no empty header row', async () => {
+    const lines = (await renderTable(['', ''], [['version', '0.1.0']])).split('\n');
+    assert.match(lines[0] ?? '', /^┌─+┬─+┐$/);
+    assert.match(lines[1] ?? '', /^│ version +│ 0\.1\.0 +│$/);
+  });
+});
 
 describe('renderCsv', () => {
   test('plain fields are not quoted; records end with CRLF', () => {
@@ -74,9 +88,14 @@ describe('useColor', () => {
 });
 
 describe('runCli', () => {
-  /** Runs runCli capturing stderr; restores stderr and process.exitCode afterwards. */
+  /**
+   * Runs runCli capturing stderr, from an unset exit code; restores stderr and the exit
+   * code it found (node:test sets it when an earlier test failed) afterwards.
+   */
   async function capture(main: () => Promise<void>): Promise<{ stderr: string; exitCode: typeof process.exitCode }> {
     const original = process.stderr.write;
+    const exitCodeBefore = process.exitCode;
+    process.exitCode = undefined;
     let stderr = '';
     process.stderr.write = ((chunk: string | Uint8Array) => {
       stderr += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
@@ -87,7 +106,7 @@ describe('runCli', () => {
       return { stderr, exitCode: process.exitCode };
     } finally {
       process.stderr.write = original;
-      process.exitCode = undefined;
+      process.exitCode = exitCodeBefore;
     }
   }
 
