@@ -87,10 +87,11 @@ export class Router<C> {
    */
   private readonly exact = new Map<string, Map<string, Route<C>>>();
   /**
-   * Method, then the path up to its last `/`, of the routes whose only parameter is their
-   * last segment and that no earlier route can shadow (`/1.0/config/:key`).
+   * By method, the routes whose only parameter is their last segment and that no earlier
+   * route can shadow (`/1.0/config/:key`), with the path up to that segment. A table has
+   * few of them: comparing prefixes beats slicing and hashing the path.
    */
-  private readonly lastParam = new Map<string, Map<string, { route: Route<C>; name: string }>>();
+  private readonly lastParam = new Map<string, { prefix: string; route: Route<C>; name: string }[]>();
 
   constructor(routes: readonly Route<C>[]) {
     this.compiled = routes.map((route) => {
@@ -110,8 +111,9 @@ export class Router<C> {
         const onlyLast = segments.slice(0, -1).every((s) => !s.startsWith(':')) && last.startsWith(':');
         if (!onlyLast || before.some((c) => mayOverlap(c.segments, segments))) continue;
         const prefix = route.path.slice(0, route.path.lastIndexOf('/') + 1);
-        const byPrefix = indexOf(this.lastParam, method);
-        if (!byPrefix.has(prefix)) byPrefix.set(prefix, { route, name: last.slice(1) });
+        let routes = this.lastParam.get(method);
+        if (routes === undefined) this.lastParam.set(method, (routes = []));
+        if (!routes.some((r) => r.prefix === prefix)) routes.push({ prefix, route, name: last.slice(1) });
       }
     }
   }
@@ -123,12 +125,12 @@ export class Router<C> {
   match(method: string, rawPath: string): RouteMatch<C> {
     const exact = this.exact.get(method)?.get(rawPath);
     if (exact !== undefined) return { route: exact, params: {} };
-    const slash = rawPath.lastIndexOf('/');
-    const byLast = this.lastParam.get(method)?.get(rawPath.slice(0, slash + 1));
-    if (byLast !== undefined && slash < rawPath.length - 1) {
-      const params: Record<string, string> = {};
-      params[byLast.name] = decodeSegment(rawPath.slice(slash + 1));
-      return { route: byLast.route, params };
+    for (const { prefix, route, name } of this.lastParam.get(method) ?? []) {
+      if (rawPath.length > prefix.length && rawPath.startsWith(prefix) && rawPath.indexOf('/', prefix.length) === -1) {
+        const params: Record<string, string> = {};
+        params[name] = decodeSegment(rawPath.slice(prefix.length));
+        return { route, params };
+      }
     }
     const segments = rawPath.split('/');
     const allowed: string[] = [];
@@ -355,7 +357,7 @@ function etagOf(result: HandlerResult | ApolloError): string | undefined {
 /** Writes a reply; a matching If-None-Match turns a 200 into a 304. */
 export function sendReply(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
   const status = reply.status ?? 200;
-  const headers: Record<string, string | number> = { ...reply.headers };
+  const headers: Record<string, string | number> = reply.headers === undefined ? {} : { ...reply.headers };
   if (reply.etag !== undefined && status === 200) {
     headers['ETag'] = reply.etag;
     if (ifNoneMatchHits(req.headers['if-none-match'], reply.etag)) {
