@@ -26,13 +26,14 @@ if len(sys.argv) > 1:
 out = {"socket": lxd.LXD_SOCKET_PATH, "viable": lxd.is_platform_viable()}
 if out["viable"]:
     out["crawled"] = lxd.read_metadata()
-    scratch = tempfile.mkdtemp()
-    ds = lxd.DataSourceLXD(sys_cfg={}, distro=None, paths=helpers.Paths({"cloud_dir": scratch, "run_dir": scratch}))
-    out["found"] = ds._get_data()
-    out["metadata"] = ds.metadata
-    out["userdata_raw"] = ds.userdata_raw
-    out["vendordata_raw"] = ds.vendordata_raw
-    out["network_config"] = ds.network_config
+    # The container shares the host's /tmp: the scratch directory goes when this is done.
+    with tempfile.TemporaryDirectory() as scratch:
+        ds = lxd.DataSourceLXD(sys_cfg={}, distro=None, paths=helpers.Paths({"cloud_dir": scratch, "run_dir": scratch}))
+        out["found"] = ds._get_data()
+        out["metadata"] = ds.metadata
+        out["userdata_raw"] = ds.userdata_raw
+        out["vendordata_raw"] = ds.vendordata_raw
+        out["network_config"] = ds.network_config
 print(json.dumps(out))
 `;
 
