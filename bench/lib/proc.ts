@@ -8,8 +8,9 @@ import fs from 'node:fs';
 /** Clock ticks per second of utime/stime (CLK_TCK; 100 on every Linux we know). */
 export const clockTicksPerSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
-function statFields(pid: number): string[] {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+/** The fields of /proc/PID/stat, or of one thread's /proc/PID/task/TID/stat. */
+function statFields(pid: number, thread?: number): string[] {
+  const stat = fs.readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, 'utf8');
   // The command name (field 2) may hold spaces: split after the last ')'. fields[0] is field 3.
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
@@ -27,8 +28,7 @@ export function cpuSeconds(pid: number): number {
  */
 export function cpuSplit(pid: number): { user: number; system: number; mainThread: number } {
   const fields = statFields(pid);
-  const main = fs.readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8');
-  const mainFields = main.slice(main.lastIndexOf(')') + 2).split(' ');
+  const mainFields = statFields(pid, pid);
   return {
     user: Number(fields[11]) / clockTicksPerSecond,
     system: Number(fields[12]) / clockTicksPerSecond,

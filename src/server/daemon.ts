@@ -191,7 +191,7 @@ async function listenSocket(server: http.Server, file: string, mode: number, gid
   fs.rmSync(file, { force: true });
   const previous = process.umask(0o777 & ~mode);
   try {
-    await listenOn(server, file);
+    await listenOn(server, { path: file });
   } finally {
     process.umask(previous);
   }
@@ -228,13 +228,7 @@ async function listenInherited(server: http.Server, fd: number, expected: string
   if (address !== expected) {
     throw new ApolloError('usage', `the inherited socket on fd ${fd} is ${JSON.stringify(address ?? null)}, expected ${expected} (check --dir)`);
   }
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ fd }, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
+  await listenOn(server, { fd });
 }
 
 /** What /metrics reads at scrape time. */

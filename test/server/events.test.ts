@@ -95,24 +95,28 @@ describe('live config', () => {
     assert.ok(s.events().every((e) => e['type'] === 'config'), 'no lifecycle event with ?type=config');
   });
 
-  test('a websocket client gets the same events', async () => {
+  test('a websocket client gets the same events, filtered by ?type= too', async () => {
     // Runs in a privileged container: its root is host root and can load ws from the checkout.
     await daemon.launch('wsc', { privileged: true, config: { 'user.foo': 'w0' } });
     const script = path.join(path.dirname(guestTool()), 'ws-client.cjs');
     fs.writeFileSync(
       script,
       `const WebSocket = require(${JSON.stringify(path.join(repoRoot, 'node_modules/ws'))});
-const ws = new WebSocket('ws+unix:///dev/apollo/sock:/1.0/events');
+const ws = new WebSocket('ws+unix:///dev/apollo/sock:' + process.argv[2]);
 ws.on('open', () => console.log(JSON.stringify({ type: 'open' })));
 ws.on('message', (data) => console.log(String(data)));
 ws.on('error', (e) => { console.error(e.message); process.exit(1); });
 `,
     );
-    const s = streamIn('wsc', [process.execPath, script]);
-    await eventually(() => s.lines().length > 0, 'websocket open');
+    const s = streamIn('wsc', [process.execPath, script, '/1.0/events']);
+    const lifecycleOnly = streamIn('wsc', [process.execPath, script, '/1.0/events?type=lifecycle']);
+    await eventually(() => s.lines().length > 0 && lifecycleOnly.lines().length > 0, 'websockets open');
     await set('wsc', 'user.foo=w1');
     await eventually(() => configEvents(s).some((m) => m['value'] === 'w1'), 'websocket event');
     assert.equal(configEvents(s).find((m) => m['value'] === 'w1')?.['old_value'], 'w0');
+    await set('wsc', 'user.foo=w2');
+    await eventually(() => configEvents(s).some((m) => m['value'] === 'w2'), 'second websocket event');
+    assert.deepEqual(configEvents(lifecycleOnly), [], 'no config event with ?type=lifecycle');
   });
 
   test('change-waiting: at once when the ETag differs, on change, or at the timeout unchanged', async () => {

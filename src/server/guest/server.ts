@@ -248,13 +248,13 @@ export function createGuestServer(
   // the ones that are not a websocket for the event stream are answered as usual.
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
     const isWebsocket = req.headers.upgrade?.toLowerCase() === 'websocket';
-    let path = '';
+    let target: ReturnType<typeof splitTarget> | undefined;
     try {
-      path = splitTarget(req.url ?? '').path;
+      target = splitTarget(req.url ?? '');
     } catch {
       // Answered as a normal request below, which rejects it.
     }
-    if (!isWebsocket || path !== '/1.0/events' || req.method !== 'GET') {
+    if (!isWebsocket || target?.path !== '/1.0/events' || req.method !== 'GET') {
       const res = new http.ServerResponse(req);
       res.assignSocket(socket as Socket);
       res.shouldKeepAlive = false;
@@ -267,7 +267,7 @@ export function createGuestServer(
     try {
       admit(socket as Socket);
       const context = contextOf(socket as Socket);
-      const types = parseEventTypes(new URLSearchParams((req.url ?? '').split('?')[1] ?? '').get('type'));
+      const types = parseEventTypes(target.query.get('type'));
       events.upgrade(context, types, req, socket, head);
     } catch (error) {
       endWithError(socket, error instanceof ApolloError ? error : new ApolloError('internal', 'internal error'));
@@ -298,14 +298,15 @@ function authorize(peer: GuestPeer, refuse: (peer: GuestPeer, reason: string) =>
 }
 
 /**
- * Listens on a Unix socket path; resolves once bound. The backlog is the kernel's usual
- * ceiling (somaxconn), not Node's 511: thousands of containers booting at once connect
- * at once, and a full backlog refuses them (EAGAIN).
+ * Listens on a Unix socket path, or on an inherited listening descriptor; resolves once
+ * listening. A path is bound with the kernel's usual backlog ceiling (somaxconn), not
+ * Node's 511: thousands of containers booting at once connect at once, and a full backlog
+ * refuses them (EAGAIN). An inherited socket keeps the backlog it was given.
  */
-export function listenOn(server: http.Server, path: string): Promise<void> {
+export function listenOn(server: http.Server, where: { path: string } | { fd: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ path, backlog: 4096 }, () => {
+    server.listen('path' in where ? { path: where.path, backlog: 4096 } : { fd: where.fd }, () => {
       server.off('error', reject);
       resolve();
     });

@@ -4,9 +4,9 @@
  * A pidfd turns readable when its process exits. Node cannot poll an arbitrary descriptor,
  * so all pidfds go into one epoll set and a single epoll_wait runs on a libuv worker
  * thread (koffi's async call), in slices of half a second; the event loop is never
- * blocked. An eventfd in the same set wakes that thread for shutdown. Containers are not our children (they outlive
- * the daemon), so waitpid is not an option, and kill(pid, 0) would be fooled by a
- * recycled pid.
+ * blocked. An eventfd in the same set wakes that thread for shutdown. Containers are not
+ * our children (they outlive the daemon), so waitpid is not an option, and kill(pid, 0)
+ * would be fooled by a recycled pid.
  */
 import {
   close,
