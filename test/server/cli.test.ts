@@ -121,6 +121,10 @@ describe('host CLI', () => {
     assert.equal(r.stderr, 'to-stderr\n');
     const killed = await daemon.exec('web', ['sh', '-c', 'kill -KILL $$']);
     assert.equal(killed.code, 137);
+    // A lone "-" after "--" is the command's own argument (curl -D -, cat -), untouched.
+    const dash = await daemon.exec('web', ['sh', '-c', 'printf "[%s]" "$@"', 'sh', '-', 'x'], { input: '' });
+    assert.equal(dash.code, 0, dash.stderr);
+    assert.equal(dash.out, '[-][x]');
     const missing = await daemon.exec('web', ['no-such-command-here']);
     assert.equal(missing.code, 127);
     assert.match(missing.stderr, /^Error: cannot run no-such-command-here/);

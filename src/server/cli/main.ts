@@ -22,7 +22,10 @@ export interface GlobalOptions {
 }
 
 export function buildCli(argv: readonly string[]): Argv {
-  let cli = yargs(argv.map((arg) => (arg === '-' ? stdinArgument : arg)))
+  // A lone "-" is `config set`'s "value from stdin", but only before "--": what follows
+  // it is a command run inside a container (`exec`), passed through as typed.
+  const dashes = argv.indexOf('--');
+  let cli = yargs(argv.map((arg, i) => (arg === '-' && (dashes === -1 || i < dashes) ? stdinArgument : arg)))
     .scriptName('devapollo')
     .usage('$0 <command>\n\nServe /dev/apollo/sock to containers and manage them.')
     .option('dir', {
