@@ -15,6 +15,7 @@ import { RateLimitedLog } from '../log.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { defaultEventLimits, type EventLimits, GuestEventHub, parseEventTypes } from './events.js';
 import { type RateLimit, type Share, Shares } from './limits.js';
+import { SlotList } from './slot-list.js';
 import { type GuestContext, guestRoutes } from './routes.js';
 
 /** Who a guest connection belongs to, fixed at accept time, and how busy it is. */
@@ -35,7 +36,9 @@ interface GuestPeer {
 
 /** Where a guest connection keeps its peer: a property, not a map lookup per request. */
 const peerKey = Symbol('devapollo.peer');
-type GuestSocket = Socket & { [peerKey]?: GuestPeer };
+/** The share a connection counts against, set on every accepted one, refused or not. */
+const shareKey = Symbol('devapollo.share');
+type GuestSocket = Socket & { [peerKey]?: GuestPeer; [shareKey]?: Share };
 
 function peerOf(socket: Socket): GuestPeer | undefined {
   return (socket as GuestSocket)[peerKey];
@@ -91,7 +94,7 @@ export function createGuestServer(
 ): GuestServer {
   const { logger } = observer;
   /** The accepted connections, for the idle sweep. */
-  const connections = new Set<Socket>();
+  const connections = new SlotList<Socket>();
   const refusals = new RateLimitedLog();
   const events = new GuestEventHub(manager, limits.events);
   const shares = new Shares(limits.rate);
@@ -194,19 +197,27 @@ export function createGuestServer(
   const sweepMs = Math.min(1000, Math.max(50, limits.keepAliveTimeoutMs / 4));
   const idleSweepsAllowed = Math.ceil(limits.keepAliveTimeoutMs / sweepMs);
   const sweep = setInterval(() => {
-    for (const socket of connections) {
+    connections.forEach((socket) => {
       const peer = peerOf(socket);
-      if (peer === undefined || peer.answered === 0) continue;
+      if (peer === undefined || peer.answered === 0) return;
       if (peer.busy > 0 || peer.answered !== peer.answeredAtSweep) {
         peer.answeredAtSweep = peer.answered;
         peer.idleSweeps = 0;
       } else if (++peer.idleSweeps >= idleSweepsAllowed) {
         socket.destroy();
       }
-    }
+    });
   }, sweepMs);
   sweep.unref();
   server.once('close', () => clearInterval(sweep));
+
+  const lookupInstance = (key: bigint): Instance | undefined => manager.instanceOfNamespace(key);
+  function onClose(this: GuestSocket): void {
+    const share = this[shareKey];
+    if (share !== undefined) share.connections--;
+    open--;
+    connections.delete(this);
+  }
 
   // Identity is read synchronously at accept, before a byte of the request is parsed.
   server.on('connection', (socket: Socket) => {
@@ -216,15 +227,13 @@ export function createGuestServer(
       socket.destroy();
       return;
     }
-    const { credentials, match } = resolvePeer(fd, (key) => manager.instanceOfNamespace(key));
+    const { credentials, match } = resolvePeer(fd, lookupInstance);
     const share = shares.of(match?.container);
     share.connections++;
     open++;
-    socket.once('close', () => {
-      share.connections--;
-      open--;
-      connections.delete(socket);
-    });
+    // One shared listener, not a closure (and a once-wrapper) per connection.
+    socket.on('close', onClose);
+    (socket as GuestSocket)[shareKey] = share;
     const peer: GuestPeer = { credentials, instance: match, share, busy: 0, answered: 0, answeredAtSweep: 0, idleSweeps: 0 };
     // Over a limit: answered at once, with the JSON envelope, and closed; a connection that
     // never sends a request (slow-loris) must not hold a place either.

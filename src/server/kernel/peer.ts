@@ -70,13 +70,13 @@ export function resolvePeer<T>(
   try {
     nsfd = pidNamespaceOfPidfd(pidfd, credentials.pid, pidfdIsAlive);
     if (nsfd < 0) return { credentials, match: undefined, alive: false };
+    // A peer that has exited by now (a zombie included) is nobody: the kernel answers
+    // PIDFD_GET_PID_NAMESPACE with ESRCH for it, and the /proc fallback checks the pidfd
+    // after opening the namespace. No second check follows: the peer may exit at any
+    // moment after this one too, and its connection still belongs to where it connected.
     for (let depth = 0; depth < maxPidNamespaceDepth; depth++) {
       const match = lookup(namespaceKey(nsfd));
-      if (match !== undefined) {
-        // A peer that exited after connecting (a zombie still has its namespace) is nobody.
-        if (!pidfdIsAlive(pidfd)) return { credentials, match: undefined, alive: false };
-        return { credentials, match, alive: true };
-      }
+      if (match !== undefined) return { credentials, match, alive: true };
       const parent = parentNamespace(nsfd);
       closeFd(nsfd);
       nsfd = parent;
