@@ -1,12 +1,18 @@
 /**
  * Profiles the daemon under one benchmark's load: `node dist-bench/profile.js
- * [keepalive|reconnect] [SECONDS]` (after `npm run bench` has built it). The daemon runs
- * with --cpu-prof; the summary lists the functions with the most self time, and the
- * .cpuprofile file is kept in dist-bench/ for Chrome DevTools.
+ * [keepalive|reconnect] [SECONDS] [--baseline] [--gc]` (after `npm run bench` has built
+ * it). The daemon (or, with --baseline, the bare node:http server it is compared with)
+ * runs with --cpu-prof; the summary lists the functions with the most self time, and the
+ * .cpuprofile file is kept in dist-bench/ for Chrome DevTools. With --gc it runs with
+ * V8's --trace-gc-nvp instead, and the summary is what the garbage collector did per
+ * request while the load was measured: bytes allocated and promoted to the old
+ * generation, and collector time on the main thread and on helper threads.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { fooValue, loadContainer, loadDaemon } from './cases/throughput.js';
+import { etagOf, fooValue, loadContainer, loadDaemon, loadRun } from './cases/throughput.js';
+import { Agent } from './lib/agent.js';
+import { agentScript } from './lib/context.js';
 import { installCleanupHooks, tempDir } from './lib/cleanup.js';
 import { BenchDaemon, repoRoot } from './lib/daemon.js';
 import { pin } from './lib/proc.js';
@@ -40,27 +46,112 @@ function summarize(profile: CpuProfile, top: number): string[] {
     .map(([key, n]) => `${((100 * n) / total).toFixed(1).padStart(5)}%  ${key}`);
 }
 
+/** Totals of V8's --trace-gc-nvp lines: one line per collection, name=value pairs. */
+function summarizeGc(lines: readonly string[], requests: number): string[] {
+  let allocated = 0;
+  let promoted = 0;
+  let pauseMs = 0;
+  let backgroundMs = 0;
+  let scavenges = 0;
+  let full = 0;
+  for (const line of lines) {
+    const pairs = new Map([...line.matchAll(/(\S+)=([\d.]+|\w+)/g)].map((m) => [m[1] as string, m[2] as string]));
+    const pause = pairs.get('pause');
+    if (pause === undefined) continue;
+    pauseMs += Number(pause);
+    allocated += Number(pairs.get('allocated') ?? 0);
+    promoted += Number(pairs.get('promoted') ?? 0);
+    for (const [name, value] of pairs) if (name.startsWith('background.')) backgroundMs += Number(value);
+    if (pairs.get('gc') === 's') scavenges++;
+    else full++;
+  }
+  const per = (x: number) => x / Math.max(requests, 1);
+  return [
+    `collections: ${scavenges} scavenges, ${full} full (mark-compact) over ${requests} requests`,
+    `allocated: ${(per(allocated) / 1024).toFixed(1)} KiB/req`,
+    `promoted to the old generation: ${(per(promoted) / 1024).toFixed(2)} KiB/req`,
+    `collector pauses (main thread): ${per(pauseMs * 1000).toFixed(2)} µs/req`,
+    `collector work on helper threads: ${per(backgroundMs * 1000).toFixed(2)} µs/req`,
+  ];
+}
+
 async function main(): Promise<void> {
-  const mode = process.argv[2] === 'keepalive' ? 'keepalive' : 'reconnect';
-  const seconds = Number(process.argv[3] ?? 5);
+  const args = process.argv.slice(2);
+  const baseline = args.includes('--baseline');
+  const gc = args.includes('--gc');
+  const positional = args.filter((a) => !a.startsWith('--'));
+  const mode = positional[0] === 'keepalive' ? 'keepalive' : 'reconnect';
+  const seconds = Number(positional[1] ?? 5);
   installCleanupHooks();
-  const { dir: profileDir } = tempDir('devapollo-profile-');
-  const daemon = await BenchDaemon.start({ nodeArgs: ['--cpu-prof', '--cpu-prof-dir', profileDir] });
+  const { dir: profileDir } = tempDir('devapollo-profile-', { worldReadable: true });
+  const nodeArgs = gc ? ['--trace-gc-nvp'] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
+  // The daemon's standard output goes to a file; the baseline's comes back as lines.
+  const gcFile = path.join(profileDir, 'gc.log');
+  const daemon = await BenchDaemon.start({ nodeArgs: baseline ? [] : nodeArgs, ...(gc && !baseline ? { stdoutFile: gcFile } : {}) });
+  const name = baseline ? `baseline-${mode}` : `daemon-${mode}`;
+  const gcLines: string[] = [];
+  let measuring = false;
+  let measuredFrom = 0;
+  const onMeasure = (phase: 'start' | 'end'): void => {
+    measuring = phase === 'start';
+    if (!baseline && gc) {
+      const size = fs.statSync(gcFile).size;
+      if (phase === 'start') measuredFrom = size;
+      else gcLines.push(...fs.readFileSync(gcFile, 'utf8').slice(measuredFrom).split('\n'));
+    }
+  };
   try {
     await daemon.launch(loadContainer, { privileged: true, config: { 'user.foo': fooValue } });
-    pin(daemon.pid, '0');
-    const sample = await loadDaemon(daemon, mode === 'reconnect', seconds, 1);
+    let sample;
+    if (baseline) {
+      const socketPath = path.join(profileDir, 'baseline.sock');
+      const etag = await etagOf(daemon);
+      const server = new Agent('baseline server', 'taskset', [
+        '-c',
+        '0',
+        process.execPath,
+        ...nodeArgs,
+        agentScript('baseline-server'),
+        socketPath,
+        '/1.0/config/user.foo',
+        fooValue,
+        etag,
+      ]);
+      await server.expect('listening');
+      server.onLine = (line) => {
+        if (measuring) gcLines.push(line);
+      };
+      const serverPid = server.pid as number;
+      sample = await loadRun(daemon, {
+        container: loadContainer,
+        socketPath,
+        serverPid,
+        reconnect: mode === 'reconnect',
+        seconds,
+        warmupSeconds: 1,
+        onMeasure,
+      });
+      await server.stop();
+    } else {
+      pin(daemon.pid, '0');
+      sample = await loadDaemon(daemon, mode === 'reconnect', seconds, 1, onMeasure);
+    }
     process.stdout.write(
-      `${mode}: ${Math.round(sample.requests_per_second)} req/s, ${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req (profiling slows both)\n`,
+      `${name}: ${Math.round(sample.requests_per_second)} req/s, ${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req` +
+        `${gc ? '' : ' (profiling slows both)'}\n`,
     );
     await daemon.stop();
+    if (gc) {
+      process.stdout.write(`${summarizeGc(gcLines, sample.requests).join('\n')}\n`);
+      return;
+    }
   } finally {
     daemon.destroy();
   }
   const file = fs.readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
   if (file === undefined) throw new Error(`no profile in ${profileDir}`);
   // Kept in dist-bench/ (git-ignored); the temporary directory goes with the run.
-  const kept = path.join(repoRoot, 'dist-bench', `daemon-${mode}.cpuprofile`);
+  const kept = path.join(repoRoot, 'dist-bench', `${name}.cpuprofile`);
   fs.copyFileSync(path.join(profileDir, file), kept);
   const profile = JSON.parse(fs.readFileSync(kept, 'utf8')) as CpuProfile;
   process.stdout.write(`${summarize(profile, 30).join('\n')}\n\nprofile: ${kept}\n`);

@@ -61,6 +61,8 @@ export async function loadRun(
     seconds: number;
     warmupSeconds: number;
     connections?: number;
+    /** Called as the measured part starts and once it has ended (for profilers). */
+    onMeasure?: (phase: 'start' | 'end') => void;
   },
 ): Promise<LoadSample> {
   const spec = {
@@ -81,10 +83,12 @@ export async function loadRun(
     JSON.stringify(spec),
   ]);
   await agent.expect('ready', 120_000);
+  options.onMeasure?.('start');
   const before = cpuSplit(options.serverPid);
   agent.send('go');
   const line = await agent.nextLine((options.seconds + 60) * 1000);
   const after = cpuSplit(options.serverPid);
+  options.onMeasure?.('end');
   await agent.stop();
   const result = JSON.parse(line) as { requests: number; requests_per_second: number; latency_p50_ms: number; latency_p99_ms: number; errors: number };
   const perRequest = (seconds: number) => (seconds * 1e6) / Math.max(result.requests, 1);
@@ -99,12 +103,26 @@ export async function loadRun(
 }
 
 /** loadRun against the daemon itself, from the load container. */
-export function loadDaemon(daemon: BenchDaemon, reconnect: boolean, seconds: number, warmupSeconds: number): Promise<LoadSample> {
-  return loadRun(daemon, { container: loadContainer, socketPath: '/dev/apollo/sock', serverPid: daemon.pid, reconnect, seconds, warmupSeconds });
+export function loadDaemon(
+  daemon: BenchDaemon,
+  reconnect: boolean,
+  seconds: number,
+  warmupSeconds: number,
+  onMeasure?: (phase: 'start' | 'end') => void,
+): Promise<LoadSample> {
+  return loadRun(daemon, {
+    container: loadContainer,
+    socketPath: '/dev/apollo/sock',
+    serverPid: daemon.pid,
+    reconnect,
+    seconds,
+    warmupSeconds,
+    ...(onMeasure === undefined ? {} : { onMeasure }),
+  });
 }
 
 /** The ETag devapollo sends for the key, so that the baseline sends the same bytes. */
-async function etagOf(daemon: BenchDaemon): Promise<string> {
+export async function etagOf(daemon: BenchDaemon): Promise<string> {
   const curl = daemon.spawnIn(loadContainer, 'curl', [
     'curl',
     '-sS',

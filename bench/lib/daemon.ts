@@ -56,6 +56,8 @@ export class BenchDaemon {
     readonly dir: string,
     /** Extra flags for the daemon's node (e.g. --cpu-prof for profiling). */
     private readonly nodeArgs: readonly string[],
+    /** A file for the daemon's standard output (V8's --trace-gc writes there), else none. */
+    private readonly stdoutFile: string | undefined,
   ) {
     this.destroy = onCleanup(() => this.teardown());
   }
@@ -75,9 +77,9 @@ export class BenchDaemon {
   }
 
   /** A daemon on a fresh DIR, answering on its admin socket. */
-  static async start(options: { nodeArgs?: readonly string[] } = {}): Promise<BenchDaemon> {
+  static async start(options: { nodeArgs?: readonly string[]; stdoutFile?: string } = {}): Promise<BenchDaemon> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-bench-'));
-    const daemon = new BenchDaemon(dir, options.nodeArgs ?? []);
+    const daemon = new BenchDaemon(dir, options.nodeArgs ?? [], options.stdoutFile);
     await daemon.spawn();
     return daemon;
   }
@@ -92,7 +94,9 @@ export class BenchDaemon {
     if (serveHas('--rate-limit')) args.push('--rate-limit', '0');
     if (serveHas('--max-container-connections')) args.push('--max-container-connections', '4096');
     if (serveHas('--max-connections')) args.push('--max-connections', '16384');
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const stdout = this.stdoutFile === undefined ? 'ignore' : fs.openSync(this.stdoutFile, 'a');
+    const child = spawn(process.execPath, args, { stdio: ['ignore', stdout, 'pipe'], detached: true });
+    if (typeof stdout === 'number') fs.closeSync(stdout);
     this.child = child;
     child.stderr?.on('data', (c: Buffer) => {
       if (this.log.length < 256 * 1024) this.log += c.toString('utf8');
