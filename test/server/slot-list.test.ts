@@ -4,8 +4,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { SlotList } from '../../dist/server/guest/slot-list.js';
 
-const items = (n: number) => Array.from({ length: n }, (_, id) => ({ id }));
-const ids = (list: SlotList<{ id: number }>) => {
+const items = (n: number) => Array.from({ length: n }, (_, id) => ({ id, slot: -1 }));
+type Item = { id: number; slot: number };
+const ids = (list: SlotList<Item>) => {
   const seen: number[] = [];
   list.forEach((item) => seen.push(item.id));
   return seen.sort((a, b) => a - b);
@@ -13,7 +14,7 @@ const ids = (list: SlotList<{ id: number }>) => {
 
 describe('SlotList', () => {
   test('add and delete in any order; each item is visited once', () => {
-    const list = new SlotList<{ id: number }>();
+    const list = new SlotList<Item>();
     const all = items(6);
     for (const item of all) list.add(item);
     list.add(all[2]!);
@@ -32,7 +33,7 @@ describe('SlotList', () => {
   });
 
   test('a visit that deletes the item it is given still visits every other item once', () => {
-    const list = new SlotList<{ id: number }>();
+    const list = new SlotList<Item>();
     for (const item of items(10)) list.add(item);
     const visited: number[] = [];
     list.forEach((item) => {

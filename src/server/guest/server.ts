@@ -20,9 +20,15 @@ import { type GuestContext, guestRoutes } from './routes.js';
 
 /** Who a guest connection belongs to, fixed at accept time, and how busy it is. */
 interface GuestPeer {
+  readonly socket: Socket;
   readonly credentials: PeerCredentials;
   readonly instance: Instance | undefined;
+  /** What the connection counts against, from accept until it closes. */
   readonly share: Share;
+  /** Over a connection limit: answered with an error and closed, never served. */
+  readonly refused: boolean;
+  /** Where the connection sits in the idle sweep's list (-1: not in it). */
+  slot: number;
   /** Requests being answered on the connection, streams and waits included. */
   busy: number;
   /** Requests answered so far, and the count the idle sweep saw last. */
@@ -34,14 +40,18 @@ interface GuestPeer {
   context?: GuestContext;
 }
 
-/** Where a guest connection keeps its peer: a property, not a map lookup per request. */
+/**
+ * Where a guest connection keeps its peer: one property added to the socket, not a map
+ * lookup per request (and not one property per field: each added property costs the
+ * socket a bigger out-of-object store).
+ */
 const peerKey = Symbol('devapollo.peer');
-/** The share a connection counts against, set on every accepted one, refused or not. */
-const shareKey = Symbol('devapollo.share');
-type GuestSocket = Socket & { [peerKey]?: GuestPeer; [shareKey]?: Share };
+type GuestSocket = Socket & { [peerKey]?: GuestPeer };
 
+/** The peer of a connection that may be served (refused ones have none). */
 function peerOf(socket: Socket): GuestPeer | undefined {
-  return (socket as GuestSocket)[peerKey];
+  const peer = (socket as GuestSocket)[peerKey];
+  return peer === undefined || peer.refused ? undefined : peer;
 }
 
 export interface GuestServerLimits {
@@ -94,7 +104,7 @@ export function createGuestServer(
 ): GuestServer {
   const { logger } = observer;
   /** The accepted connections, for the idle sweep. */
-  const connections = new SlotList<Socket>();
+  const connections = new SlotList<GuestPeer>();
   const refusals = new RateLimitedLog();
   const events = new GuestEventHub(manager, limits.events);
   const shares = new Shares(limits.rate);
@@ -197,14 +207,13 @@ export function createGuestServer(
   const sweepMs = Math.min(1000, Math.max(50, limits.keepAliveTimeoutMs / 4));
   const idleSweepsAllowed = Math.ceil(limits.keepAliveTimeoutMs / sweepMs);
   const sweep = setInterval(() => {
-    connections.forEach((socket) => {
-      const peer = peerOf(socket);
-      if (peer === undefined || peer.answered === 0) return;
+    connections.forEach((peer) => {
+      if (peer.answered === 0) return;
       if (peer.busy > 0 || peer.answered !== peer.answeredAtSweep) {
         peer.answeredAtSweep = peer.answered;
         peer.idleSweeps = 0;
       } else if (++peer.idleSweeps >= idleSweepsAllowed) {
-        socket.destroy();
+        peer.socket.destroy();
       }
     });
   }, sweepMs);
@@ -213,10 +222,11 @@ export function createGuestServer(
 
   const lookupInstance = (key: bigint): Instance | undefined => manager.instanceOfNamespace(key);
   function onClose(this: GuestSocket): void {
-    const share = this[shareKey];
-    if (share !== undefined) share.connections--;
+    const peer = this[peerKey];
+    if (peer === undefined) return;
+    peer.share.connections--;
     open--;
-    connections.delete(this);
+    connections.delete(peer);
   }
 
   // Identity is read synchronously at accept, before a byte of the request is parsed.
@@ -231,25 +241,36 @@ export function createGuestServer(
     const share = shares.of(match?.container);
     share.connections++;
     open++;
-    // One shared listener, not a closure (and a once-wrapper) per connection.
-    socket.on('close', onClose);
-    (socket as GuestSocket)[shareKey] = share;
-    const peer: GuestPeer = { credentials, instance: match, share, busy: 0, answered: 0, answeredAtSweep: 0, idleSweeps: 0 };
     // Over a limit: answered at once, with the JSON envelope, and closed; a connection that
-    // never sends a request (slow-loris) must not hold a place either.
+    // never sends a request (slow-loris) must not hold a place either. It still counts
+    // until it has closed.
     const refusal =
       open > limits.maxConnections
         ? new ApolloError('unavailable', 'the daemon is at its connection limit; try again', { headers: retryAfterOne })
         : share.connections > limits.maxConnectionsPerContainer
           ? new ApolloError('too-many-requests', 'too many open connections from this container', { headers: retryAfterOne })
           : undefined;
+    const peer: GuestPeer = {
+      socket,
+      credentials,
+      instance: match,
+      share,
+      refused: refusal !== undefined,
+      slot: -1,
+      busy: 0,
+      answered: 0,
+      answeredAtSweep: 0,
+      idleSweeps: 0,
+    };
+    (socket as GuestSocket)[peerKey] = peer;
+    // One shared listener, not a closure (and a once-wrapper) per connection.
+    socket.on('close', onClose);
     if (refusal !== undefined) {
       refuse(peer, 'connection limit');
       endWithError(socket, refusal);
       return;
     }
-    (socket as GuestSocket)[peerKey] = peer;
-    connections.add(socket);
+    connections.add(peer);
     if (match === undefined) refuse(peer, 'not in a running container');
   });
 
@@ -272,7 +293,8 @@ export function createGuestServer(
       return;
     }
     // A websocket is an event stream for its whole life: never idle.
-    connections.delete(socket as Socket);
+    const upgraded = peerOf(socket as Socket);
+    if (upgraded !== undefined) connections.delete(upgraded);
     try {
       admit(socket as Socket);
       const context = contextOf(socket as Socket);
