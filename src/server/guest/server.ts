@@ -40,11 +40,7 @@ interface GuestPeer {
   context?: GuestContext;
 }
 
-/**
- * Where a guest connection keeps its peer: one property added to the socket, not a map
- * lookup per request (and not one property per field: each added property costs the
- * socket a bigger out-of-object store).
- */
+/** Where a guest connection keeps its peer: one property of its socket, not a map lookup per request. */
 const peerKey = Symbol('devapollo.peer');
 type GuestSocket = Socket & { [peerKey]?: GuestPeer };
 
