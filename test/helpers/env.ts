@@ -31,6 +31,10 @@ export const curlUnavailable: string | false = containersUnavailable || (!hasCur
 
 export const rootUnavailable: string | false = isRoot ? false : 'needs root';
 
+/** Container tests that also change a running process's limits (prlimit, util-linux). */
+export const prlimitUnavailable: string | false =
+  curlUnavailable || (!works('prlimit', ['--version']) ? 'needs prlimit (util-linux)' : false);
+
 /** The kernel's pid limit: large-scale tests size themselves by it. */
 export function pidMax(): number {
   return Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8'));

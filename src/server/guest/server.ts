@@ -10,6 +10,7 @@ import { ApolloError } from '../../shared/errors.js';
 import type { Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError, endWithError, routeRequests, splitTarget } from '../http/router.js';
+import { OutOfDescriptors } from '../kernel/libc.js';
 import { type PeerCredentials, resolvePeer } from '../kernel/peer.js';
 import { RateLimitedLog } from '../log.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
@@ -102,6 +103,7 @@ export function createGuestServer(
   /** The accepted connections, for the idle sweep. */
   const connections = new SlotList<GuestPeer>();
   const refusals = new RateLimitedLog();
+  const unreadable = new RateLimitedLog();
   const events = new GuestEventHub(manager, limits.events);
   const shares = new Shares(limits.rate);
   let open = 0;
@@ -233,7 +235,26 @@ export function createGuestServer(
       socket.destroy();
       return;
     }
-    const { credentials, match } = resolvePeer(fd, lookupInstance);
+    let resolved: ReturnType<typeof resolvePeer<Instance>>;
+    try {
+      resolved = resolvePeer(fd, lookupInstance);
+    } catch (error) {
+      // The daemon cannot tell who this is right now (most likely out of descriptors): a
+      // 503 to retry, never a 403 that would tell a container it is not served.
+      const outOfDescriptors = error instanceof OutOfDescriptors;
+      observer.metrics.countRefusal(outOfDescriptors ? 'out of descriptors' : 'identity unreadable');
+      unreadable.attempt((suppressed) =>
+        logger.error("cannot read a guest peer's identity", { error: String(error), suppressed: suppressed || undefined }),
+      );
+      endWithError(
+        socket,
+        outOfDescriptors
+          ? new ApolloError('unavailable', 'the daemon is out of file descriptors; try again', { headers: retryAfterOne })
+          : new ApolloError('internal', 'the daemon cannot read the peer credentials of this connection'),
+      );
+      return;
+    }
+    const { credentials, match } = resolved;
     const share = shares.of(match?.container);
     share.connections++;
     open++;

@@ -120,7 +120,30 @@ export const Errno = {
   ENOTTY: 25,
   ENOSYS: 38,
   ENOPROTOOPT: 92,
+  ENFILE: 23,
+  EMFILE: 24,
+  ENOMEM: 12,
 } as const;
+
+/**
+ * The kernel could not hand out a descriptor (this process's or the system's limit, or
+ * memory): whatever needed it cannot be told, which is not the same as a "no".
+ */
+export class OutOfDescriptors extends Error {
+  constructor(
+    readonly errno: number,
+    what: string,
+  ) {
+    const why = errno === Errno.EMFILE ? 'too many open files' : errno === Errno.ENFILE ? 'too many open files in the system' : 'out of memory';
+    super(`${what}: ${why} (errno ${errno})`);
+    this.name = 'OutOfDescriptors';
+  }
+}
+
+/** Throws OutOfDescriptors when `err` says a descriptor could not be had. */
+export function throwIfOutOfDescriptors(err: number, what: string): void {
+  if (err === Errno.EMFILE || err === Errno.ENFILE || err === Errno.ENOMEM) throw new OutOfDescriptors(err, what);
+}
 
 /** struct epoll_event is packed (12 bytes) on x86_64 and naturally aligned (16) elsewhere. */
 export const epollEventLayout =

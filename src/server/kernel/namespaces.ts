@@ -9,7 +9,7 @@
  * reused while it is mapped.
  */
 import fs from 'node:fs';
-import { close, errno, Errno, ioctlBuffer, ioctlValue } from './libc.js';
+import { close, errno, Errno, ioctlBuffer, ioctlValue, throwIfOutOfDescriptors } from './libc.js';
 
 const NS_GET_PARENT = 0xb702;
 const NS_GET_ID = 0x8008b70d;
@@ -52,18 +52,21 @@ export function namespaceKeysAreIds(): boolean {
 
 /**
  * The parent of a pid namespace as a new descriptor, or -1 at the top of the tree the
- * caller can see (the kernel answers EPERM for the caller's own namespace).
+ * caller can see (the kernel answers EPERM for the caller's own namespace); throws
+ * OutOfDescriptors when the descriptor cannot be had.
  */
 export function parentNamespace(nsfd: number): number {
   const parent = ioctlValue(nsfd, NS_GET_PARENT, 0);
-  return parent >= 0 ? parent : -1;
+  if (parent >= 0) return parent;
+  throwIfOutOfDescriptors(errno(), 'a parent pid namespace');
+  return -1;
 }
 
 let pidfdNamespaceWorks: boolean | undefined;
 
 /**
  * The pid namespace a pidfd's process lives in, as a new descriptor, or -1 when the
- * process has exited. With PIDFD_GET_PID_NAMESPACE (Linux 6.11+) there is no race. Before
+ * process has exited (OutOfDescriptors when the descriptor cannot be had). With PIDFD_GET_PID_NAMESPACE (Linux 6.11+) there is no race. Before
  * that, /proc/PID/ns/pid is opened and the pidfd is checked afterwards: if the process
  * still runs, the pid was not recycled in between, so the namespace is the peer's.
  */
@@ -76,13 +79,17 @@ export function pidNamespaceOfPidfd(pidfd: number, pid: number, isAlive: (pidfd:
     }
     const err = errno();
     if (err === Errno.ESRCH) return -1;
+    throwIfOutOfDescriptors(err, "the peer's pid namespace");
     if (err !== Errno.ENOTTY && err !== Errno.EINVAL) return -1;
     pidfdNamespaceWorks = false;
   }
   let nsfd: number;
   try {
     nsfd = fs.openSync(`/proc/${pid}/ns/pid`, 'r');
-  } catch {
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EMFILE') throwIfOutOfDescriptors(Errno.EMFILE, "the peer's pid namespace");
+    if (code === 'ENFILE') throwIfOutOfDescriptors(Errno.ENFILE, "the peer's pid namespace");
     return -1;
   }
   if (!isAlive(pidfd)) {

@@ -9,7 +9,7 @@
  * a recycled pid could be read, which only pre-6.5 kernels have.
  */
 import { closeFd, openPidfd, pidfdIsAlive } from './pidfd.js';
-import { getsockopt, errno, Errno } from './libc.js';
+import { getsockopt, errno, Errno, throwIfOutOfDescriptors } from './libc.js';
 import { maxPidNamespaceDepth, namespaceKey, parentNamespace, pidNamespaceOfPidfd } from './namespaces.js';
 
 const SOL_SOCKET = 1;
@@ -37,7 +37,7 @@ export function readPeerCredentials(fd: number): PeerCredentials {
   return { pid: credBuffer.readInt32LE(0), uid: credBuffer.readUInt32LE(4), gid: credBuffer.readUInt32LE(8) };
 }
 
-/** A pidfd for the peer, or -1 when it has exited. */
+/** A pidfd for the peer, or -1 when it has exited; OutOfDescriptors when none can be had. */
 function peerPidfd(fd: number, pid: number): number {
   if (peerPidfdWorks !== false) {
     pidfdLength[0] = 4;
@@ -46,10 +46,14 @@ function peerPidfd(fd: number, pid: number): number {
       return pidfdBuffer.readInt32LE(0);
     }
     const err = errno();
+    throwIfOutOfDescriptors(err, "the peer's pidfd");
     if (err !== Errno.ENOPROTOOPT) return -1;
     peerPidfdWorks = false;
   }
-  return pid > 0 ? openPidfd(pid).fd : -1;
+  if (pid <= 0) return -1;
+  const opened = openPidfd(pid);
+  throwIfOutOfDescriptors(opened.errno, "the peer's pidfd");
+  return opened.fd;
 }
 
 /**
@@ -57,7 +61,8 @@ function peerPidfd(fd: number, pid: number): number {
  * the nearest ancestor namespace, to. Namespaces nested inside a container belong to it.
  * The walk stops at the daemon's own namespace (the kernel will not go higher), so a host
  * process resolves to nothing. The cost is bounded by the nesting depth, never by the
- * number of containers.
+ * number of containers. Throws OutOfDescriptors when the daemon cannot open the
+ * descriptors the lookup needs: then the peer is unknown, not nobody.
  */
 export function resolvePeer<T>(
   fd: number,
