@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { ApolloError } from '../../shared/errors.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError, routeRequests } from '../http/router.js';
+import { OutOfDescriptors } from '../kernel/libc.js';
 import { resolvePeer } from '../kernel/peer.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { type AdminContext, adminRoutes } from './routes.js';
@@ -23,14 +24,15 @@ export function createAdminServer(
   adminGid: number | undefined,
 ): http.Server {
   const { logger } = observer;
-  const allowed = new WeakMap<Socket, string | true>();
+  /** Per connection: true, or the error every request on it gets. */
+  const allowed = new WeakMap<Socket, ApolloError | true>();
 
   const server = http.createServer(
     { requireHostHeader: false },
     routeRequests(adminRoutes, {
       contextOf: (req) => {
         const verdict = allowed.get(req.socket);
-        if (verdict !== true) throw new ApolloError('forbidden', verdict ?? 'Forbidden');
+        if (verdict !== true) throw verdict ?? new ApolloError('forbidden', 'Forbidden');
         return context;
       },
       maxBodyBytes: maxAdminBodyBytes,
@@ -45,11 +47,25 @@ export function createAdminServer(
       socket.destroy();
       return;
     }
-    const { credentials, match } = resolvePeer(fd, (key) => manager.instanceOfNamespace(key));
-    let verdict: string | true = true;
-    if (match !== undefined) verdict = 'Forbidden: the admin API is not reachable from a container';
+    let resolved: ReturnType<typeof resolvePeer<unknown>>;
+    try {
+      resolved = resolvePeer(fd, (key) => manager.instanceOfNamespace(key));
+    } catch (error) {
+      // Not knowing whether the peer is in a container must never let it in.
+      logger.error("cannot read an admin peer's identity", { error: String(error) });
+      allowed.set(
+        socket,
+        error instanceof OutOfDescriptors
+          ? new ApolloError('unavailable', 'the daemon is out of file descriptors; try again', { headers: { 'Retry-After': '1' } })
+          : new ApolloError('internal', 'the daemon cannot read the peer credentials of this connection'),
+      );
+      return;
+    }
+    const { credentials, match } = resolved;
+    let verdict: ApolloError | true = true;
+    if (match !== undefined) verdict = new ApolloError('forbidden', 'Forbidden: the admin API is not reachable from a container');
     else if (credentials.uid !== 0 && !inGroup(credentials.pid, credentials.gid, adminGid)) {
-      verdict = 'Forbidden: the admin API is for root and the admin group only';
+      verdict = new ApolloError('forbidden', 'Forbidden: the admin API is for root and the admin group only');
     }
     if (verdict !== true) logger.warn('refused admin peer', { pid: credentials.pid, uid: credentials.uid });
     allowed.set(socket, verdict);

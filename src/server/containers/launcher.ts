@@ -59,7 +59,12 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
   }
   args.push('--', ...(spec.command ?? []));
 
-  const log = fs.openSync(spec.logFile, 'a', 0o600);
+  let log: number;
+  try {
+    log = fs.openSync(spec.logFile, 'a', 0o600);
+  } catch (error) {
+    throw cannotStart(spec.name, error);
+  }
   let child;
   try {
     child = spawn('perl', args, {
@@ -71,15 +76,19 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
   } finally {
     fs.closeSync(log);
   }
-  const control = child.stdio[3] as (Readable & Writable) | null;
-  if (control === null) throw new ApolloError('internal', 'the launcher has no control channel');
-
-  const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
-  const spawnFailed = new Promise<never>((_, reject) =>
-    child.on('error', (error) => reject(new ApolloError('internal', `cannot run perl: ${error.message}`, { cause: error }))),
-  );
+  // Listened for first: a spawn that fails (out of descriptors, no perl) says so with an
+  // 'error' event on the next tick, and an 'error' nobody listens for ends the daemon.
+  const spawnFailed = new Promise<never>((_, reject) => child.on('error', (error) => reject(cannotStart(spec.name, error))));
   // Raced below; an error after the race is over must not become an unhandled rejection.
   spawnFailed.catch(() => undefined);
+  // Without descriptors for its pipes, Node gives up before it sets up any stdio.
+  const control = (child.stdio?.[3] ?? null) as (Readable & Writable) | null;
+  if (control === null) {
+    await spawnFailed;
+    throw new ApolloError('internal', 'the launcher has no control channel');
+  }
+
+  const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
   // A write to a launcher that has just exited fails with EPIPE: the handshake and the
   // exit code already tell what happened, so the stream's error is not news.
   control.on('error', () => undefined);
@@ -132,6 +141,15 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Why the launcher could not even be run: out of descriptors is worth a retry (503). */
+function cannotStart(name: string, error: unknown): ApolloError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'EMFILE' || code === 'ENFILE') {
+    return new ApolloError('unavailable', `cannot start container ${name}: the daemon is out of file descriptors; try again`, { cause: error });
+  }
+  return new ApolloError('internal', `cannot start container ${name}: ${(error as Error).message}`, { cause: error });
 }
 
 /**
