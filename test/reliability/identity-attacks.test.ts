@@ -42,6 +42,28 @@ peer.connect('\\0' + sys.argv[1])
 socket.send_fds(peer, [b'x'], [api.fileno()])
 `;
 
+/**
+ * Connects to the socket at argv[1] and exits at once, leaving the connection to a child
+ * that waits argv[3] seconds, asks GET /1.0 on it and writes the answer to argv[2].
+ */
+const leaver = `
+import os, socket, sys, time
+api = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+api.connect(sys.argv[1])
+if os.fork() == 0:
+    time.sleep(float(sys.argv[3]))
+    api.sendall(b'GET /1.0 HTTP/1.1\\r\\nHost: d\\r\\nConnection: close\\r\\n\\r\\n')
+    answer = b''
+    while True:
+        chunk = api.recv(4096)
+        if not chunk: break
+        answer += chunk
+    with open(sys.argv[2] + '.part', 'wb') as f: f.write(answer)
+    os.rename(sys.argv[2] + '.part', sys.argv[2])
+    os._exit(0)
+os._exit(0)
+`;
+
 describe('identity attacks', () => {
   let daemon: TestDaemon;
   const test = gatedTest(curlUnavailable);
@@ -168,6 +190,33 @@ require('http').get({ socketPath: process.argv[2], path: '/1.0/config/user.foo' 
       assert.equal(r.out, '404', `${method} ${target}`);
     }
     assert.equal((await daemon.cli(['config', 'get', 'alice', 'user.foo'])).out, 'alice-secret');
+  });
+
+  test('the admin socket refuses a connection whose process exited before the daemon read it', async (t) => {
+    if (python === undefined) {
+      t.skip('needs /usr/bin/python3 to fork with a connection');
+      return;
+    }
+    const script = guestScript('leaver.py', leaver);
+    const answerFile = path.join(path.dirname(script), `leaver-answer-${process.pid}`);
+    fs.rmSync(answerFile, { force: true });
+    const pid = daemon.pid as number;
+    // Stopped, the daemon cannot accept: the connection waits in the backlog until the
+    // process that made it is gone (and reaped), and only its child holds it.
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const parent = spawn(python, [script, path.join(daemon.dir, 'unix.socket'), answerFile, '1'], { stdio: 'ignore' });
+      children.push(parent);
+      await new Promise((resolve) => parent.once('exit', resolve));
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await eventually(() => fs.existsSync(answerFile), 'the child has its answer');
+    const answer = fs.readFileSync(answerFile, 'utf8');
+    fs.rmSync(answerFile, { force: true });
+    assert.match(answer, /^HTTP\/1\.1 403 /);
+    assert.match(answer, /"error":"Forbidden: the process that connected has exited"/);
+    assert.equal((await daemon.cli(['status'])).code, 0, 'a live caller is still let in');
   });
 
   test('the admin socket: root and the admin group only', async (t) => {

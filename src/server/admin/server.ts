@@ -61,9 +61,12 @@ export function createAdminServer(
       );
       return;
     }
-    const { credentials, match } = resolved;
+    const { credentials, match, alive } = resolved;
     let verdict: ApolloError | true = true;
     if (match !== undefined) verdict = new ApolloError('forbidden', 'Forbidden: the admin API is not reachable from a container');
+    // Gone before its identity was read: where it was can no longer be told, and whoever
+    // holds its connection now (a child, a receiver of the descriptor) may be anywhere.
+    else if (!alive) verdict = new ApolloError('forbidden', 'Forbidden: the process that connected has exited');
     else if (credentials.uid !== 0 && !inGroup(credentials.pid, credentials.gid, adminGid)) {
       verdict = new ApolloError('forbidden', 'Forbidden: the admin API is for root and the admin group only');
     }
