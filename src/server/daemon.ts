@@ -21,7 +21,7 @@ import { errno, Errno, flock } from './kernel/libc.js';
 import { namespaceKeysAreIds } from './kernel/namespaces.js';
 import { peerPidfdSupported, readPeerCredentials } from './kernel/peer.js';
 import { boundPath } from './kernel/socket-path.js';
-import { type LogFormat, Logger, type LogLevel } from './log.js';
+import { type LogFormat, Logger, type LogLevel, RateLimitedLog } from './log.js';
 import { daemonPaths, type DaemonPaths } from './paths.js';
 import { ContainerStore, StateFileError } from './state/container-store.js';
 
@@ -119,6 +119,21 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       // We hold the lock, so sockets left behind are a crashed daemon's: remove them.
       await listenSocket(guest, paths.guestSocket, 0o666);
       await listenSocket(admin, paths.adminSocket, 0o660, adminGid);
+    }
+
+    // Once listening, a server emits 'error' only when an accept fails (out of descriptors
+    // with libuv's reserve descriptor gone, out of memory). Unheard, that event would end
+    // the daemon; it is logged, and the server keeps listening.
+    const acceptFailures = new RateLimitedLog();
+    for (const [api, server] of [
+      ['guest', guest],
+      ['admin', admin],
+    ] as const) {
+      server.on('error', (error) =>
+        acceptFailures.attempt((suppressed) =>
+          logger.error('accept failed', { api, error: String(error), suppressed: suppressed || undefined }),
+        ),
+      );
     }
 
     const counts = manager.counts();
