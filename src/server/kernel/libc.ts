@@ -116,13 +116,13 @@ export const Errno = {
   EBADF: 9,
   EAGAIN: 11,
   EWOULDBLOCK: 11,
+  ENOMEM: 12,
   EINVAL: 22,
+  ENFILE: 23,
+  EMFILE: 24,
   ENOTTY: 25,
   ENOSYS: 38,
   ENOPROTOOPT: 92,
-  ENFILE: 23,
-  EMFILE: 24,
-  ENOMEM: 12,
 } as const;
 
 /**

@@ -66,9 +66,10 @@ let pidfdNamespaceWorks: boolean | undefined;
 
 /**
  * The pid namespace a pidfd's process lives in, as a new descriptor, or -1 when the
- * process has exited (OutOfDescriptors when the descriptor cannot be had). With PIDFD_GET_PID_NAMESPACE (Linux 6.11+) there is no race. Before
- * that, /proc/PID/ns/pid is opened and the pidfd is checked afterwards: if the process
- * still runs, the pid was not recycled in between, so the namespace is the peer's.
+ * process has exited; OutOfDescriptors when the descriptor cannot be had. With
+ * PIDFD_GET_PID_NAMESPACE (Linux 6.11+) there is no race. Before that, /proc/PID/ns/pid
+ * is opened and the pidfd is checked afterwards: if the process still runs, the pid was
+ * not recycled in between, so the namespace is the peer's.
  */
 export function pidNamespaceOfPidfd(pidfd: number, pid: number, isAlive: (pidfd: number) => boolean): number {
   if (pidfdNamespaceWorks !== false) {
