@@ -9,8 +9,7 @@ import type { Socket } from 'node:net';
 import { ApolloError } from '../../shared/errors.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError, routeRequests } from '../http/router.js';
-import { OutOfDescriptors } from '../kernel/libc.js';
-import { resolvePeer } from '../kernel/peer.js';
+import { resolvePeer, unreadablePeerError } from '../kernel/peer.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { type AdminContext, adminRoutes } from './routes.js';
 
@@ -53,12 +52,7 @@ export function createAdminServer(
     } catch (error) {
       // Not knowing whether the peer is in a container must never let it in.
       logger.error("cannot read an admin peer's identity", { error: String(error) });
-      allowed.set(
-        socket,
-        error instanceof OutOfDescriptors
-          ? new ApolloError('unavailable', 'the daemon is out of file descriptors; try again', { headers: { 'Retry-After': '1' } })
-          : new ApolloError('internal', 'the daemon cannot read the peer credentials of this connection'),
-      );
+      allowed.set(socket, unreadablePeerError(error));
       return;
     }
     const { credentials, match, alive } = resolved;

@@ -10,8 +10,7 @@ import { ApolloError } from '../../shared/errors.js';
 import type { Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError, endWithError, routeRequests, splitTarget } from '../http/router.js';
-import { OutOfDescriptors } from '../kernel/libc.js';
-import { type PeerCredentials, resolvePeer } from '../kernel/peer.js';
+import { type PeerCredentials, resolvePeer, unreadablePeerError } from '../kernel/peer.js';
 import { RateLimitedLog } from '../log.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { defaultEventLimits, type EventLimits, GuestEventHub, parseEventTypes } from './events.js';
@@ -241,17 +240,12 @@ export function createGuestServer(
     } catch (error) {
       // The daemon cannot tell who this is right now (most likely out of descriptors): a
       // 503 to retry, never a 403 that would tell a container it is not served.
-      const outOfDescriptors = error instanceof OutOfDescriptors;
-      observer.metrics.countRefusal(outOfDescriptors ? 'out of descriptors' : 'identity unreadable');
+      const answer = unreadablePeerError(error);
+      observer.metrics.countRefusal(answer.code === 'unavailable' ? 'out of descriptors' : 'identity unreadable');
       unreadable.attempt((suppressed) =>
         logger.error("cannot read a guest peer's identity", { error: String(error), suppressed: suppressed || undefined }),
       );
-      endWithError(
-        socket,
-        outOfDescriptors
-          ? new ApolloError('unavailable', 'the daemon is out of file descriptors; try again', { headers: retryAfterOne })
-          : new ApolloError('internal', 'the daemon cannot read the peer credentials of this connection'),
-      );
+      endWithError(socket, answer);
       return;
     }
     const { credentials, match } = resolved;

@@ -104,15 +104,14 @@ export class Router<C> {
         const before = earlier.filter((c) => methodMatches(c.route.method, method));
         if (!hasParams) {
           if (before.some((c) => matchSegments(c.segments, segments) !== undefined)) continue;
-          indexOf(this.exact, method).set(route.path, route);
+          entryOf(this.exact, method, () => new Map()).set(route.path, route);
           continue;
         }
         const last = segments[segments.length - 1] as string;
         const onlyLast = segments.slice(0, -1).every((s) => !s.startsWith(':')) && last.startsWith(':');
         if (!onlyLast || before.some((c) => mayOverlap(c.segments, segments))) continue;
         const prefix = route.path.slice(0, route.path.lastIndexOf('/') + 1);
-        let routes = this.lastParam.get(method);
-        if (routes === undefined) this.lastParam.set(method, (routes = []));
+        const routes = entryOf(this.lastParam, method, () => []);
         if (!routes.some((r) => r.prefix === prefix)) routes.push({ prefix, route, name: last.slice(1) });
       }
     }
@@ -148,10 +147,11 @@ export class Router<C> {
   }
 }
 
-function indexOf<V>(index: Map<string, Map<string, V>>, method: string): Map<string, V> {
-  let byPath = index.get(method);
-  if (byPath === undefined) index.set(method, (byPath = new Map()));
-  return byPath;
+/** The value of `key`, made with `create` and stored the first time. */
+function entryOf<K, V>(map: Map<K, V>, key: K, create: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) map.set(key, (value = create()));
+  return value;
 }
 
 /** Whether some path could match both patterns (same length, no two different literals). */

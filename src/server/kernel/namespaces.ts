@@ -88,9 +88,8 @@ export function pidNamespaceOfPidfd(pidfd: number, pid: number, isAlive: (pidfd:
   try {
     nsfd = fs.openSync(`/proc/${pid}/ns/pid`, 'r');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EMFILE') throwIfOutOfDescriptors(Errno.EMFILE, "the peer's pid namespace");
-    if (code === 'ENFILE') throwIfOutOfDescriptors(Errno.ENFILE, "the peer's pid namespace");
+    // Node's errno is the negated error number.
+    throwIfOutOfDescriptors(-((error as NodeJS.ErrnoException).errno ?? 0), "the peer's pid namespace");
     return -1;
   }
   if (!isAlive(pidfd)) {

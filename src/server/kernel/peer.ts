@@ -8,8 +8,9 @@
  * Without SO_PEERPIDFD the pid is opened as a pidfd at once; that leaves a window in which
  * a recycled pid could be read, which only pre-6.5 kernels have.
  */
+import { ApolloError } from '../../shared/errors.js';
 import { closeFd, openPidfd, pidfdIsAlive } from './pidfd.js';
-import { getsockopt, errno, Errno, throwIfOutOfDescriptors } from './libc.js';
+import { getsockopt, errno, Errno, OutOfDescriptors, throwIfOutOfDescriptors } from './libc.js';
 import { maxPidNamespaceDepth, namespaceKey, parentNamespace, pidNamespaceOfPidfd } from './namespaces.js';
 
 const SOL_SOCKET = 1;
@@ -92,6 +93,17 @@ export function resolvePeer<T>(
     closeFd(nsfd);
     closeFd(pidfd);
   }
+}
+
+/**
+ * The answer for a connection whose peer could not be read (what resolvePeer threw): out
+ * of descriptors is a 503 to retry, anything else a 500. Never a 403: the peer is
+ * unknown, not nobody.
+ */
+export function unreadablePeerError(error: unknown): ApolloError {
+  return error instanceof OutOfDescriptors
+    ? new ApolloError('unavailable', 'the daemon is out of file descriptors; try again', { headers: { 'Retry-After': '1' } })
+    : new ApolloError('internal', 'the daemon cannot read the peer credentials of this connection', { cause: error });
 }
 
 /** Whether this kernel hands out SO_PEERPIDFD (Linux 6.5+), tried on a connected socket. */
