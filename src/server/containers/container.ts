@@ -4,6 +4,27 @@
 import type { ContainerRecord } from '../state/container-store.js';
 import { pidfdIsAlive } from '../kernel/pidfd.js';
 
+let turn = 0;
+let turnEnding = false;
+function endTurn(): void {
+  turn++;
+  turnEnding = false;
+}
+
+/**
+ * A number for the current turn of the event loop, counted only while something asks:
+ * the first call in a turn schedules one setImmediate, which runs once the turn's I/O
+ * callbacks are done and ends the turn. (Asked from a setImmediate callback, the turn
+ * ends with the next loop iteration's immediates.)
+ */
+export function currentTurn(): number {
+  if (!turnEnding) {
+    turnEnding = true;
+    setImmediate(endTurn);
+  }
+  return turn;
+}
+
 /**
  * One run of a container's init. Connections are bound to an instance, not to a name:
  * after a stop or a restart their requests no longer reach the container.
@@ -27,13 +48,23 @@ export class Instance {
     readonly pinFd: number,
   ) {}
 
+  /** The event-loop turn in which the init's pidfd was last polled and found alive. */
+  private aliveInTurn = -1;
+
   /**
    * Whether requests may still reach this instance. Checks the pidfd too (a poll, about
    * 0.7 µs), so an init that died a moment ago is refused even before the exit watcher
-   * has reported it, however busy the daemon's thread pool is.
+   * has reported it, however busy the daemon's thread pool is. Once a turn of the event
+   * loop: the requests a turn answers were all read from one batch of ready sockets, and
+   * under load one poll then serves several of them.
    */
   get running(): boolean {
-    return this.live && this.container.instance === this && pidfdIsAlive(this.pidfd);
+    if (!this.live || this.container.instance !== this) return false;
+    const turn = currentTurn();
+    if (this.aliveInTurn === turn) return true;
+    if (!pidfdIsAlive(this.pidfd)) return false;
+    this.aliveInTurn = turn;
+    return true;
   }
 
   markEnded(): void {

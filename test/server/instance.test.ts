@@ -1,0 +1,83 @@
+// Whether requests may still reach a container instance: its init's pidfd is polled at
+// most once per turn of the event loop, and a dead init is refused from the next turn
+// on, whether or not an exit watcher has reported it yet.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { describe, test } from 'node:test';
+import { Container, Instance, currentTurn } from '../../dist/server/containers/container.js';
+import { closeFd, openPidfd, pidfdIsAlive } from '../../dist/server/kernel/pidfd.js';
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+function record(name: string) {
+  return {
+    schema: 1,
+    name,
+    uuid: '00000000-0000-4000-8000-000000000000',
+    created_at: new Date(0).toISOString(),
+    origin: 'register' as const,
+    privileged: false,
+    command: null,
+    config: {},
+    revision: 1,
+    key_revisions: {},
+    list_revision: 1,
+    state_revision: 1,
+    guest_state: 'Unknown',
+    init: null,
+  } as unknown as ConstructorParameters<typeof Container>[0];
+}
+
+describe('Instance.running', () => {
+  test('the turn number changes once the turn is over, and not before', async () => {
+    const first = currentTurn();
+    assert.equal(currentTurn(), first);
+    await nextTurn();
+    const second = currentTurn();
+    assert.notEqual(second, first);
+    await nextTurn();
+    assert.notEqual(currentTurn(), second);
+  });
+
+  test('an init that has died is refused from the next turn on, before anyone reports it', async (t) => {
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    t.after(() => child.kill('SIGKILL'));
+    await once(child, 'spawn');
+    const { fd } = openPidfd(child.pid as number);
+    assert.ok(fd >= 0);
+    t.after(() => closeFd(fd));
+    const container = new Container(record('turns'));
+    const instance = new Instance(container, child.pid as number, fd, '0', 1n, 0, -1);
+    container.instance = instance;
+    assert.equal(instance.running, true);
+
+    child.kill('SIGKILL');
+    // Wait, within this turn, until the kernel says the process has exited.
+    while (pidfdIsAlive(fd));
+    // The poll of this turn stands for the rest of the turn...
+    assert.equal(instance.running, true);
+    // ...and the next turn polls again: no exit watcher runs here, and none is needed.
+    await nextTurn();
+    assert.equal(instance.running, false);
+    assert.equal(container.state, 'Stopped');
+  });
+
+  test('an instance that was marked ended or replaced is refused at once', async (t) => {
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    t.after(() => child.kill('SIGKILL'));
+    await once(child, 'spawn');
+    const { fd } = openPidfd(child.pid as number);
+    t.after(() => closeFd(fd));
+    const container = new Container(record('ended'));
+    const instance = new Instance(container, child.pid as number, fd, '0', 2n, 0, -1);
+    container.instance = instance;
+    assert.equal(instance.running, true);
+    container.instance = undefined;
+    assert.equal(instance.running, false);
+    container.instance = instance;
+    assert.equal(instance.running, true);
+    instance.markEnded();
+    assert.equal(instance.running, false);
+  });
+});
