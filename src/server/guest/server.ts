@@ -10,7 +10,7 @@ import { ApolloError } from '../../shared/errors.js';
 import type { Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError, endWithError, routeRequests, splitTarget } from '../http/router.js';
-import { type PeerCredentials, resolvePeer, unreadablePeerError } from '../kernel/peer.js';
+import { KnownProcesses, type PeerCredentials, resolvePeer, unreadablePeerError } from '../kernel/peer.js';
 import { RateLimitedLog } from '../log.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { defaultEventLimits, type EventLimits, GuestEventHub, parseEventTypes } from './events.js';
@@ -218,6 +218,7 @@ export function createGuestServer(
   server.once('close', () => clearInterval(sweep));
 
   const lookupInstance = (key: bigint): Instance | undefined => manager.instanceOfNamespace(key);
+  const knownProcesses = new KnownProcesses();
   function onClose(this: GuestSocket): void {
     const peer = this[peerKey];
     if (peer === undefined) return;
@@ -236,7 +237,7 @@ export function createGuestServer(
     }
     let resolved: ReturnType<typeof resolvePeer<Instance>>;
     try {
-      resolved = resolvePeer(fd, lookupInstance);
+      resolved = resolvePeer(fd, lookupInstance, knownProcesses);
     } catch (error) {
       // The daemon cannot tell who this is right now (most likely out of descriptors): a
       // 503 to retry, never a 403 that would tell a container it is not served.

@@ -59,6 +59,18 @@ export const ioctlBuffer = lib.func('ioctl', 'int', ['int', 'ulong', '_Out_ uint
 
 export const close = lib.func('int close(int fd)') as (fd: number) => number;
 
+/**
+ * fstat and fstatfs into caller-owned buffers (struct stat is 144 bytes on x86_64 and
+ * arm64, with st_ino at offset 8; struct statfs starts with f_type). Undefined where
+ * this libc lacks the plain symbols (glibc before 2.33).
+ */
+export const fstat = optional(
+  () => lib.func('int fstat(int fd, _Out_ uint8_t *stat)') as (fd: number, stat: Buffer) => number,
+);
+export const fstatfs = optional(
+  () => lib.func('int fstatfs(int fd, _Out_ uint8_t *statfs)') as (fd: number, statfs: Buffer) => number,
+);
+
 export const poll = lib.func('int poll(_Inout_ uint8_t *fds, ulong count, int timeout)') as (
   fds: Buffer,
   count: number,

@@ -3,7 +3,7 @@
  * recycled pid can never be mistaken for it (and never gets its signals).
  */
 import { constants } from 'node:os';
-import { close, errno, pidfdOpen, pidfdSendSignal, poll } from './libc.js';
+import { close, errno, fstat, fstatfs, pidfdOpen, pidfdSendSignal, poll } from './libc.js';
 
 const POLLIN = 0x1;
 const pollBuffer = Buffer.alloc(8);
@@ -21,6 +21,31 @@ export function pidfdIsAlive(pidfd: number): boolean {
   pollBuffer.writeInt16LE(0, 6);
   const ready = poll(pollBuffer, 1, 0);
   return ready === 0;
+}
+
+const PID_FS_MAGIC = 0x50494446;
+const statBuffer = Buffer.alloc(144);
+const statfsBuffer = Buffer.alloc(120);
+let processIdsWork: boolean | undefined;
+
+/**
+ * A number that names the process behind `pidfd` for as long as the machine runs, or
+ * undefined where the kernel has none. On pidfs (Linux 6.9+) every process has its own
+ * inode, numbered from a 64-bit counter that is never reused on 64-bit machines, and
+ * fstat of any pidfd of the process gives it. Older kernels hand out pidfds that share
+ * one anonymous inode: no number then.
+ */
+export function processIdOfPidfd(pidfd: number): bigint | undefined {
+  if (processIdsWork === undefined) {
+    processIdsWork =
+      (process.arch === 'x64' || process.arch === 'arm64') &&
+      fstat !== undefined &&
+      fstatfs !== undefined &&
+      fstatfs(pidfd, statfsBuffer) === 0 &&
+      statfsBuffer.readBigInt64LE(0) === BigInt(PID_FS_MAGIC);
+  }
+  if (!processIdsWork || fstat === undefined || fstat(pidfd, statBuffer) !== 0) return undefined;
+  return statBuffer.readBigUInt64LE(8);
 }
 
 /** Sends a signal by pidfd; false when the process is gone. */
