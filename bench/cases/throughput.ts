@@ -18,7 +18,7 @@ import { type BenchContext, agentScript } from '../lib/context.js';
 import { BenchDaemon } from '../lib/daemon.js';
 import { cpuSplit, pin } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
-import { median, spread } from '../lib/stats.js';
+import { median, medianInterval, spread } from '../lib/stats.js';
 
 export type ThroughputMode = 'keepalive' | 'reconnect';
 
@@ -147,7 +147,7 @@ export async function etagOf(daemon: BenchDaemon): Promise<string> {
 export async function runThroughput(ctx: BenchContext, modes: readonly ThroughputMode[]): Promise<BenchResult[]> {
   // Many short rounds rather than a few long ones: on a shared machine a burst of other
   // work spoils a round, and the median of many rounds shrugs off a few spoiled ones.
-  const rounds = ctx.quick ? 3 : 11;
+  const rounds = ctx.quick ? 3 : 17;
   const seconds = ctx.quick ? 2 : 3;
   const warmupSeconds = ctx.quick ? 0.5 : 1;
   const daemon = await BenchDaemon.start();
@@ -232,6 +232,11 @@ function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; bas
       ratio: cpu / cpuBase,
       spread: Math.max(spread(pick('devapollo', 'server_cpu_us_per_request')), spread(pick('baseline', 'server_cpu_us_per_request'))),
     },
+    // Each devapollo round against the baseline round next to it in time: a slow spell
+    // of the machine that spans both cancels out. The median of those ratios, with a 95%
+    // interval from the order statistics: how sure a run can be of where the ratio is.
+    pairedRow('throughput, round by round (median, 95% interval)', samples, 'requests_per_second'),
+    pairedRow('server CPU per request, round by round', samples, 'server_cpu_us_per_request'),
     // The least disturbed round of each side: on a shared machine other work only ever
     // slows a round down, so the best rounds are the closest to what the code costs.
     bestRow('throughput, best round', Math.max(...pick('devapollo', 'requests_per_second')), Math.max(...pick('baseline', 'requests_per_second')), 'req/s'),
@@ -271,6 +276,21 @@ function pairedNote(samples: { devapollo: LoadSample[]; baseline: LoadSample[] }
   const ratios = samples.devapollo.map((d, i) => d.requests_per_second / (samples.baseline[i]?.requests_per_second ?? Number.NaN));
   const shown = ratios.map((r) => `${r.toFixed(2)}x`).join(', ');
   return `Throughput ratio round by round (each devapollo round against the baseline round next to it in time): ${shown}; median ${median(ratios).toFixed(2)}x.`;
+}
+
+/** The median of the round-by-round ratios of one field: a row that is only a ratio. */
+function pairedRow(
+  metric: string,
+  samples: { devapollo: LoadSample[]; baseline: LoadSample[] },
+  field: 'requests_per_second' | 'server_cpu_us_per_request',
+): Row {
+  const pairs = samples.devapollo.flatMap((d, i) => {
+    const b = samples.baseline[i];
+    return b === undefined ? [] : [[d[field], b[field]] as const];
+  });
+  const ratios = pairs.map(([d, b]) => d / b);
+  const interval = medianInterval(ratios);
+  return { metric, unit: '', ratio: median(ratios), ...(interval === undefined ? {} : { interval }) };
 }
 
 function bestRow(metric: string, value: number, baseline: number, unit: string): Row {

@@ -11,7 +11,8 @@ import { round } from './stats.js';
 /** One line of a benchmark's results: devapollo's figure, its baseline, and the ratio. */
 export interface Row {
   readonly metric: string;
-  readonly value: number;
+  /** Absent for a row that is only a ratio. */
+  readonly value?: number;
   readonly unit: string;
   readonly baseline?: number;
   readonly baselineName?: string;
@@ -22,6 +23,8 @@ export interface Row {
   readonly met?: boolean;
   /** (max - min) / median of the samples behind `value`, when there were several. */
   readonly spread?: number;
+  /** A 95% confidence interval of `ratio`, shown beside it. */
+  readonly interval?: readonly [number, number];
 }
 
 export interface BenchResult {
@@ -69,7 +72,11 @@ function verdict(row: Row): string {
 }
 
 function ratioText(row: Row): string {
-  return row.ratio === undefined ? '' : `${round(row.ratio, 2).toFixed(2)}x`;
+  if (row.ratio === undefined) return '';
+  const ratio = `${round(row.ratio, 2).toFixed(2)}x`;
+  if (row.interval === undefined) return ratio;
+  const [low, high] = row.interval.map((r) => round(r, 2).toFixed(2));
+  return `${ratio} (${low} to ${high})`;
 }
 
 /** The results as a terminal table. */
@@ -83,7 +90,7 @@ export function renderTable(results: readonly BenchResult[]): string {
       table.push([
         result.id,
         row.metric,
-        formatNumber(row.value, row.unit),
+        row.value === undefined ? '' : formatNumber(row.value, row.unit),
         row.baseline === undefined ? '' : `${formatNumber(row.baseline, row.unit)}${row.baselineName ? ` (${row.baselineName})` : ''}`,
         ratioText(row),
         row.target ?? '',
@@ -125,7 +132,7 @@ function markdownTable(rows: readonly Row[]): string {
       row.baseline === undefined ? '' : `${formatNumber(row.baseline, row.unit)}${row.baselineName ? ` (${row.baselineName})` : ''}`;
     const spread = row.spread === undefined ? '' : `±${Math.round((row.spread * 100) / 2)}%`;
     lines.push(
-      `| ${row.metric} | ${formatNumber(row.value, row.unit)} | ${baseline} | ${ratioText(row)} | ${row.target ?? ''} | ${verdict(row)} | ${spread} |`,
+      `| ${row.metric} | ${row.value === undefined ? '' : formatNumber(row.value, row.unit)} | ${baseline} | ${ratioText(row)} | ${row.target ?? ''} | ${verdict(row)} | ${spread} |`,
     );
   }
   return lines.join('\n');
@@ -145,12 +152,18 @@ export function renderMarkdown(data: PerformanceFile): string {
     "(`taskset`), and the daemon's own CPU time per request is reported too, read from",
     '`/proc/PID/stat` around each round. The machine is a shared virtual machine: other work',
     'on its host, or in it, slowed some rounds, so that throughput moved by a third between',
-    'rounds of the same server. Rounds are many and short; the throughput tables also show',
-    'the best round of each side (other work only ever slows a round down) and, in a note,',
-    'the ratio round by round. "spread" is half the distance between the slowest and the fastest round',
-    'relative to the median; the CPU time per request is the steadier figure, because it does not',
-    "depend on how much of a core the load generator got. Targets are from issues 3, 4 and 7; no",
-    'test asserts on time.',
+    'rounds of the same server. Rounds are many and short. The throughput tables also show',
+    'the ratio round by round (each devapollo round against the baseline round next to it in',
+    'time, so that a slow spell spanning both cancels out) as its median with a 95% interval',
+    '(from the order statistics of the rounds, whatever their distribution: the true median',
+    'ratio lies inside with at least 95% probability), and the best round of each side (other',
+    'work only ever slows a round down). Targets are judged on the first row, the ratio of',
+    "the two sides' medians; where the interval straddles a target, this machine cannot tell",
+    'which side of it the code is on. "spread" is half the distance between the slowest and',
+    'the fastest round relative to the median. CPU time per request is not a fixed price',
+    'either: it falls as the load rises (more requests answered per turn of the event loop',
+    'and per wake-up), and the load depends on how much of its core the load generator got.',
+    'Targets are from issues 3, 4 and 7; no test asserts on time.',
     '',
     'Run it: `npm run bench` (all of it, about 10 minutes), `npm run bench -- --quick` (a few',
     'minutes: fewer rounds, 1,000 containers; it prints but does not write these files),',
@@ -194,12 +207,12 @@ export function renderMarkdown(data: PerformanceFile): string {
     '  against 146.6 ms for the minimal Node script in the same run: 1.16x before, 1.01x after.',
     '- Per-connection identity (`src/server/kernel/peer.ts`): SO_PEERCRED, SO_PEERPIDFD,',
     '  PIDFD_GET_PID_NAMESPACE, NS_GET_ID and two closes, every one needed to name the peer',
-    '  without trusting a pid, nothing cached. The socket option lengths now go to koffi in a',
-    '  `Uint32Array` instead of a JS array, which koffi converts element by element: a',
-    '  getsockopt took about 1.6 µs, now 0.9 µs. A poll of the peer\'s pidfd after the lookup',
-    '  is gone: the kernel already refuses PIDFD_GET_PID_NAMESPACE for a process that has',
-    '  exited (checked with a zombie). The whole lookup: about 10 µs in a tight loop before,',
-    '  7 µs after.',
+    '  without trusting a pid (the fourth pass below spares a process seen before three of',
+    '  them). The socket option lengths now go to koffi in a `Uint32Array` instead of a JS',
+    '  array, which koffi converts element by element: a getsockopt took about 1.6 µs, now',
+    "  0.9 µs. A poll of the peer's pidfd after the lookup is gone: the kernel already",
+    '  refuses PIDFD_GET_PID_NAMESPACE for a process that has exited (checked with a zombie).',
+    '  The whole lookup: about 10 µs in a tight loop before, 7 µs after.',
     '- New connections, third pass, from `node dist-bench/profile.js reconnect --gc` against',
     '  `--gc --baseline` (V8\'s `--trace-gc-nvp` per request): both servers allocated about',
     '  14 KiB a connection, but the daemon promoted 1.75 KiB of it to the old generation',
@@ -211,40 +224,58 @@ export function renderMarkdown(data: PerformanceFile): string {
     '  collector after. In a new-connection run right after, the helper threads took 3.6 µs',
     '  a request against the bare server\'s 3.4 µs (8.0 against 2.7 µs before), and CPU per',
     '  request was 1.26x the bare server\'s (1.49x to 1.82x in the runs before).',
+    "- Fourth pass (`src/server/containers/container.ts`, `src/server/kernel/peer.ts`): a",
+    "  container init's pidfd is polled once per turn of the event loop instead of once per",
+    '  request. Counted in the daemon under keep-alive load, a turn answered 2.9 to 8.2',
+    "  requests; in keep-alive profiles the poll's share of samples went from 5.0% to 2.2%. A",
+    '  dead init is still refused from the next turn on, without waiting for the exit',
+    '  watcher. And the guest server remembers the pid namespace of the last 1,024 processes',
+    '  that connected, by their pidfs inode number (never reused on 64-bit Linux 6.9+; a',
+    '  process never changes its pid namespace), so a process that connects again skips',
+    '  PIDFD_GET_PID_NAMESPACE, NS_GET_ID and a close; which container the namespace belongs',
+    '  to is still looked up for every connection. The lookup for such a process: 6.6 µs',
+    '  before, 5.0 µs after, and 9.2 against 7.3 µs in a second tight-loop run. A process not',
+    '  seen before pays one fstat more (about 0.4 µs).',
     '',
     '## Left open',
     '',
-    '- Kept alive, the target is where the figures are: 0.84x, 0.89x and 0.90x of the bare',
-    '  server in the three full runs of the previous round of work, 0.85x and 0.89x in the',
-    '  two full runs of this one and 0.88x in a run of the two throughput benchmarks alone',
-    '  (CPU per request 1.09x to 1.26x), so the machine decides which side of 0.9x a run',
-    "  lands on. The largest thing devapollo does per request that the bare server does not",
-    "  is to poll the instance's pidfd, so that an init that has just died is refused even",
-    "  before the exit watcher says so: 6.9% of the daemon's busy time in a keep-alive",
-    '  profile, about 0.7 µs in a tight loop. It stays: trusting the exit watcher alone would',
-    '  answer for a dead container for as long as the notice takes to reach the event loop,',
-    "  and the notice comes through libuv's thread pool, which durable writes keep busy. The",
-    '  rest is the route table, the authorization checks, the counters and latency',
-    '  histogram (the rate limiter is off in this benchmark).',
-    '- A new connection per request: after the third pass, 0.68x and 0.78x of the bare',
-    '  server in the two full runs (CPU per request 1.52x and 1.28x) and 0.81x in two runs of',
-    '  the throughput benchmarks alone (1.26x and 1.32x); 0.60x to 0.72x before (target',
-    '  0.8x). What devapollo adds per connection is now mostly the identity above: about',
-    '  7 µs in a tight loop, more between real connections, on top of the bare server\'s 55',
-    '  to 90 µs. Most of it is the kernel building and freeing a pidfs inode for the',
-    '  peer\'s pidfd and an nsfs inode for its namespace. With the namespace held open',
-    '  elsewhere, reading it and closing it again took 0.9 µs instead of 3.0 µs in a tight',
-    '  loop, so holding every running container\'s pid namespace open would save about 2 µs',
-    '  a connection. Not done: it costs a descriptor per container, and this machine\'s',
+    '- Kept alive (target 0.9x): 0.85x and 0.86x of the bare server in the two full runs of',
+    '  the fourth pass, with the ratio round by round at 0.96x and 0.93x and the best rounds',
+    '  at 0.92x and 0.90x. In the second run the 95% interval of the round-by-round ratio was',
+    '  0.80x to 0.94x, and CPU per request 1.11x round by round (1.06x to 1.22x). 0.84x to',
+    '  0.90x in the five full runs before. On this machine the interval straddles the',
+    '  target. What devapollo does per request that the bare server does not: find the',
+    '  route, check the rate limit (off here), authorize, poll the init (now once per turn),',
+    '  count the request and time it; each is a fraction of a microsecond, against about 13',
+    '  to 19 µs for the whole request.',
+    '- A new connection per request (target 0.8x): 0.80x in the quiet first full run of the',
+    '  fourth pass (CPU per request 1.29x; round by round 0.83x) and 0.70x in the second',
+    '  (1.47x; round by round 0.71x, interval 0.63x to 0.86x), where the machine was slow and',
+    "  the daemon's rounds slowed more than the bare server's. 0.68x to 0.81x in the runs",
+    '  before. What devapollo adds per connection is mostly the identity: SO_PEERCRED,',
+    '  SO_PEERPIDFD, fstat, a poll and a close for a process seen before, and',
+    '  PIDFD_GET_PID_NAMESPACE, NS_GET_ID and another close for one not seen before (5.0 and',
+    '  6.6 µs in a tight loop), then the poll of the init at its request. In ten of the',
+    "  eleven rounds of the quiet run a connection cost 50.7 to 55.7 µs of CPU, against the",
+    "  bare server's 38.5 to 45.7 µs. Most of the identity is the kernel building and",
+    "  freeing a pidfs file for the peer's pidfd, which nothing cheaper replaces without",
+    '  trusting a pid. Holding every running',
+    "  container's pid namespace open would save about 2 µs more for processes not seen",
+    "  before; not done, because it costs a descriptor per container and this machine's",
     '  open-files hard limit is 20,000 without the capability to raise it, where 10,000',
     '  containers and 1,000 connections would then need more than 21,000.',
-    '- 10,000 containers against 1, a new connection per request: 0.91x and 1.07x in the two',
-    '  full runs of this round of work (target 1.1x); 0.85x to 1.16x in the five runs of the',
-    '  round before, 0.89x to 1.48x over seven runs before that. What grows with the',
-    '  container count is system time (21.8 to 24.3 µs per connection in the last run) and',
-    "  the garbage collector's helper threads (4.6 to 12.1 µs), which mark a bigger heap;",
-    '  the lookup itself is one map read per namespace level. Kept alive it was 0.73x and',
-    '  0.80x.',
+    '- 10,000 containers against 1, a new connection per request (target 1.1x): 1.03x and',
+    '  1.17x in the two full runs of the fourth pass, 0.91x and 1.07x in the two before, 0.85x',
+    '  to 1.16x in the five runs before those, 0.89x to 1.48x over seven runs before that.',
+    "  What grows with the container count is the garbage collector's helper threads (3.5 to",
+    '  12.3 µs per connection in the last run), which mark a bigger heap; the lookup itself',
+    '  is one map read per namespace level. Kept alive it was 0.78x and 0.79x.',
+    '- RSS at 10,000 containers and 1,000 connections (target under 150 MiB): 144 and 116 MiB',
+    '  in the two full runs of the fourth pass, 125 MiB in a run of the scale benchmark alone,',
+    '  and 128 MiB for the code before the fourth pass in a run right after that one (109.5',
+    '  MiB in the run before). The difference between the two full runs is anonymous memory',
+    '  (the heap, buffers and stacks: 99.2 against 71.4 MiB); the idle figure (95 to 96 MiB)',
+    '  hardly moves.',
     '- Figures move between rounds of the same server by up to a third on this machine, and',
     '  between runs: read the ratios with the spread column and the round-by-round notes.',
     '',

@@ -25,3 +25,25 @@ export function round(value: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
+
+/**
+ * A distribution-free confidence interval for the median, from order statistics: with
+ * n samples, the k-th smallest and the k-th largest bracket the true median with
+ * probability 1 - 2·P(Binomial(n, ½) < k). The widest k whose coverage is still at least
+ * `confidence` is taken; undefined when n is too small for that.
+ */
+export function medianInterval(samples: readonly number[], confidence = 0.95): readonly [number, number] | undefined {
+  const n = samples.length;
+  const sorted = [...samples].sort((a, b) => a - b);
+  let below = 0; // P(Binomial(n, ½) < k)
+  let coefficient = 1; // n choose (k - 1)
+  let best: number | undefined;
+  for (let k = 1; k <= Math.ceil(n / 2); k++) {
+    below += coefficient / 2 ** n;
+    coefficient = (coefficient * (n - k + 1)) / k;
+    if (1 - 2 * below >= confidence) best = k;
+    else break;
+  }
+  if (best === undefined) return undefined;
+  return [sorted[best - 1] as number, sorted[n - best] as number];
+}
