@@ -54,7 +54,9 @@ describe('Instance.running', () => {
 
     child.kill('SIGKILL');
     // Wait, within this turn, until the kernel says the process has exited.
-    while (pidfdIsAlive(fd));
+    const deadline = Date.now() + 10_000;
+    while (pidfdIsAlive(fd) && Date.now() < deadline);
+    assert.equal(pidfdIsAlive(fd), false, 'the process did not exit within 10 s');
     // The poll of this turn stands for the rest of the turn...
     assert.equal(instance.running, true);
     // ...and the next turn polls again: no exit watcher runs here, and none is needed.

@@ -63,7 +63,7 @@ function peerPidfd(fd: number, pid: number): number {
  * pid namespace, so the pair can never go stale, and a process that connects again (an
  * agent, cloud-init: a new connection per request) costs three system calls fewer. Only
  * the namespace is remembered: which container it belongs to is looked up afresh for
- * every connection. Holds the most recent `capacity` processes.
+ * every connection. Holds up to `capacity` processes; the one remembered first goes first.
  */
 export class KnownProcesses {
   private readonly namespaces = new Map<bigint, bigint>();
@@ -113,7 +113,8 @@ export function resolvePeer<T>(
       const match = namespace === undefined ? undefined : lookup(namespace);
       if (match !== undefined) {
         // The same rule as below: a peer that has exited (a zombie included) is nobody.
-        return pidfdIsAlive(pidfd) ? { credentials, match, alive: true } : { credentials, match: undefined, alive: false };
+        if (!pidfdIsAlive(pidfd)) return { credentials, match: undefined, alive: false };
+        return { credentials, match, alive: true };
       }
     }
     nsfd = pidNamespaceOfPidfd(pidfd, credentials.pid, pidfdIsAlive);
