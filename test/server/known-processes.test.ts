@@ -16,8 +16,9 @@ import { childrenOf } from '../helpers/procs.js';
 import { eventually } from '../helpers/daemon.js';
 import { gatedTest, rootUnavailable } from '../helpers/env.js';
 
-function ownProcessId(): bigint | undefined {
-  const { fd } = openPidfd(process.pid);
+/** The process id (pidfs inode number) of `pid`, through a pidfd opened for it. */
+function processIdOf(pid: number): bigint | undefined {
+  const { fd } = openPidfd(pid);
   try {
     return processIdOfPidfd(fd);
   } finally {
@@ -25,19 +26,8 @@ function ownProcessId(): bigint | undefined {
   }
 }
 
-function processIdOf(pid: number): bigint {
-  const { fd } = openPidfd(pid);
-  try {
-    const id = processIdOfPidfd(fd);
-    assert.ok(id !== undefined);
-    return id;
-  } finally {
-    closeFd(fd);
-  }
-}
-
 const pidfsUnavailable: string | false =
-  rootUnavailable || (ownProcessId() === undefined ? 'needs pidfs process ids (Linux 6.9+, 64-bit)' : false);
+  rootUnavailable || (processIdOf(process.pid) === undefined ? 'needs pidfs process ids (Linux 6.9+, 64-bit)' : false);
 
 /** Connects to the socket at argv[1] once per "connect" line on stdin, keeping each open. */
 const clientScript = `
@@ -160,9 +150,11 @@ describe('resolvePeer with known processes', () => {
     assert.equal(known.size, 1);
     // What the daemon goes by for a known process is what it remembered: shown here by
     // pointing that process at another namespace, which maps to another answer.
-    assert.equal(known.namespaceOf(processIdOf(client.pid)), client.key);
+    const clientId = processIdOf(client.pid);
+    assert.ok(clientId !== undefined);
+    assert.equal(known.namespaceOf(clientId), client.key);
     containers.set(client.key + 1_000_000n, 'remembered');
-    known.remember(processIdOf(client.pid), client.key + 1_000_000n);
+    known.remember(clientId, client.key + 1_000_000n);
     const again = await nextConnection(client.connect);
     assert.equal(resolvePeer(fdOf(again), lookup, known).match, 'remembered');
     // Another process is never taken for it.
@@ -182,14 +174,18 @@ describe('resolvePeer with known processes', () => {
     const parentKey = namespaceKey(parentFd);
     fs.closeSync(nsfd);
     fs.closeSync(parentFd);
-    const known = new KnownProcesses();
+    // Room for two: another process remembered first, then the nested one.
+    const known = new KnownProcesses(2);
+    known.remember(1n, 10n);
     const lookup = (key: bigint) => (key === parentKey ? 'outer' : undefined);
     for (let i = 0; i < 2; i++) {
       const socket = await nextConnection(nested.connect);
       assert.equal(resolvePeer(fdOf(socket), lookup, known).match, 'outer');
       socket.destroy();
     }
-    assert.equal(known.size, 1);
+    assert.equal(known.size, 2);
+    // Connecting again remembered nothing new, so nothing else was pushed out.
+    assert.equal(known.namespaceOf(1n), 10n);
   });
 
   test('a known process that exited before its connection was read is nobody', async () => {

@@ -108,9 +108,9 @@ export function resolvePeer<T>(
   try {
     // Only a pidfd from SO_PEERPIDFD names the process that connected for certain.
     const processId = known !== undefined && peerPidfdWorks === true ? processIdOfPidfd(pidfd) : undefined;
-    if (processId !== undefined) {
-      const namespace = known?.namespaceOf(processId);
-      const match = namespace === undefined ? undefined : lookup(namespace);
+    const knownNamespace = processId === undefined ? undefined : known?.namespaceOf(processId);
+    if (knownNamespace !== undefined) {
+      const match = lookup(knownNamespace);
       if (match !== undefined) {
         // The same rule as below: a peer that has exited (a zombie included) is nobody.
         if (!pidfdIsAlive(pidfd)) return { credentials, match: undefined, alive: false };
@@ -125,7 +125,7 @@ export function resolvePeer<T>(
     // moment after this one too, and its connection still belongs to where it connected.
     for (let depth = 0; depth < maxPidNamespaceDepth; depth++) {
       const key = namespaceKey(nsfd);
-      if (depth === 0 && processId !== undefined) known?.remember(processId, key);
+      if (depth === 0 && processId !== undefined && knownNamespace === undefined) known?.remember(processId, key);
       const match = lookup(key);
       if (match !== undefined) return { credentials, match, alive: true };
       const parent = parentNamespace(nsfd);
