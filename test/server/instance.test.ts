@@ -4,29 +4,22 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { Container, Instance, currentTurn } from '../../dist/server/containers/container.js';
+import { newRecord } from '../../dist/server/containers/manager.js';
 import { closeFd, openPidfd, pidfdIsAlive } from '../../dist/server/kernel/pidfd.js';
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-function record(name: string) {
-  return {
-    schema: 1,
-    name,
-    uuid: '00000000-0000-4000-8000-000000000000',
-    created_at: new Date(0).toISOString(),
-    origin: 'register' as const,
-    privileged: false,
-    command: null,
-    config: {},
-    revision: 1,
-    key_revisions: {},
-    list_revision: 1,
-    state_revision: 1,
-    guest_state: 'Unknown',
-    init: null,
-  } as unknown as ConstructorParameters<typeof Container>[0];
+/** A running process and a pidfd for it, both gone when the test ends. */
+async function sleeper(t: TestContext): Promise<{ pid: number; fd: number }> {
+  const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+  t.after(() => child.kill('SIGKILL'));
+  await once(child, 'spawn');
+  const { fd } = openPidfd(child.pid as number);
+  assert.ok(fd >= 0);
+  t.after(() => closeFd(fd));
+  return { pid: child.pid as number, fd };
 }
 
 describe('Instance.running', () => {
@@ -41,18 +34,13 @@ describe('Instance.running', () => {
   });
 
   test('an init that has died is refused from the next turn on, before anyone reports it', async (t) => {
-    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
-    t.after(() => child.kill('SIGKILL'));
-    await once(child, 'spawn');
-    const { fd } = openPidfd(child.pid as number);
-    assert.ok(fd >= 0);
-    t.after(() => closeFd(fd));
-    const container = new Container(record('turns'));
-    const instance = new Instance(container, child.pid as number, fd, '0', 1n, 0, -1);
+    const { pid, fd } = await sleeper(t);
+    const container = new Container(newRecord('turns', 'register', false, null));
+    const instance = new Instance(container, pid, fd, '0', 1n, 0, -1);
     container.instance = instance;
     assert.equal(instance.running, true);
 
-    child.kill('SIGKILL');
+    process.kill(pid, 'SIGKILL');
     // Wait, within this turn, until the kernel says the process has exited.
     const deadline = Date.now() + 10_000;
     while (pidfdIsAlive(fd) && Date.now() < deadline);
@@ -66,13 +54,9 @@ describe('Instance.running', () => {
   });
 
   test('an instance that was marked ended or replaced is refused at once', async (t) => {
-    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
-    t.after(() => child.kill('SIGKILL'));
-    await once(child, 'spawn');
-    const { fd } = openPidfd(child.pid as number);
-    t.after(() => closeFd(fd));
-    const container = new Container(record('ended'));
-    const instance = new Instance(container, child.pid as number, fd, '0', 2n, 0, -1);
+    const { pid, fd } = await sleeper(t);
+    const container = new Container(newRecord('ended', 'register', false, null));
+    const instance = new Instance(container, pid, fd, '0', 2n, 0, -1);
     container.instance = instance;
     assert.equal(instance.running, true);
     container.instance = undefined;

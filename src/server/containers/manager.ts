@@ -514,7 +514,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
 }
 
 /** A new container's record: no config yet, nothing running, every revision at 0. */
-function newRecord(
+export function newRecord(
   name: string,
   origin: ContainerRecord['origin'],
   privileged: boolean,
