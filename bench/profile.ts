@@ -10,9 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { etagOf, fooValue, loadContainer, loadDaemon, loadRun } from './cases/throughput.js';
-import { Agent } from './lib/agent.js';
-import { agentScript } from './lib/context.js';
+import { etagOf, fooValue, loadContainer, loadDaemon, loadRun, startBaselineServer } from './cases/throughput.js';
 import { installCleanupHooks, tempDir } from './lib/cleanup.js';
 import { BenchDaemon, repoRoot } from './lib/daemon.js';
 import { pin } from './lib/proc.js';
@@ -106,20 +104,7 @@ async function main(): Promise<void> {
     if (baseline) {
       const socketPath = path.join(profileDir, 'baseline.sock');
       const etag = await etagOf(daemon);
-      const server = new Agent('baseline server', 'taskset', [
-        '-c',
-        '0',
-        process.execPath,
-        ...nodeArgs,
-        agentScript('baseline-server'),
-        socketPath,
-        '/1.0/config/user.foo',
-        fooValue,
-        etag,
-      ]);
-      // With --gc, V8 may print a line before the server's "listening".
-      let line = await server.nextLine();
-      while (!line.startsWith('listening')) line = await server.nextLine();
+      const server = await startBaselineServer(socketPath, etag, nodeArgs);
       server.onLine = (line) => {
         if (measuring) gcLines.push(line);
       };

@@ -144,6 +144,28 @@ export async function etagOf(daemon: BenchDaemon): Promise<string> {
   }
 }
 
+/**
+ * The bare node:http server (bench/agents/baseline-server.ts) on `socketPath`, pinned to
+ * core 0, answering the path with devapollo's bytes; resolves once it listens. `nodeArgs`
+ * go to its node (profiling flags; V8 may print a line of its own before "listening").
+ */
+export async function startBaselineServer(socketPath: string, etag: string, nodeArgs: readonly string[] = []): Promise<Agent> {
+  const server = new Agent('baseline server', 'taskset', [
+    '-c',
+    '0',
+    process.execPath,
+    ...nodeArgs,
+    agentScript('baseline-server'),
+    socketPath,
+    '/1.0/config/user.foo',
+    fooValue,
+    etag,
+  ]);
+  let line = await server.nextLine();
+  while (!line.startsWith('listening')) line = await server.nextLine();
+  return server;
+}
+
 export async function runThroughput(ctx: BenchContext, modes: readonly ThroughputMode[]): Promise<BenchResult[]> {
   // Many short rounds rather than a few long ones: on a shared machine a burst of other
   // work spoils a round, and the median of many rounds shrugs off a few spoiled ones.
@@ -156,17 +178,7 @@ export async function runThroughput(ctx: BenchContext, modes: readonly Throughpu
     await daemon.launch(loadContainer, { privileged: true, config: { 'user.foo': fooValue } });
     const etag = await etagOf(daemon);
     const baselineSocket = path.join(tmp.dir, 'baseline.sock');
-    const baseline = new Agent('baseline server', 'taskset', [
-      '-c',
-      '0',
-      process.execPath,
-      agentScript('baseline-server'),
-      baselineSocket,
-      '/1.0/config/user.foo',
-      fooValue,
-      etag,
-    ]);
-    await baseline.expect('listening');
+    const baseline = await startBaselineServer(baselineSocket, etag);
     pin(daemon.pid, '0');
     const baselinePid = baseline.pid as number;
 
