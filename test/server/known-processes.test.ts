@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { after, before, describe, test } from 'node:test';
 import { KnownProcesses, resolvePeer } from '../../dist/server/kernel/peer.js';
 import { namespaceKey, openPidNamespace, parentNamespace } from '../../dist/server/kernel/namespaces.js';
@@ -28,6 +29,64 @@ function processIdOf(pid: number): bigint | undefined {
 
 const pidfsUnavailable: string | false =
   rootUnavailable || (processIdOf(process.pid) === undefined ? 'needs pidfs process ids (Linux 6.9+, 64-bit)' : false);
+
+/** Whether `fd` is an open descriptor of this process. */
+function isOpen(fd: number): boolean {
+  try {
+    fs.fstatSync(fd);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** This process's descriptors that are pidfds of `pid`. */
+function pidfdsOf(pid: number): number[] {
+  return fs
+    .readdirSync('/proc/self/fd')
+    .map(Number)
+    .filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`).includes('pidfd') && /^Pid:\s*(\d+)$/m.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1] === String(pid);
+      } catch {
+        return false;
+      }
+    });
+}
+
+// This process's own open-files limit, read and set in place (prlimit(2), through koffi
+// as the daemon binds libc): a child could not lower it without descriptors of its own.
+type Koffi = typeof import('koffi');
+const koffi = createRequire(import.meta.url)('koffi') as Koffi;
+const prlimit = koffi
+  .load('libc.so.6')
+  .func('int prlimit(int pid, int resource, _In_ uint64_t *limit, _Out_ uint64_t *old)') as (
+  pid: number,
+  resource: number,
+  limit: BigUint64Array | null,
+  old: BigUint64Array,
+) => number;
+const RLIMIT_NOFILE = 7;
+
+/**
+ * Runs `body` with this process's soft open-files limit set so that exactly one
+ * descriptor number is free below it, and puts the limit back before returning.
+ */
+function withOneFreeDescriptor<T>(body: () => T): T {
+  const old = new BigUint64Array(2);
+  assert.equal(prlimit(0, RLIMIT_NOFILE, null, old), 0);
+  // The limit is on descriptor numbers: just above the first free number, there is one.
+  let first = 0;
+  while (isOpen(first)) first++;
+  let limit = first + 1;
+  while (isOpen(limit)) limit++;
+  assert.equal(prlimit(0, RLIMIT_NOFILE, new BigUint64Array([BigInt(limit), old[1] as bigint]), new BigUint64Array(2)), 0);
+  try {
+    return body();
+  } finally {
+    assert.equal(prlimit(0, RLIMIT_NOFILE, old, new BigUint64Array(2)), 0);
+  }
+}
 
 /** Connects to the socket at argv[1] once per "connect" line on stdin, keeping each open. */
 const clientScript = `
@@ -83,6 +142,20 @@ describe('KnownProcesses', () => {
     assert.equal(known.namespaceOf(1n), undefined);
     assert.equal(known.namespaceOf(2n), 20n);
     assert.equal(known.namespaceOf(3n), 30n);
+  });
+
+  test('closes the pidfd it keeps for a process when that process is pushed out, and all of them on clear', { skip: rootUnavailable }, () => {
+    const known = new KnownProcesses(1);
+    const a = openPidfd(process.pid).fd;
+    const b = openPidfd(process.pid).fd;
+    known.remember(1n, 10n, a);
+    assert.ok(isOpen(a));
+    known.remember(2n, 20n, b);
+    assert.equal(isOpen(a), false);
+    assert.ok(isOpen(b));
+    assert.equal(known.clear(), 1);
+    assert.equal(isOpen(b), false);
+    assert.equal(known.size, 0);
   });
 
   test('a process id names one process: the same through any pidfd of it, another for another', { skip: pidfsUnavailable }, async (t) => {
@@ -186,6 +259,48 @@ describe('resolvePeer with known processes', () => {
     assert.equal(known.size, 2);
     // Connecting again remembered nothing new, so nothing else was pushed out.
     assert.equal(known.namespaceOf(1n), 10n);
+  });
+
+  test('one pidfd is kept open for each process remembered, none for one connecting again', async () => {
+    const client = await namespacedClient(socketPath());
+    children.push(client.child);
+    const known = new KnownProcesses();
+    const lookup = (key: bigint) => (key === client.key ? 'client' : undefined);
+    assert.deepEqual(pidfdsOf(client.pid), []);
+    const sockets: net.Socket[] = [];
+    for (let i = 0; i < 3; i++) {
+      const socket = await nextConnection(client.connect);
+      sockets.push(socket);
+      assert.equal(resolvePeer(fdOf(socket), lookup, known).match, 'client');
+      assert.equal(pidfdsOf(client.pid).length, 1);
+    }
+    known.clear();
+    assert.deepEqual(pidfdsOf(client.pid), []);
+    for (const s of sockets) s.destroy();
+  });
+
+  test('the pidfds kept for known processes are given up before a connection goes unresolved', async () => {
+    const client = await namespacedClient(socketPath());
+    children.push(client.child);
+    const newcomer = await namespacedClient(socketPath());
+    children.push(newcomer.child);
+    const known = new KnownProcesses();
+    const containers = new Map([[client.key, 'client'], [newcomer.key, 'newcomer']]);
+    const lookup = (key: bigint) => containers.get(key);
+    const first = await nextConnection(client.connect);
+    assert.equal(resolvePeer(fdOf(first), lookup, known).match, 'client');
+    assert.equal(known.size, 1);
+    // A process not seen before needs two descriptors (its pidfd and its pid namespace);
+    // one is free, and the memo holds another.
+    const fromNewcomer = await nextConnection(newcomer.connect);
+    const answer = withOneFreeDescriptor(() => resolvePeer(fdOf(fromNewcomer), lookup, known));
+    assert.equal(answer.match, 'newcomer');
+    assert.equal(known.size, 0);
+    assert.deepEqual(pidfdsOf(client.pid), []);
+    // Without a memo to give up, the same shortage is the daemon's to report (a 503).
+    const again = await nextConnection(newcomer.connect);
+    assert.throws(() => withOneFreeDescriptor(() => resolvePeer(fdOf(again), lookup, known)), { name: 'OutOfDescriptors' });
+    for (const s of [first, fromNewcomer, again]) s.destroy();
   });
 
   test('a known process that exited before its connection was read is nobody', async () => {

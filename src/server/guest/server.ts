@@ -215,10 +215,13 @@ export function createGuestServer(
     });
   }, sweepMs);
   sweep.unref();
-  server.once('close', () => clearInterval(sweep));
 
   const lookupInstance = (key: bigint): Instance | undefined => manager.instanceOfNamespace(key);
   const knownProcesses = new KnownProcesses();
+  server.once('close', () => {
+    clearInterval(sweep);
+    knownProcesses.clear();
+  });
   function onClose(this: GuestSocket): void {
     const peer = this[peerKey];
     if (peer === undefined) return;
