@@ -174,6 +174,8 @@ describe('routeRequests on a real Unix socket', () => {
     },
   ];
   let laterCalls = 0;
+  /** What onAnswered was told, one entry per call. */
+  const reports: string[] = [];
 
   interface Answer {
     status: number;
@@ -214,6 +216,10 @@ describe('routeRequests on a real Unix socket', () => {
         contextOf: () => ({ who: 'alpha' }),
         maxBodyBytes: 16,
         onUnexpected: (_req, error) => unexpected.push(error),
+        onAnswered: (req, route, status, seconds) => {
+          assert.ok(seconds >= 0);
+          reports.push(`${req.method} ${route} ${status}`);
+        },
       }),
     );
     server.on('clientError', answerClientError);
@@ -223,6 +229,28 @@ describe('routeRequests on a real Unix socket', () => {
   after(async () => {
     await new Promise<void>((resolve) => server.close(() => resolve()));
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('every request is reported once, when answered, with its route pattern and status', async () => {
+    const cases: [method: string, target: string, headers: Record<string, string>, body: string | undefined, report: string][] = [
+      ['GET', '/value', {}, undefined, 'GET /value 200'],
+      ['GET', '/value', { 'If-None-Match': etag }, undefined, 'GET /value 304'],
+      ['HEAD', '/text/a%20b', {}, undefined, 'HEAD /text/:name 200'],
+      ['GET', '/missing', {}, undefined, 'GET /missing 404'],
+      ['GET', '/boom', {}, undefined, 'GET /boom 500'],
+      ['GET', '/later', {}, undefined, 'GET /later 200'],
+      ['PATCH', '/echo', {}, 'hi', 'PATCH /echo 200'],
+      ['PATCH', '/echo', {}, 'x'.repeat(17), 'PATCH /echo 413'],
+      ['GET', '/nope', {}, undefined, 'GET unmatched 404'],
+      ['DELETE', '/value', {}, undefined, 'DELETE unmatched 405'],
+    ];
+    for (const [method, target, headers, body, expected] of cases) {
+      const before = reports.length;
+      const answer = await request(method, target, headers, body);
+      // Reported right after the answer was written, so before the client has read it.
+      assert.deepEqual(reports.slice(before), [expected], `${method} ${target}`);
+      assert.equal(String(answer.status), expected.split(' ')[2]);
+    }
   });
 
   test('an asynchronous handler is awaited, and called once per request', async () => {

@@ -122,15 +122,17 @@ export class Router<C> {
    * method: 405 with Allow. Each `:param` is one percent-decoded segment.
    */
   match(method: string, rawPath: string): RouteMatch<C> {
-    const exact = this.exact.get(method)?.get(rawPath);
-    if (exact !== undefined) return { route: exact, params: {} };
-    for (const { prefix, route, name } of this.lastParam.get(method) ?? []) {
+    // Prefixes first: the two kinds never match the same path, and comparing a prefix or
+    // two is cheaper than hashing a path the map has not seen (a config key's, say).
+    for (const { prefix, route, name } of this.lastParam.get(method) ?? noLastParams) {
       if (rawPath.length > prefix.length && rawPath.startsWith(prefix) && rawPath.indexOf('/', prefix.length) === -1) {
         const params: Record<string, string> = {};
         params[name] = decodeSegment(rawPath.slice(prefix.length));
         return { route, params };
       }
     }
+    const exact = this.exact.get(method)?.get(rawPath);
+    if (exact !== undefined) return { route: exact, params: {} };
     const segments = rawPath.split('/');
     const allowed: string[] = [];
     for (const { route, segments: pattern } of this.compiled) {
@@ -146,6 +148,8 @@ export class Router<C> {
     });
   }
 }
+
+const noLastParams: readonly { prefix: string; route: never; name: string }[] = [];
 
 /** The value of `key`, made with `create` and stored the first time. */
 function entryOf<K, V>(map: Map<K, V>, key: K, create: () => V): V {
@@ -222,17 +226,75 @@ export function routeRequests<C>(
 ): RequestListener {
   const router = new Router(routes);
   const onAnswered = options.onAnswered;
+  const report = (req: IncomingMessage, res: ServerResponse, pattern: string, started: number): void =>
+    onAnswered?.(req, pattern, res.statusCode, (performance.now() - started) / 1000);
   return (req, res) => {
     let pattern = 'unmatched';
     const started = onAnswered === undefined ? 0 : performance.now();
+    let reported = false;
+    // Synchronous up to the first thing that has to wait (a body, an asynchronous handler,
+    // a change-wait): a GET answered at once is written within this call, without a
+    // promise, a round through the microtask queue, or a closure made for it.
+    try {
+      options.admit?.(req);
+      if (options.maxUrlBytes !== undefined && (req.url ?? '').length > options.maxUrlBytes) {
+        throw new ApolloError('uri-too-long', `the request target is longer than ${options.maxUrlBytes} bytes`);
+      }
+      const context = options.contextOf(req);
+      const { path, query } = splitTarget(req.url ?? '');
+      const method = req.method ?? '';
+      const { route, params } = router.match(method, path);
+      pattern = route.path;
+      const wait = route.waitable === true && options.nextChange !== undefined && query.get('wait') === 'true';
+      let first: HandlerResult | ApolloError | Promise<HandlerResult | ApolloError> | undefined;
+      if (route.method === 'GET') {
+        first = answer(route, context, { method, params, query, headers: req.headers, body: noBody });
+        if (!wait && !(first instanceof Promise) && !(first instanceof ApolloError) && !('stream' in first)) {
+          sendReply(req, res, first);
+          // Reported once, right after the answer is written: never again from the catch.
+          reported = true;
+          report(req, res, pattern, started);
+          return;
+        }
+      }
+      reported = true;
+      answerLater(req, res, { route, params, query, method, context, wait, first, pattern, started });
+    } catch (error) {
+      if (!(error instanceof ApolloError)) options.onUnexpected(req, error);
+      sendError(req, res, error);
+      if (!reported) report(req, res, pattern, started);
+    }
+  };
+
+  /**
+   * The rest of a request that is not a GET answered at once: one whose handler has
+   * returned (`first`, for a GET) or is still to run, with a body to read, a stream to
+   * start or a change to wait for.
+   */
+  function answerLater(
+    req: IncomingMessage,
+    res: ServerResponse,
+    request: {
+      readonly route: Route<C>;
+      readonly params: Record<string, string>;
+      readonly query: URLSearchParams;
+      readonly method: string;
+      readonly context: C;
+      readonly wait: boolean;
+      readonly first: HandlerResult | ApolloError | Promise<HandlerResult | ApolloError> | undefined;
+      readonly pattern: string;
+      readonly started: number;
+    },
+  ): void {
+    const { route, params, query, method, wait, first, pattern, started } = request;
     let reported = false;
     // Once per request: right after an answer is written, or when a stream or a wait ends.
     // Called directly rather than from a 'close' listener on every response, which cost
     // the keep-alive path about 4 µs a request.
     const answered = (): void => {
-      if (onAnswered === undefined || reported) return;
+      if (reported) return;
       reported = true;
-      onAnswered(req, pattern, res.statusCode, (performance.now() - started) / 1000);
+      report(req, res, pattern, started);
     };
     const fail = (error: unknown): void => {
       if (!(error instanceof ApolloError)) options.onUnexpected(req, error);
@@ -249,35 +311,16 @@ export function routeRequests<C>(
         answered();
       }
     };
-    // Synchronous up to the first thing that has to wait (a body, an asynchronous handler,
-    // a change-wait): a GET answered at once is written within this call, without a
-    // promise or a round through the microtask queue.
     try {
-      options.admit?.(req);
-      if (options.maxUrlBytes !== undefined && (req.url ?? '').length > options.maxUrlBytes) {
-        throw new ApolloError('uri-too-long', `the request target is longer than ${options.maxUrlBytes} bytes`);
-      }
-      const context = options.contextOf(req);
-      const { path, query } = splitTarget(req.url ?? '');
-      const method = req.method ?? '';
-      const { route, params } = router.match(method, path);
-      pattern = route.path;
-      const wait = route.waitable === true && options.nextChange !== undefined && query.get('wait') === 'true';
-      let pending: Promise<HandlerResult | ApolloError> | undefined;
-      if (route.method === 'GET') {
-        const info: RequestInfo = { method, params, query, headers: req.headers, body: noBody };
-        const first = answer(route, context, info);
-        if (first instanceof Promise) pending = first;
-        else if (!wait) {
-          finish(first);
-          return;
-        } else pending = Promise.resolve(first);
+      if (first !== undefined && !(first instanceof Promise) && !wait) {
+        finish(first);
+        return;
       }
       void (async () => {
         const body = route.method === 'GET' ? noBody : await readBody(req, options.maxBodyBytes);
         const info: RequestInfo = { method, params, query, headers: req.headers, body };
-        let current = context;
-        let result = await (pending ?? answer(route, current, info));
+        let current = request.context;
+        let result = await (first ?? answer(route, current, info));
         if (wait && options.nextChange !== undefined) {
           const { etag, timeoutMs } = waitParameters(query);
           const wanted = normalizeEtag(etag ?? etagOf(result));
@@ -300,7 +343,7 @@ export function routeRequests<C>(
     } catch (error) {
       fail(error);
     }
-  };
+  }
 }
 
 /**
