@@ -1,17 +1,22 @@
 /**
  * Profiles the daemon under one benchmark's load: `node dist-bench/profile.js
- * [keepalive|reconnect] [SECONDS] [--baseline] [--gc]` (after `npm run bench` has built
+ * [keepalive|reconnect] [SECONDS] [--baseline] [--gc | --perf]` (after `npm run bench` has built
  * it). The daemon (or, with --baseline, the bare node:http server it is compared with)
  * runs with --cpu-prof; the summary lists the functions with the most self time, and the
  * .cpuprofile file is kept in dist-bench/ for Chrome DevTools. With --gc it runs with
  * V8's --trace-gc-nvp instead, and the summary is what the garbage collector did per
  * request while the load was measured: bytes allocated and promoted to the old
- * generation, and collector time on the main thread and on helper threads.
+ * generation, and collector time on the main thread and on helper threads. With --perf it
+ * runs with --perf-basic-prof under `perf record` (Debian's linux-perf) instead, and the
+ * summary is CPU time per request by function, the kernel's, V8's and Node's native code
+ * included: in microseconds, so that a daemon run and a --baseline run compare directly.
  */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { etagOf, fooValue, loadContainer, loadDaemon, loadRun, startBaselineServer } from './cases/throughput.js';
-import { installCleanupHooks, tempDir } from './lib/cleanup.js';
+import { installCleanupHooks, onCleanup, tempDir } from './lib/cleanup.js';
 import { BenchDaemon, repoRoot } from './lib/daemon.js';
 import { pin } from './lib/proc.js';
 
@@ -73,16 +78,71 @@ function summarizeGc(lines: readonly string[], requests: number): string[] {
   ];
 }
 
+/** `perf record` takes a sample every 500 µs of CPU time of each thread (a fixed period, not a rate it adapts). */
+const perfPeriodNs = 500_000;
+
+/**
+ * `perf report` of a recording, as CPU time per request by function (`[k]` the kernel,
+ * `JS:` JavaScript, the rest V8, Node and libraries), with totals by kind.
+ */
+function summarizePerf(file: string, requests: number, top: number): string[] {
+  const report = execFileSync('perf', ['report', '-i', file, '--no-children', '--sort', 'sym', '-n', '--stdio', '-g', 'none'], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const perRequest = (samples: number) => (samples * perfPeriodNs) / 1000 / Math.max(requests, 1);
+  const bySymbol: [string, number][] = [];
+  const byKind = new Map<string, number>();
+  for (const line of report.split('\n')) {
+    const match = /^\s*[\d.]+%\s+(\d+)\s+(.*\S)\s*$/.exec(line);
+    if (match === null) continue;
+    const symbol = (match[2] as string).replace(/\s+/g, ' ');
+    const micros = perRequest(Number(match[1]));
+    bySymbol.push([symbol, micros]);
+    const kind = symbol.startsWith('[k]') ? 'kernel' : symbol.includes(' JS:') ? 'JavaScript' : 'V8, Node and libraries (native)';
+    byKind.set(kind, (byKind.get(kind) ?? 0) + micros);
+  }
+  const total = [...byKind.values()].reduce((a, b) => a + b, 0);
+  return [
+    `CPU per request, all threads: ${total.toFixed(2)} µs`,
+    ...[...byKind.entries()].map(([kind, micros]) => `  ${kind}: ${micros.toFixed(2)} µs`),
+    '',
+    ...bySymbol
+      .sort(([, a], [, b]) => b - a)
+      .slice(0, top)
+      .map(([symbol, micros]) => `${micros.toFixed(3).padStart(7)} µs  ${symbol}`),
+  ];
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const baseline = args.includes('--baseline');
   const gc = args.includes('--gc');
+  const perf = args.includes('--perf');
+  if (perf && gc) throw new Error('--perf and --gc: one at a time');
+  if (perf) {
+    try {
+      execFileSync('perf', ['--version'], { stdio: 'ignore' });
+    } catch {
+      throw new Error('--perf needs perf (Debian package linux-perf)');
+    }
+  }
   const positional = args.filter((a) => !a.startsWith('--'));
   const mode = positional[0] === 'keepalive' ? 'keepalive' : 'reconnect';
   const seconds = Number(positional[1] ?? 5);
   installCleanupHooks();
   const { dir: profileDir } = tempDir('devapollo-profile-', { worldReadable: true });
-  const nodeArgs = gc ? ['--trace-gc-nvp'] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
+  const nodeArgs = perf ? ['--perf-basic-prof'] : gc ? ['--trace-gc-nvp'] : ['--cpu-prof', '--cpu-prof-dir', profileDir];
+  const perfFile = path.join(profileDir, 'perf.data');
+  let recorder: ChildProcess | undefined;
+  let recorded: Promise<unknown> = Promise.resolve();
+  let profiledPid = 0;
+  /** node --perf-basic-prof names its JIT code in /tmp/perf-PID.map: removed with the run. */
+  const recordPerfOf = (pid: number) => {
+    profiledPid = pid;
+    onCleanup(() => fs.rmSync(`/tmp/perf-${pid}.map`, { force: true }));
+  };
   // The daemon's standard output goes to a file; the baseline's comes back as lines.
   const gcFile = path.join(profileDir, 'gc.log');
   const daemon = await BenchDaemon.start({ nodeArgs: baseline ? [] : nodeArgs, ...(gc && !baseline ? { stdoutFile: gcFile } : {}) });
@@ -92,6 +152,12 @@ async function main(): Promise<void> {
   let measuredFrom = 0;
   const onMeasure = (phase: 'start' | 'end'): void => {
     measuring = phase === 'start';
+    if (perf && phase === 'start') {
+      recorder = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-c', String(perfPeriodNs), '-p', String(profiledPid), '-o', perfFile], { stdio: 'ignore' });
+      const stop = onCleanup(() => recorder?.kill('SIGKILL'));
+      recorded = once(recorder, 'exit').then(stop);
+    }
+    if (perf && phase === 'end') recorder?.kill('SIGINT');
     if (!baseline && gc) {
       const size = fs.statSync(gcFile).size;
       if (phase === 'start') measuredFrom = size;
@@ -109,6 +175,7 @@ async function main(): Promise<void> {
         if (measuring) gcLines.push(line);
       };
       const serverPid = server.pid as number;
+      if (perf) recordPerfOf(serverPid);
       sample = await loadRun(daemon, {
         container: loadContainer,
         socketPath,
@@ -120,6 +187,7 @@ async function main(): Promise<void> {
       });
       await server.stop();
     } else {
+      if (perf) recordPerfOf(daemon.pid);
       pin(daemon.pid, '0');
       sample = await loadDaemon(daemon, mode === 'reconnect', seconds, 1, onMeasure);
     }
@@ -127,6 +195,12 @@ async function main(): Promise<void> {
       `${name}: ${Math.round(sample.requests_per_second)} req/s, ${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req` +
         `${gc ? '' : ' (profiling slows both)'}\n`,
     );
+    if (perf) {
+      await recorded;
+      process.stdout.write(`${summarizePerf(perfFile, sample.requests, 40).join('\n')}\n`);
+      await daemon.stop();
+      return;
+    }
     await daemon.stop();
     if (gc) {
       process.stdout.write(`${summarizeGc(gcLines, sample.requests).join('\n')}\n`);

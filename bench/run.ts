@@ -3,10 +3,11 @@
  * baseline in the same run. Prints a table; a full run (not --quick) also merges its
  * figures into docs/performance.json and regenerates docs/PERFORMANCE.md from it.
  *
- *   npm run bench                                   # everything (about 15 minutes)
+ *   npm run bench                                   # everything (about 10 minutes)
  *   npm run bench -- --quick                        # a few minutes; prints only
  *   npm run bench -- --only keepalive,cold-start    # some benchmarks
  *   npm run bench -- --only scale --containers 2000 # another container count
+ *   npm run bench -- --only keepalive --rounds 51   # more rounds, a narrower interval
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -22,7 +23,7 @@ import { repoRoot } from './lib/daemon.js';
 import { machine } from './lib/proc.js';
 import { type BenchResult, benchmarkOrder, type PerformanceFile, renderMarkdown, renderTable, storeResults } from './lib/report.js';
 
-const usage = `usage: npm run bench -- [--quick] [--only ${benchmarkOrder.join(',')}] [--containers N] [--no-write] [--render]`;
+const usage = `usage: npm run bench -- [--quick] [--only ${benchmarkOrder.join(',')}] [--containers N] [--rounds N] [--no-write] [--render]`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -30,6 +31,7 @@ async function main(): Promise<number> {
       quick: { type: 'boolean', default: false },
       only: { type: 'string' },
       containers: { type: 'string' },
+      rounds: { type: 'string' },
       'no-write': { type: 'boolean', default: false },
       render: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -56,6 +58,11 @@ async function main(): Promise<number> {
     process.stderr.write(`Error: --containers must be an integer of at least 2\n${usage}\n`);
     return 2;
   }
+  const rounds = values.rounds === undefined ? undefined : Number(values.rounds);
+  if (rounds !== undefined && !(Number.isInteger(rounds) && rounds >= 1 && rounds <= 500)) {
+    process.stderr.write(`Error: --rounds must be an integer from 1 to 500\n${usage}\n`);
+    return 2;
+  }
   if (process.getuid?.() !== 0) {
     process.stderr.write('Error: the benchmarks start real containers: run them as root\n');
     return 2;
@@ -67,6 +74,7 @@ async function main(): Promise<number> {
   const ctx: BenchContext = {
     quick: values.quick,
     containers,
+    rounds,
     log: (message) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`),
   };
   const results: BenchResult[] = [];

@@ -67,7 +67,7 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
   const { count, note } = capacity(wanted);
   if (count < 2 * holderContainers) throw new Error(note ?? 'this machine cannot hold the containers');
   if (note) ctx.log(note);
-  const rounds = ctx.quick ? 2 : 6;
+  const rounds = ctx.rounds ?? (ctx.quick ? 2 : 6);
   const seconds = ctx.quick ? 2 : 3;
   const notes: string[] = note ? [note] : [];
 

@@ -169,7 +169,7 @@ export async function startBaselineServer(socketPath: string, etag: string, node
 export async function runThroughput(ctx: BenchContext, modes: readonly ThroughputMode[]): Promise<BenchResult[]> {
   // Many short rounds rather than a few long ones: on a shared machine a burst of other
   // work spoils a round, and the median of many rounds shrugs off a few spoiled ones.
-  const rounds = ctx.quick ? 3 : 17;
+  const rounds = ctx.rounds ?? (ctx.quick ? 3 : 17);
   const seconds = ctx.quick ? 2 : 3;
   const warmupSeconds = ctx.quick ? 0.5 : 1;
   const daemon = await BenchDaemon.start();

@@ -8,6 +8,8 @@ export interface BenchContext {
   readonly quick: boolean;
   /** Containers for the scale benchmark (default 10,000; 1,000 with --quick). */
   readonly containers: number | undefined;
+  /** Rounds of each side in the throughput and scale benchmarks (default 17 and 6; 3 and 2 with --quick). */
+  readonly rounds: number | undefined;
   readonly log: (message: string) => void;
 }
 
