@@ -117,7 +117,8 @@ export class KnownProcesses {
  * process resolves to nothing. The cost is bounded by the nesting depth, never by the
  * number of containers. Throws OutOfDescriptors when the daemon cannot open the
  * descriptors the lookup needs: then the peer is unknown, not nobody. With `known`, a
- * process seen before skips reading its namespace from the kernel again.
+ * process seen before skips reading its namespace from the kernel again, and a lookup
+ * short of descriptors closes the pidfds `known` keeps and is made once more without it.
  */
 export function resolvePeer<T>(
   fd: number,
