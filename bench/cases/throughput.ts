@@ -166,6 +166,15 @@ export async function startBaselineServer(socketPath: string, etag: string, node
   return server;
 }
 
+/**
+ * Rounds each daemon and bare-server process serves before both are replaced. On this
+ * machine one process can run a quarter slower than an identical one for as long as it
+ * lives (two daemons of the same build, 20 alternating rounds: 0.77x the CPU per request,
+ * interval 0.64x to 0.82x), a luck that more rounds against the same two processes never
+ * average out; fresh processes every few rounds do.
+ */
+export const roundsPerProcess = 5;
+
 export async function runThroughput(ctx: BenchContext, modes: readonly ThroughputMode[]): Promise<BenchResult[]> {
   // Many short rounds rather than a few long ones: on a shared machine a burst of other
   // work spoils a round, and the median of many rounds shrugs off a few spoiled ones.
@@ -178,22 +187,34 @@ export async function runThroughput(ctx: BenchContext, modes: readonly Throughpu
     await daemon.launch(loadContainer, { privileged: true, config: { 'user.foo': fooValue } });
     const etag = await etagOf(daemon);
     const baselineSocket = path.join(tmp.dir, 'baseline.sock');
-    const baseline = await startBaselineServer(baselineSocket, etag);
+    let baseline = await startBaselineServer(baselineSocket, etag);
     pin(daemon.pid, '0');
-    const baselinePid = baseline.pid as number;
 
     const results: BenchResult[] = [];
     for (const mode of modes) {
       const reconnect = mode === 'reconnect';
       const samples: { devapollo: LoadSample[]; baseline: LoadSample[] } = { devapollo: [], baseline: [] };
       for (let round = 0; round < rounds; round++) {
+        if (round > 0 && round % roundsPerProcess === 0) {
+          // A new daemon (it re-adopts the load container) and a new bare server, each
+          // warmed up by one unrecorded run before it is measured.
+          await daemon.stop();
+          await daemon.spawn();
+          pin(daemon.pid, '0');
+          await baseline.stop();
+          baseline = await startBaselineServer(baselineSocket, etag);
+          for (const [socketPath, serverPid] of [['/dev/apollo/sock', daemon.pid], [baselineSocket, baseline.pid as number]] as const) {
+            await loadRun(daemon, { container: loadContainer, socketPath, serverPid, reconnect, seconds: 1, warmupSeconds });
+          }
+          ctx.log(`${mode}: a new daemon and a new bare server`);
+        }
         // Alternate which side goes first, so that a drift in the machine's load hits both.
         const order = round % 2 === 0 ? (['devapollo', 'baseline'] as const) : (['baseline', 'devapollo'] as const);
         for (const side of order) {
           const sample = await loadRun(daemon, {
             container: loadContainer,
             socketPath: side === 'devapollo' ? '/dev/apollo/sock' : baselineSocket,
-            serverPid: side === 'devapollo' ? daemon.pid : baselinePid,
+            serverPid: side === 'devapollo' ? daemon.pid : (baseline.pid as number),
             reconnect,
             seconds,
             warmupSeconds,
@@ -273,7 +294,10 @@ function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; bas
       'it also sends the `Keep-Alive: timeout=30` header Node adds, which devapollo, closing idle connections by its own sweep, does not). ' +
       'The load generator runs inside a privileged container (its root is host root, so it runs autocannon from the ' +
       "checkout's node_modules; the daemon's per-connection work is the same as for any container), pinned to core 1; " +
-      'the server under test is pinned to core 0. The daemon runs with its request rate limit off (`--rate-limit 0`).',
+      'the server under test is pinned to core 0. The daemon runs with its request rate limit off (`--rate-limit 0`). ' +
+      `Every ${roundsPerProcess} rounds the daemon and the bare server are replaced by new processes (the daemon re-adopts the ` +
+      'load container), each warmed up by one unrecorded run: one process can run a quarter slower than an identical one for ' +
+      'its whole life here, and only many processes average that out.',
     rows,
     notes: [pairedNote(samples), loadNote([...samples.devapollo, ...samples.baseline])],
     raw: samples,
