@@ -22,6 +22,15 @@ async function sleeper(t: TestContext): Promise<{ pid: number; fd: number }> {
   return { pid: child.pid as number, fd };
 }
 
+/** A new container's running instance, its init a sleeper (above). */
+async function servedInstance(t: TestContext, name: string, namespace: bigint) {
+  const { pid, fd } = await sleeper(t);
+  const container = new Container(newRecord(name, 'register', false, null));
+  const instance = new Instance(container, pid, fd, '0', namespace, 0, -1);
+  container.instance = instance;
+  return { pid, fd, container, instance };
+}
+
 describe('Instance.running', () => {
   test('the turn number changes once the turn is over, and not before', async () => {
     const first = currentTurn();
@@ -34,10 +43,7 @@ describe('Instance.running', () => {
   });
 
   test('an init that has died is refused from the next turn on, before anyone reports it', async (t) => {
-    const { pid, fd } = await sleeper(t);
-    const container = new Container(newRecord('turns', 'register', false, null));
-    const instance = new Instance(container, pid, fd, '0', 1n, 0, -1);
-    container.instance = instance;
+    const { pid, fd, container, instance } = await servedInstance(t, 'turns', 1n);
     assert.equal(instance.running, true);
 
     process.kill(pid, 'SIGKILL');
@@ -54,10 +60,7 @@ describe('Instance.running', () => {
   });
 
   test('an instance that was marked ended or replaced is refused at once', async (t) => {
-    const { pid, fd } = await sleeper(t);
-    const container = new Container(newRecord('ended', 'register', false, null));
-    const instance = new Instance(container, pid, fd, '0', 2n, 0, -1);
-    container.instance = instance;
+    const { container, instance } = await servedInstance(t, 'ended', 2n);
     assert.equal(instance.running, true);
     container.instance = undefined;
     assert.equal(instance.running, false);

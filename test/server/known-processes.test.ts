@@ -208,12 +208,16 @@ describe('resolvePeer with known processes', () => {
       void connect();
     });
   const fdOf = (socket: net.Socket) => (socket as unknown as { _handle: { fd: number } })._handle.fd;
+  /** A client in a pid namespace of its own, killed with the others after the tests. */
+  const startClient = async (nested = false) => {
+    const client = await namespacedClient(socketPath(), nested);
+    children.push(client.child);
+    return client;
+  };
 
   test('a process that connects again is matched through what is known of it, and only it', async () => {
-    const client = await namespacedClient(socketPath());
-    children.push(client.child);
-    const other = await namespacedClient(socketPath());
-    children.push(other.child);
+    const client = await startClient();
+    const other = await startClient();
     const known = new KnownProcesses();
     const containers = new Map([[client.key, 'client'], [other.key, 'other']]);
     const lookup = (key: bigint) => containers.get(key);
@@ -240,8 +244,7 @@ describe('resolvePeer with known processes', () => {
   });
 
   test('a known process whose namespace maps to nothing is walked up as before (nested namespaces)', async () => {
-    const nested = await namespacedClient(socketPath(), true);
-    children.push(nested.child);
+    const nested = await startClient(true);
     const nsfd = openPidNamespace(nested.pid);
     const parentFd = parentNamespace(nsfd);
     const parentKey = namespaceKey(parentFd);
@@ -262,8 +265,7 @@ describe('resolvePeer with known processes', () => {
   });
 
   test('one pidfd is kept open for each process remembered, none for one connecting again', async () => {
-    const client = await namespacedClient(socketPath());
-    children.push(client.child);
+    const client = await startClient();
     const known = new KnownProcesses();
     const lookup = (key: bigint) => (key === client.key ? 'client' : undefined);
     assert.deepEqual(pidfdsOf(client.pid), []);
@@ -280,10 +282,8 @@ describe('resolvePeer with known processes', () => {
   });
 
   test('the pidfds kept for known processes are given up before a connection goes unresolved', async () => {
-    const client = await namespacedClient(socketPath());
-    children.push(client.child);
-    const newcomer = await namespacedClient(socketPath());
-    children.push(newcomer.child);
+    const client = await startClient();
+    const newcomer = await startClient();
     const known = new KnownProcesses();
     const containers = new Map([[client.key, 'client'], [newcomer.key, 'newcomer']]);
     const lookup = (key: bigint) => containers.get(key);
@@ -304,8 +304,7 @@ describe('resolvePeer with known processes', () => {
   });
 
   test('a known process that exited before its connection was read is nobody', async () => {
-    const client = await namespacedClient(socketPath());
-    children.push(client.child);
+    const client = await startClient();
     const known = new KnownProcesses();
     const lookup = (key: bigint) => (key === client.key ? 'client' : undefined);
     const first = await nextConnection(client.connect);
