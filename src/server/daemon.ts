@@ -13,8 +13,8 @@ import type { StatusWire } from '../shared/wire.js';
 import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
 import { subordinateRange } from './containers/launcher.js';
-import type { GuestEventHub } from './guest/events.js';
-import { createGuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
+import type { EventHub } from './events/hub.js';
+import { createGuestServer, type GuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
 import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
 import { errno, Errno, flock } from './kernel/libc.js';
@@ -93,8 +93,9 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
 
     const metrics = new Metrics();
     const observer: RequestObserver = { metrics, logger, logRequests: options.logRequests };
-    const { server: guest, events, openConnections } = createGuestServer(manager, observer, options.guestLimits);
-    registerGauges(metrics, manager, events, openConnections);
+    const guestServer = createGuestServer(manager, observer, options.guestLimits);
+    const { server: guest, events, openConnections } = guestServer;
+    registerGauges(metrics, manager, guestServer, options.guestLimits);
     const inherited = inheritedSockets();
     const status = (): StatusWire => ({
       version: packageVersion,
@@ -105,11 +106,18 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       guest_socket: paths.guestSocket,
       admin_socket: paths.adminSocket,
       containers: manager.counts(),
-      connections: { guest: openConnections(), event_listeners: events.size },
+      connections: {
+        guest: openConnections(),
+        event_listeners: events.size,
+        admin_event_listeners: events.adminSize,
+        change_waits: guestServer.pendingWaits(),
+        paused: guestServer.pausedConnections(),
+      },
+      limits: guestLimitsWire(options.guestLimits),
       identity: features,
       socket_activation: inherited !== undefined,
     });
-    const admin = createAdminServer({ manager, status, metrics: () => metrics.render() }, manager, observer, adminGid);
+    const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render() }, manager, observer, adminGid);
 
     if (inherited !== undefined) {
       // Sockets from the service manager: listen on them as they are, never unlink them.
@@ -152,15 +160,28 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     const shutdown = (reason: string): Promise<void> => {
       shuttingDown ??= (async () => {
         logger.info('devapollo stopping', { reason });
+        // The backstop: whatever holds the process (a bug, a handle nobody closed) must not
+        // keep a stopping daemon alive past the stop timeout. It does not keep the process
+        // alive itself; if the daemon has stopped cleanly and nothing else is left, the
+        // process has exited long before it fires.
+        let stopped = false;
+        const stopTimeoutMs = Math.max(1000, options.stopTimeoutSeconds * 1000);
+        setTimeout(() => {
+          logger.error(stopped ? 'devapollo stopped but did not exit in time; exiting' : 'devapollo did not stop in time; exiting', {
+            stop_timeout_seconds: stopTimeoutMs / 1000,
+          });
+          process.exit(stopped ? 0 : 1);
+        }, stopTimeoutMs).unref();
         const { running } = manager.counts();
         const closing = [closeServer(guest), closeServer(admin)];
-        events.close();
-        guest.closeAllConnections();
+        // Every stream, change-wait and queued request ends with its connection.
+        guestServer.closeAllConnections();
         admin.closeAllConnections();
         await Promise.all(closing);
         manager.close();
         await watcher.close();
         fs.closeSync(lockFd);
+        stopped = true;
         logger.info('devapollo stopped', { containers_left_running: running });
         resolveClosed();
       })();
@@ -247,8 +268,16 @@ async function listenInherited(server: http.Server, fd: number, expected: string
 }
 
 /** What /metrics reads at scrape time. */
-function registerGauges(metrics: Metrics, manager: ContainerManager, events: GuestEventHub, openConnections: () => number): void {
-  metrics.register('devapollo_guest_connections', 'gauge', 'Open connections on the guest socket.', () => [{ value: openConnections() }]);
+function registerGauges(metrics: Metrics, manager: ContainerManager, guest: GuestServer, limits: GuestServerLimits): void {
+  const events: EventHub = guest.events;
+  metrics.register('devapollo_guest_connections', 'gauge', 'Open connections on the guest socket.', () => [{ value: guest.openConnections() }]);
+  metrics.register('devapollo_guest_paused_connections', 'gauge', 'Guest connections not being read (behind a request being answered, or over the rate).', () => [
+    { value: guest.pausedConnections() },
+  ]);
+  metrics.register('devapollo_change_waits', 'gauge', 'Change-waits pending on the guest socket, all containers.', () => [{ value: guest.pendingWaits() }]);
+  metrics.register('devapollo_change_waits_per_container_limit', 'gauge', 'Change-waits a container may have pending at once.', () => [
+    { value: limits.maxWaitsPerContainer },
+  ]);
   metrics.register('devapollo_containers', 'gauge', 'Containers by state.', () => {
     const { total, running } = manager.counts();
     return [
@@ -257,13 +286,29 @@ function registerGauges(metrics: Metrics, manager: ContainerManager, events: Gue
     ];
   });
   metrics.register('devapollo_event_listeners', 'gauge', 'Open guest event streams.', () => [{ value: events.size }]);
-  metrics.register('devapollo_events_delivered_total', 'counter', 'Events sent to guest streams.', () => [{ value: events.stats.delivered }]);
-  metrics.register('devapollo_events_dropped_total', 'counter', 'Guest streams dropped for falling behind.', () => [{ value: events.stats.dropped }]);
+  metrics.register('devapollo_events_delivered_total', 'counter', 'Events sent to guest streams.', () => [{ value: events.stats.guest.delivered }]);
+  metrics.register('devapollo_events_dropped_total', 'counter', 'Guest streams dropped for falling behind.', () => [{ value: events.stats.guest.dropped }]);
+  metrics.register('devapollo_admin_event_listeners', 'gauge', 'Open admin event streams (devapollo monitor).', () => [{ value: events.adminSize }]);
+  metrics.register('devapollo_admin_events_delivered_total', 'counter', 'Events sent to admin streams.', () => [{ value: events.stats.admin.delivered }]);
+  metrics.register('devapollo_admin_events_dropped_total', 'counter', 'Admin streams dropped for falling behind.', () => [{ value: events.stats.admin.dropped }]);
   // The usual process figures, under the names Prometheus' client libraries give them.
   metrics.register('process_resident_memory_bytes', 'gauge', 'Resident memory of the daemon.', () => [{ value: process.memoryUsage.rss() }]);
   metrics.register('process_open_fds', 'gauge', 'Open file descriptors of the daemon.', () => [{ value: fs.readdirSync('/proc/self/fd').length }]);
   metrics.register('nodejs_heap_size_used_bytes', 'gauge', 'Used size of the JavaScript heap.', () => [{ value: process.memoryUsage().heapUsed }]);
   metrics.register('nodejs_external_memory_bytes', 'gauge', 'Memory of Buffers and other objects outside the heap.', () => [{ value: process.memoryUsage().external }]);
+}
+
+/** The guest socket's limits as `status` shows them. */
+function guestLimitsWire(limits: GuestServerLimits): StatusWire['limits'] {
+  return {
+    requests_per_second: limits.rate.perSecond,
+    request_burst: limits.rate.burst,
+    connections_per_container: limits.maxConnectionsPerContainer,
+    connections: limits.maxConnections,
+    event_streams_per_container: limits.events.maxListenersPerContainer,
+    change_waits_per_container: limits.maxWaitsPerContainer,
+    pipelined_requests_per_connection: limits.maxPipelinedRequests,
+  };
 }
 
 function closeServer(server: http.Server): Promise<void> {

@@ -71,6 +71,16 @@ export class RateLimitedLog {
 
   /** Calls `emit` (with the number of lines swallowed before it) or swallows this one. */
   attempt(emit: (suppressedBefore: number) => void): void {
+    const suppressed = this.take();
+    if (suppressed >= 0) emit(suppressed);
+  }
+
+  /**
+   * The same without a callback, for paths that must not allocate (a refusal under a
+   * flood): the number of lines swallowed before this one if it may be written, else -1
+   * (and this one is swallowed).
+   */
+  take(): number {
     const now = this.now();
     if (now - this.windowStart >= this.windowMs) {
       this.windowStart = now;
@@ -78,11 +88,11 @@ export class RateLimitedLog {
     }
     if (this.used >= this.burst) {
       this.suppressed++;
-      return;
+      return -1;
     }
     this.used++;
     const suppressed = this.suppressed;
     this.suppressed = 0;
-    emit(suppressed);
+    return suppressed;
   }
 }

@@ -26,7 +26,25 @@ export interface StatusWire {
   readonly guest_socket: string;
   readonly admin_socket: string;
   readonly containers: { readonly total: number; readonly running: number };
-  readonly connections: { readonly guest: number; readonly event_listeners: number };
+  readonly connections: {
+    readonly guest: number;
+    readonly event_listeners: number;
+    readonly admin_event_listeners: number;
+    /** Change-waits pending, all containers. */
+    readonly change_waits: number;
+    /** Guest connections not being read (behind a request being answered, or over the rate). */
+    readonly paused: number;
+  };
+  /** The guest socket's limits (`serve` options and fixed ones). */
+  readonly limits: {
+    readonly requests_per_second: number;
+    readonly request_burst: number;
+    readonly connections_per_container: number;
+    readonly connections: number;
+    readonly event_streams_per_container: number;
+    readonly change_waits_per_container: number;
+    readonly pipelined_requests_per_connection: number;
+  };
   readonly identity: { readonly peer_pidfd: boolean; readonly namespace_ids: boolean };
   /** Whether the sockets came from a service manager (systemd socket activation). */
   readonly socket_activation: boolean;

@@ -5,7 +5,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
-import { eventually, guestTool, hostCli, repoRoot, TestDaemon } from '../helpers/daemon.js';
+import { eventually, guestTool, hostCli, repoRoot, run, TestDaemon } from '../helpers/daemon.js';
 import { processesWhere } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 
@@ -93,6 +93,25 @@ describe('live config', () => {
     await set('b', 'user.after=1');
     await eventually(() => configEvents(s).some((m) => m['key'] === 'user.after'), 'event after PATCH');
     assert.ok(s.events().every((e) => e['type'] === 'config'), 'no lifecycle event with ?type=config');
+  });
+
+  test('?type=device is accepted and selects nothing yet; config,device works (LXD clients ask for it), on both APIs', async () => {
+    const devicesOnly = streamIn('b', ['curl', '-sN', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/events?type=device']);
+    const lxdDefault = streamIn('b', ['curl', '-sN', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/events?type=config,device']);
+    const admin = spawn('curl', ['-sN', '--unix-socket', `${daemon.dir}/unix.socket`, 'http://d/1.0/events?type=config,device&container=b'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(admin);
+    let adminOut = '';
+    admin.stdout.on('data', (c: Buffer) => (adminOut += c.toString('utf8')));
+    await eventually(async () => {
+      await set('b', `user.ping=${Date.now()}`);
+      return configEvents(lxdDefault).length > 0 && adminOut.includes('"key":"user.ping"');
+    }, 'config,device streams see config events');
+    await settle('b', lxdDefault, 'device');
+    assert.deepEqual(devicesOnly.events(), [], 'no events for ?type=device');
+    const adminDevices = await run('curl', ['-sS', '--max-time', '1', '-o', '/dev/null', '-w', '%{http_code}', '--unix-socket', `${daemon.dir}/unix.socket`, 'http://d/1.0/events?type=device']);
+    assert.equal(adminDevices.out, '200');
+    const bad = await daemon.curl('b', '/1.0/events?type=config,nope', ['-w', ' %{http_code}']);
+    assert.equal(bad.out, '{"type":"error","error":"unknown event type \\"nope\\": use config, lifecycle, device","error_code":400} 400');
   });
 
   test('a websocket client gets the same events, filtered by ?type= too', async () => {

@@ -342,3 +342,88 @@ describe('routeRequests on a real Unix socket', () => {
     assert.match(head, new RegExp(`\r\nContent-Length: ${Buffer.byteLength(body ?? '')}\r\n`));
   });
 });
+
+describe('change-waits in routeRequests', () => {
+  let dir: string;
+  let socketPath: string;
+  let server: http.Server;
+  let revision = 1;
+  const topics: string[] = [];
+  let begun = 0;
+  let ended = 0;
+  const wakers = new Set<() => void>();
+  const routes: Route<null>[] = [
+    {
+      method: 'GET',
+      path: '/thing/:name',
+      handler: () => text(`r${revision}`, { etag: `"r${revision}"` }),
+      waitsOn: (request) => `thing:${request.params['name'] ?? ''}`,
+    },
+  ];
+
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-router-waits-'));
+    socketPath = path.join(dir, 'sock');
+    server = http.createServer(
+      routeRequests(routes, {
+        contextOf: () => null,
+        maxBodyBytes: 16,
+        onUnexpected: () => undefined,
+        waits: {
+          next: (_context, topic, timeoutMs, signal) =>
+            new Promise<boolean>((resolve) => {
+              topics.push(topic);
+              const timer = setTimeout(() => resolve(false), timeoutMs);
+              const wake = () => {
+                clearTimeout(timer);
+                wakers.delete(wake);
+                resolve(!signal.aborted);
+              };
+              wakers.add(wake);
+              signal.addEventListener('abort', wake, { once: true });
+            }),
+          begin: () => void begun++,
+          end: () => void ended++,
+        },
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const waitFor = async (check: () => boolean) => {
+    while (!check()) await new Promise((resolve) => setTimeout(resolve, 5));
+  };
+
+  test('a wait answers on a change of its topic, with the new ETag', async () => {
+    const answer = new Promise<string>((resolve) => {
+      http.get({ socketPath, path: '/thing/a?wait=true&timeout=30', agent: false }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString('utf8')));
+        res.on('end', () => resolve(`${res.headers['etag']} ${body}`));
+      });
+    });
+    await waitFor(() => wakers.size === 1);
+    assert.deepEqual(topics, ['thing:a']);
+    revision++;
+    for (const wake of [...wakers]) wake();
+    assert.equal(await answer, `"r${revision}" r${revision}`);
+    assert.equal(ended, begun);
+  });
+
+  test('pipelined waits on a connection that closes all end, also those whose response was never attached', async () => {
+    const before = { begun, ended };
+    const socket = net.connect(socketPath);
+    socket.on('error', () => undefined);
+    socket.write('GET /thing/b?wait=true&timeout=600 HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(3));
+    await waitFor(() => begun - before.begun === 3);
+    socket.destroy();
+    await waitFor(() => ended - before.ended === 3);
+    assert.equal(wakers.size, 0);
+  });
+});

@@ -5,12 +5,14 @@
 import { ApolloError } from '../../shared/errors.js';
 import type { ContainerWire, StatusWire } from '../../shared/wire.js';
 import type { Container } from '../containers/container.js';
-import type { ContainerEvent, ContainerManager } from '../containers/manager.js';
-import { parseEventTypes } from '../guest/events.js';
+import type { ContainerManager } from '../containers/manager.js';
+import { type EventHub, parseEventTypes } from '../events/hub.js';
 import { json, parseJsonBody, type RequestInfo, type Route, type StreamReply, text } from '../http/router.js';
 
 export interface AdminContext {
   readonly manager: ContainerManager;
+  /** The event hub both APIs share. */
+  readonly events: EventHub;
   readonly status: () => StatusWire;
   /** Prometheus text. */
   readonly metrics: () => string;
@@ -112,27 +114,13 @@ function getConfigKey({ manager }: AdminContext, request: RequestInfo) {
 
 /**
  * Every event of every container (or of `?container=NAME`), one JSON object per line, for
- * `devapollo monitor`. Root sees all keys, security.* included.
+ * `devapollo monitor`. Root sees all keys, security.* included. The hub's limits hold
+ * here too: a reader that stops reading is dropped.
  */
-function streamEvents({ manager }: AdminContext, request: RequestInfo): StreamReply {
+function streamEvents({ manager, events }: AdminContext, request: RequestInfo): StreamReply {
   const only = request.query.get('container');
   if (only !== null) manager.get(only);
-  const types = parseEventTypes(request.query.get('type'));
-  return {
-    stream: (_req, res) => {
-      res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache' });
-      res.flushHeaders();
-      const listener = (event: ContainerEvent) => {
-        if ((only === null || event.container === only) && types.has(event.type)) res.write(`${JSON.stringify(event)}\n`);
-      };
-      manager.on('event', listener);
-      const heartbeat = setInterval(() => res.write('\n'), 15_000);
-      res.once('close', () => {
-        clearInterval(heartbeat);
-        manager.off('event', listener);
-      });
-    },
-  };
+  return events.adminStream(only ?? undefined, parseEventTypes(request.query.get('type')));
 }
 
 /** The wire form of a container (`list --format json`). */

@@ -3,6 +3,7 @@
  */
 import type { ContainerRecord } from '../state/container-store.js';
 import { pidfdIsAlive } from '../kernel/pidfd.js';
+import { type ChangeTopic, changeTopics, ChangeWaiters, metaDataKeys } from './change-waiters.js';
 
 let turn = 0;
 let turnEnding = false;
@@ -90,9 +91,10 @@ export class Container {
   /** Set while a start, stop or delete is under way: a second one gets 409. */
   busy: string | undefined;
   private tail: Promise<unknown> = Promise.resolve();
-  private readonly changeListeners = new Set<() => void>();
 
-  constructor(public record: ContainerRecord) {}
+  constructor(public record: ContainerRecord) {
+    this.notifiedRecord = record;
+  }
 
   /**
    * An ETag from a stored revision, never a hash of the content: a value that goes
@@ -112,29 +114,67 @@ export class Container {
   }
 
   /**
-   * Resolves true at the next change of this container (record or instance), false when
-   * `timeoutMs` passes or `signal` aborts first.
+   * Resolves true at the next change of `topic` on this container (or of anything that
+   * may end the right to ask), false when `timeoutMs` passes or `signal` aborts first.
    */
-  nextChange(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    return new Promise((resolve) => {
-      const finish = (changed: boolean) => {
-        clearTimeout(timer);
-        this.changeListeners.delete(onChange);
-        signal?.removeEventListener('abort', onAbort);
-        resolve(changed);
-      };
-      const onChange = () => finish(true);
-      const onAbort = () => finish(false);
-      const timer = setTimeout(() => finish(false), timeoutMs);
-      this.changeListeners.add(onChange);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
+  nextChange(topic: ChangeTopic, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    return this.waiters.wait(topic, timeoutMs, signal);
   }
 
-  /** Wakes every waiter; each re-reads what it waits for. */
-  notifyChanged(): void {
-    for (const listener of [...this.changeListeners]) listener();
+  /** Change-waits pending on this container. */
+  get pendingWaits(): number {
+    return this.waiters.size;
   }
+
+  /**
+   * Wakes the waits on what changed since the last call: the record (and the instance)
+   * are compared with what they were then. Called after every change of either.
+   */
+  notifyChanged(): void {
+    const before = this.notifiedRecord;
+    const after = this.record;
+    const instanceBefore = this.notifiedInstance;
+    this.notifiedRecord = after;
+    this.notifiedInstance = this.instance;
+    if (instanceBefore !== this.instance || (instanceBefore !== undefined && !instanceBefore.running)) {
+      this.waiters.wakeAll();
+      return;
+    }
+    if (before === after) return;
+    if (before.state_revision !== after.state_revision) this.waiters.wake(changeTopics.state);
+    if (before.list_revision !== after.list_revision) this.waiters.wake(changeTopics.keyList);
+    if (before.key_revisions === after.key_revisions) return;
+    let metaData = false;
+    const changed = (key: string): boolean => {
+      // Who may ask, and what they may read, is in security.* keys: everyone re-checks.
+      if (key.startsWith('security.')) {
+        this.waiters.wakeAll();
+        return true;
+      }
+      this.waiters.wake(changeTopics.key(key));
+      if (metaDataKeys.includes(key)) metaData = true;
+      return false;
+    };
+    for (const key of Object.keys(after.key_revisions)) {
+      if (before.key_revisions[key] !== after.key_revisions[key] && changed(key)) return;
+    }
+    for (const key of Object.keys(before.key_revisions)) {
+      if (after.key_revisions[key] === undefined && changed(key)) return;
+    }
+    if (metaData) this.waiters.wake(changeTopics.metaData);
+  }
+
+  /** The ETag of /1.0/meta-data: changes exactly when one of the keys it is built from does. */
+  metaDataEtag(): string {
+    let revision = 0;
+    for (const key of metaDataKeys) revision = Math.max(revision, this.record.key_revisions[key] ?? 0);
+    return this.etag(revision);
+  }
+
+  private readonly waiters = new ChangeWaiters();
+  /** The record and instance as the waits last heard of them. */
+  private notifiedRecord: ContainerRecord;
+  private notifiedInstance: Instance | undefined;
 
   get name(): string {
     return this.record.name;

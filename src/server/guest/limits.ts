@@ -1,8 +1,8 @@
 /**
- * Per-container limits on the guest socket: open connections and a request rate. Every
- * container has its own share, so a boot storm of many containers trips nothing and a
- * container at its limits slows nobody else; processes in no served container share one
- * bucket of their own.
+ * Per-container limits on the guest socket: open connections, change-waits and a request
+ * rate. Every container has its own share, so a boot storm of many containers trips
+ * nothing and a container at its limits slows nobody else; processes in no served
+ * container share one bucket of their own.
  */
 import type { Container } from '../containers/container.js';
 
@@ -39,28 +39,90 @@ export class TokenBucket {
   }
 }
 
-/** What one container (or the group of unserved peers) may use. */
-export interface Share {
-  connections: number;
-  readonly requests: TokenBucket;
+/**
+ * The Retry-After of a refusal whose next token comes in `waitMs`: whole seconds, at least
+ * one. The refused container is not read for that long either (see `Throttle`).
+ */
+export function retryAfterSeconds(waitMs: number): number {
+  return Math.max(1, Math.ceil(waitMs / 1000));
 }
 
-export class Shares {
-  private readonly byContainer = new WeakMap<Container, Share>();
-  /** Peers in no served container: host processes, unmanaged namespaces. */
-  private readonly nobody: Share;
+/**
+ * While a container is over its request rate, none of its connections is read: the one
+ * refused, the others as they are next refused, and new ones as they are accepted. Its
+ * flood then costs the daemon one read's worth of cheap refusals per connection and
+ * Retry-After, not a refusal for every request it can write: a container that floods
+ * cannot take more than its share of the daemon. One timer per container, for the
+ * Retry-After the refused request was told; then every held item is handed to `release`.
+ */
+export class Throttle<T> {
+  /** Whether the container's connections are being held (read on every request: a field). */
+  blocked = false;
+  private readonly held = new Set<T>();
 
-  constructor(private readonly limit: RateLimit) {
-    this.nobody = { connections: 0, requests: new TokenBucket(limit) };
+  constructor(private readonly release: (held: readonly T[]) => void) {}
+
+  /** Holds the container's connections for `ms` (a block under way is not extended). */
+  block(ms: number): void {
+    if (this.blocked) return;
+    this.blocked = true;
+    setTimeout(() => this.lift(), ms).unref();
   }
 
-  of(container: Container | undefined): Share {
+  /** `item` is released when the block ends. */
+  hold(item: T): void {
+    this.held.add(item);
+  }
+
+  /** `item` is gone (its connection closed). */
+  forget(item: T): void {
+    this.held.delete(item);
+  }
+
+  get size(): number {
+    return this.held.size;
+  }
+
+  private lift(): void {
+    this.blocked = false;
+    const held = [...this.held];
+    this.held.clear();
+    this.release(held);
+  }
+}
+
+/** What one container (or the group of unserved peers) may use. */
+export interface Share<T> {
+  connections: number;
+  /** Change-waits pending. */
+  waits: number;
+  readonly requests: TokenBucket;
+  readonly throttle: Throttle<T>;
+}
+
+export class Shares<T> {
+  private readonly byContainer = new WeakMap<Container, Share<T>>();
+  /** Peers in no served container: host processes, unmanaged namespaces. */
+  private readonly nobody: Share<T>;
+
+  constructor(
+    private readonly limit: RateLimit,
+    private readonly release: (held: readonly T[]) => void,
+  ) {
+    this.nobody = this.create();
+  }
+
+  of(container: Container | undefined): Share<T> {
     if (container === undefined) return this.nobody;
     let share = this.byContainer.get(container);
     if (share === undefined) {
-      share = { connections: 0, requests: new TokenBucket(this.limit) };
+      share = this.create();
       this.byContainer.set(container, share);
     }
     return share;
+  }
+
+  private create(): Share<T> {
+    return { connections: 0, waits: 0, requests: new TokenBucket(this.limit), throttle: new Throttle(this.release) };
   }
 }

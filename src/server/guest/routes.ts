@@ -5,10 +5,11 @@
 import os from 'node:os';
 import { ApolloError } from '../../shared/errors.js';
 import { isGuestReadableKey } from '../../shared/names.js';
+import { changeTopics } from '../containers/change-waiters.js';
 import type { Container, Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
-import { type GuestEventHub, parseEventTypes } from './events.js';
+import { type EventHub, parseEventTypes } from '../events/hub.js';
 import { buildMetaData } from './meta-data.js';
 
 /** What every guest handler gets: the caller's own container, nothing else. */
@@ -16,18 +17,18 @@ export interface GuestContext {
   readonly instance: Instance;
   readonly container: Container;
   readonly manager: ContainerManager;
-  readonly events: GuestEventHub;
+  readonly events: EventHub;
   /** Whether the connection may still use the API (re-checked on every event). */
   readonly authorized: () => boolean;
 }
 
 export const guestRoutes: readonly Route<GuestContext>[] = [
   { method: 'GET', path: '/', handler: listApis },
-  { method: 'GET', path: '/1.0', handler: getInfo, waitable: true },
+  { method: 'GET', path: '/1.0', handler: getInfo, waitsOn: () => changeTopics.state },
   { method: 'PATCH', path: '/1.0', handler: setGuestState },
-  { method: 'GET', path: '/1.0/config', handler: listConfigKeys, waitable: true },
-  { method: 'GET', path: '/1.0/config/:key', handler: getConfigKey, waitable: true },
-  { method: 'GET', path: '/1.0/meta-data', handler: getMetaData, waitable: true },
+  { method: 'GET', path: '/1.0/config', handler: listConfigKeys, waitsOn: () => changeTopics.keyList },
+  { method: 'GET', path: '/1.0/config/:key', handler: getConfigKey, waitsOn: (request) => changeTopics.key(request.params['key'] ?? '') },
+  { method: 'GET', path: '/1.0/meta-data', handler: getMetaData, waitsOn: () => changeTopics.metaData },
   { method: 'GET', path: '/1.0/devices', handler: listDevices },
   { method: 'GET', path: '/1.0/events', handler: streamEvents },
 ];
@@ -79,15 +80,14 @@ function getConfigKey({ container }: GuestContext, request: RequestInfo) {
 }
 
 function getMetaData({ container }: GuestContext) {
-  const etag = container.keyEtag('user.meta-data');
-  return text(buildMetaData(container.name, container.record.config['user.meta-data']), { etag });
+  return text(buildMetaData(container.name, container.record.config['user.meta-data']), { etag: container.metaDataEtag() });
 }
 
 function listDevices({ container }: GuestContext) {
   return json({}, { etag: container.etag(0) });
 }
 
-/** One JSON object per line (or websocket messages, see events.ts) for this container. */
+/** One JSON object per line (or websocket messages, see events/hub.ts) for this container. */
 function streamEvents(context: GuestContext, request: RequestInfo) {
-  return context.events.streamTo(context, parseEventTypes(request.query.get('type')));
+  return context.events.guestStream(context, parseEventTypes(request.query.get('type')));
 }

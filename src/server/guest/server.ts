@@ -9,28 +9,53 @@ import type { Duplex } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
 import type { Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
-import { answerClientError, endWithError, routeRequests, splitTarget } from '../http/router.js';
+import { defaultEventLimits, EventHub, type EventLimits, parseEventTypes } from '../events/hub.js';
+import {
+  answerClientError,
+  endWithError,
+  type FixedReply,
+  fixedError,
+  rawResponse,
+  routeRequests,
+  splitTarget,
+} from '../http/router.js';
+import { startReading, stopReading } from '../http/socket-reading.js';
+import { peerHungUp } from '../kernel/hangup.js';
 import { KnownProcesses, type PeerCredentials, resolvePeer, unreadablePeerError } from '../kernel/peer.js';
 import { RateLimitedLog } from '../log.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
-import { defaultEventLimits, type EventLimits, GuestEventHub, parseEventTypes } from './events.js';
-import { type RateLimit, type Share, Shares } from './limits.js';
+import { type RateLimit, retryAfterSeconds, type Share, Shares } from './limits.js';
 import { SlotList } from './slot-list.js';
 import { type GuestContext, guestRoutes } from './routes.js';
 
 /** Who a guest connection belongs to, fixed at accept time, and how busy it is. */
 interface GuestPeer {
   readonly socket: Socket;
+  /** The accepted socket's descriptor (for the hang-up check of a socket not being read). */
+  readonly fd: number;
   readonly credentials: PeerCredentials;
   readonly instance: Instance | undefined;
   /** What the connection counts against, from accept until it closes. */
-  readonly share: Share;
+  readonly share: Share<GuestPeer>;
   /** Over a connection limit: answered with an error and closed, never served. */
   readonly refused: boolean;
   /** Where the connection sits in the idle sweep's list (-1: not in it). */
   slot: number;
-  /** Requests being answered on the connection, streams and waits included. */
+  /** Requests being answered on the connection (0 or 1), streams and waits included. */
   busy: number;
+  /**
+   * Requests read while one was being answered, request and response in turn, answered
+   * in order once it is done; undefined when none. Dropped when the connection closes.
+   */
+  queue: (http.IncomingMessage | http.ServerResponse)[] | undefined;
+  /** Set while the queue is being worked through (answers met on the way do not recurse). */
+  draining: boolean;
+  /** Why the socket is not being read: `queued` and `throttled` bits; 0 when it is read. */
+  holds: number;
+  /** Refused for the rate during the container's current block. */
+  refusedInBlock: boolean;
+  /** Answered its last: closes once that answer is sent; nothing more is answered. */
+  closing: boolean;
   /** Requests answered so far, and the count the idle sweep saw last. */
   answered: number;
   answeredAtSweep: number;
@@ -66,6 +91,10 @@ export interface GuestServerLimits {
   readonly maxConnections: number;
   /** Requests per container. */
   readonly rate: RateLimit;
+  /** Requests a connection may send ahead while one is being answered; more closes it. */
+  readonly maxPipelinedRequests: number;
+  /** Change-waits pending per container. */
+  readonly maxWaitsPerContainer: number;
   readonly events: EventLimits;
 }
 
@@ -79,18 +108,56 @@ export const defaultGuestLimits: GuestServerLimits = {
   maxConnectionsPerContainer: 256,
   maxConnections: 8192,
   rate: { perSecond: 1024, burst: 4096 },
+  maxPipelinedRequests: 8,
+  maxWaitsPerContainer: 64,
   events: defaultEventLimits,
 };
 
 const retryAfterOne = { 'Retry-After': '1' } as const;
 
+/** The holds on a socket's reading (bits of `GuestPeer.holds`). */
+const queued = 1;
+const throttled = 2;
+
+/**
+ * Refusals made once: under a flood they are written many times, and must cost no more
+ * than writing them (no envelope, header object or error built per refusal).
+ */
+const atDaemonLimit = rawResponse(
+  fixedError(new ApolloError('unavailable', 'the daemon is at its connection limit; try again', { headers: retryAfterOne })),
+);
+const atConnectionLimit = rawResponse(
+  fixedError(new ApolloError('too-many-requests', 'too many open connections from this container', { headers: retryAfterOne })),
+);
 const notServed = 'Forbidden: this process is not in a running container served by devapollo';
 
-/** The guest server, its event hub, and its open connection count. */
+/** 429s by Retry-After, made once; the closing kind also ends its connection once sent. */
+const tooManyRequests: FixedReply[] = [];
+const tooManyRequestsClosing: FixedReply[] = [];
+function tooManyRequestsFor(seconds: number, closing: boolean): FixedReply {
+  const cache = closing ? tooManyRequestsClosing : tooManyRequests;
+  let reply = cache[seconds];
+  if (reply === undefined) {
+    const headers: Record<string, string> = { 'Retry-After': String(seconds) };
+    // node:http honours it: the answer says so, and the socket is closed once it is sent.
+    if (closing) headers['Connection'] = 'close';
+    reply = fixedError(new ApolloError('too-many-requests', 'too many requests from this container', { headers }));
+    if (seconds < 3600) cache[seconds] = reply;
+  }
+  return reply;
+}
+
+/** The guest server, its event hub, and its counts. */
 export interface GuestServer {
   readonly server: http.Server;
-  readonly events: GuestEventHub;
+  readonly events: EventHub;
   readonly openConnections: () => number;
+  /** Change-waits pending, all containers together. */
+  readonly pendingWaits: () => number;
+  /** Connections not being read right now (behind a request being answered, or over the rate). */
+  readonly pausedConnections: () => number;
+  /** Closes every connection, websockets and connections taken over by an upgrade included (shutdown). */
+  readonly closeAllConnections: () => void;
 }
 
 export function createGuestServer(
@@ -103,34 +170,78 @@ export function createGuestServer(
   const connections = new SlotList<GuestPeer>();
   const refusals = new RateLimitedLog();
   const unreadable = new RateLimitedLog();
-  const events = new GuestEventHub(manager, limits.events);
-  const shares = new Shares(limits.rate);
+  const events = new EventHub(manager, limits.events);
   let open = 0;
+  let pendingWaits = 0;
+  let paused = 0;
 
-  /** Checked once per request, before anything else: the container's request rate. */
-  const admit = (socket: Socket): void => {
+  /** Stops reading the connection's socket, for `why` (a hold bit). */
+  const hold = (peer: GuestPeer, why: number): void => {
+    if (why === throttled) peer.share.throttle.hold(peer);
+    if (peer.holds === 0) {
+      stopReading(peer.socket);
+      paused++;
+    }
+    peer.holds |= why;
+  };
+
+  /** Lifts a hold; the socket is read again once none is left. */
+  const unhold = (peer: GuestPeer, why: number): void => {
+    if ((peer.holds & why) === 0) return;
+    peer.holds &= ~why;
+    if (peer.holds === 0) {
+      paused--;
+      startReading(peer.socket);
+    }
+  };
+
+  // The end of a container's block: its connections are read again.
+  const shares = new Shares<GuestPeer>(limits.rate, (held) => {
+    for (const peer of held) {
+      peer.refusedInBlock = false;
+      if (!peer.socket.destroyed) unhold(peer, throttled);
+    }
+  });
+
+  /**
+   * Checked once per request, before anything else: the container's request rate. Over
+   * it, the request gets a refusal made once, and none of the container's connections is
+   * read until its Retry-After (see Throttle); what they had sent already is answered as
+   * the bucket allows. The refusal path builds nothing and logs only through the
+   * rate-limited log.
+   */
+  const admit = (socket: Socket): FixedReply | undefined => {
     const peer = peerOf(socket);
     if (peer === undefined) throw new ApolloError('forbidden', notServed);
     const waitMs = peer.share.requests.take();
-    if (waitMs > 0) {
-      refuse(peer, 'request rate limit');
-      throw new ApolloError('too-many-requests', 'too many requests from this container', {
-        headers: { 'Retry-After': String(Math.max(1, Math.ceil(waitMs / 1000))) },
-      });
+    if (waitMs === 0) return undefined;
+    const seconds = retryAfterSeconds(waitMs);
+    refuse(peer, 'request rate limit');
+    peer.share.throttle.block(seconds * 1000);
+    if (!peer.refusedInBlock) {
+      peer.refusedInBlock = true;
+      hold(peer, throttled);
+      return tooManyRequestsFor(seconds, false);
     }
+    // Refused already in this block, and still sending: it pipelines past its refusals.
+    // This answer closes the connection once it is sent (after every answer before it),
+    // and what it sent after it is not answered: its flood costs a parse, not an answer.
+    peer.closing = true;
+    peer.queue ??= [];
+    return tooManyRequestsFor(seconds, true);
   };
 
   const refuse = (peer: GuestPeer, reason: string): void => {
     observer.metrics.countRefusal(reason);
-    refusals.attempt((suppressed) =>
-      logger.warn('refused guest peer', {
-        pid: peer.credentials.pid,
-        uid: peer.credentials.uid,
-        reason,
-        container: peer.instance?.container.name,
-        suppressed: suppressed || undefined,
-      }),
-    );
+    const suppressed = refusals.take();
+    if (suppressed < 0) return;
+    logger.warn('refused guest peer', {
+      pid: peer.credentials.pid,
+      uid: peer.credentials.uid,
+      reason,
+      container: peer.instance?.container.name,
+      suppressed: suppressed || undefined,
+    });
   };
 
   /**
@@ -166,20 +277,96 @@ export function createGuestServer(
     maxUrlBytes: limits.maxUrlBytes,
     onUnexpected: (req, error) => logger.error('guest request failed', { url: req.url, error: String(error) }),
     onAnswered: (req, route, status, seconds) => {
+      answeredMetrics(req, route, status, seconds);
       const peer = peerOf(req.socket);
       if (peer !== undefined) {
         peer.busy--;
         peer.answered++;
+        if (peer.queue !== undefined) drain(peer);
       }
-      answeredMetrics(req, route, status, seconds);
     },
-    nextChange: (context, timeoutMs, signal) => context.container.nextChange(timeoutMs, signal),
+    waits: {
+      next: (context, topic, timeoutMs, signal) => context.container.nextChange(topic, timeoutMs, signal),
+      // Each connection holds at most one wait (one request at a time), and each container
+      // at most maxWaitsPerContainer of them.
+      begin: (req) => {
+        const peer = peerOf(req.socket);
+        if (peer === undefined) throw new ApolloError('forbidden', notServed);
+        if (peer.share.waits >= limits.maxWaitsPerContainer) {
+          refuse(peer, 'change-wait limit');
+          throw new ApolloError('too-many-requests', `too many change-waits for this container (${limits.maxWaitsPerContainer})`, {
+            headers: { 'Retry-After': '5' },
+          });
+        }
+        peer.share.waits++;
+        pendingWaits++;
+      },
+      end: (req) => {
+        const peer = peerOf(req.socket);
+        if (peer !== undefined) peer.share.waits--;
+        pendingWaits--;
+      },
+    },
   });
 
+  /**
+   * One request at a time per connection (PROTOCOL.md section 3: a request pipelined
+   * behind a pending one is not read until that one is answered). node:http parses every
+   * request a read brought and emits them all at once, whatever is pending; those that
+   * arrive while one is being answered wait in the connection's queue, and the socket is
+   * not read until the queue is empty. A GET answered at once never queues: the next one
+   * finds the connection free.
+   */
   const serve = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const peer = peerOf(req.socket);
-    if (peer !== undefined) peer.busy++;
+    if (peer !== undefined) {
+      if (peer.busy > 0 || peer.queue !== undefined) {
+        enqueue(peer, req, res);
+        return;
+      }
+      peer.busy++;
+    }
     listener(req, res);
+  };
+
+  /** Holds a request until the connection is free; a connection that sends too many ahead is closed. */
+  const enqueue = (peer: GuestPeer, req: http.IncomingMessage, res: http.ServerResponse): void => {
+    // node:http goes on parsing what it had read after the socket was closed (or its last
+    // answer given): nobody to answer.
+    if (peer.closing || peer.socket.destroyed) return;
+    let queue = peer.queue;
+    if (queue === undefined) peer.queue = queue = [];
+    if (queue.length >= 2 * limits.maxPipelinedRequests) {
+      refuse(peer, 'pipelined requests');
+      queue.length = 0;
+      peer.socket.destroy();
+      return;
+    }
+    queue.push(req, res);
+    hold(peer, queued);
+  };
+
+  /** Answers queued requests in order while the connection is free. */
+  const drain = (peer: GuestPeer): void => {
+    if (peer.draining) return;
+    peer.draining = true;
+    try {
+      let queue = peer.queue;
+      while (queue !== undefined && peer.busy === 0 && !peer.closing && !peer.socket.destroyed) {
+        if (queue.length === 0) {
+          peer.queue = undefined;
+          unhold(peer, queued);
+          return;
+        }
+        const req = queue.shift() as http.IncomingMessage;
+        const res = queue.shift() as http.ServerResponse;
+        peer.busy++;
+        listener(req, res);
+        queue = peer.queue;
+      }
+    } finally {
+      peer.draining = false;
+    }
   };
 
   const server = http.createServer(
@@ -200,11 +387,18 @@ export function createGuestServer(
   // answered, none answered since the last sweep) is closed once it has been idle for
   // the idle timeout, give or take one sweep interval. Event streams and waits are
   // requests still being answered: exempt. Until its first request is in, a connection
-  // is under the header timeout instead (Node's connection check answers 408).
+  // is under the header timeout instead (Node's connection check answers 408). A
+  // connection the daemon is not reading would not notice its peer's close: it is asked
+  // (a poll) at every sweep, and closed once the peer has hung up.
   const sweepMs = Math.min(1000, Math.max(50, limits.keepAliveTimeoutMs / 4));
   const idleSweepsAllowed = Math.ceil(limits.keepAliveTimeoutMs / sweepMs);
   const sweep = setInterval(() => {
     connections.forEach((peer) => {
+      if (peer.holds !== 0) {
+        peer.idleSweeps = 0;
+        if (peerHungUp(peer.fd)) peer.socket.destroy();
+        return;
+      }
       if (peer.answered === 0) return;
       if (peer.busy > 0 || peer.answered !== peer.answeredAtSweep) {
         peer.answeredAtSweep = peer.answered;
@@ -228,6 +422,13 @@ export function createGuestServer(
     peer.share.connections--;
     open--;
     connections.delete(peer);
+    // Whatever was queued goes with the connection: nothing of it is kept.
+    peer.queue = undefined;
+    if (peer.holds !== 0) {
+      peer.holds = 0;
+      paused--;
+    }
+    peer.share.throttle.forget(peer);
   }
 
   // Identity is read synchronously at accept, before a byte of the request is parsed.
@@ -259,20 +460,21 @@ export function createGuestServer(
     // Over a limit: answered at once, with the JSON envelope, and closed; a connection that
     // never sends a request (slow-loris) must not hold a place either. It still counts
     // until it has closed.
-    const refusal =
-      open > limits.maxConnections
-        ? new ApolloError('unavailable', 'the daemon is at its connection limit; try again', { headers: retryAfterOne })
-        : share.connections > limits.maxConnectionsPerContainer
-          ? new ApolloError('too-many-requests', 'too many open connections from this container', { headers: retryAfterOne })
-          : undefined;
+    const refusal = open > limits.maxConnections ? atDaemonLimit : share.connections > limits.maxConnectionsPerContainer ? atConnectionLimit : undefined;
     const peer: GuestPeer = {
       socket,
+      fd,
       credentials,
       instance: match,
       share,
       refused: refusal !== undefined,
       slot: -1,
       busy: 0,
+      queue: undefined,
+      draining: false,
+      holds: 0,
+      refusedInBlock: false,
+      closing: false,
       answered: 0,
       answeredAtSweep: 0,
       idleSweeps: 0,
@@ -282,16 +484,25 @@ export function createGuestServer(
     socket.on('close', onClose);
     if (refusal !== undefined) {
       refuse(peer, 'connection limit');
-      endWithError(socket, refusal);
+      socket.end(refusal);
       return;
     }
     connections.add(peer);
     if (match === undefined) refuse(peer, 'not in a running container');
+    // A new connection of a container over its rate is not read until the block ends.
+    else if (share.throttle.blocked) hold(peer, throttled);
   });
 
   // Websockets on /1.0/events. Node hands every request with an Upgrade header here;
   // the ones that are not a websocket for the event stream are answered as usual.
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const upgraded = peerOf(socket as Socket);
+    // An upgrade behind a request still being answered would write over its answer.
+    if (upgraded !== undefined && (upgraded.busy > 0 || upgraded.queue !== undefined)) {
+      refuse(upgraded, 'pipelined requests');
+      socket.destroy();
+      return;
+    }
     const isWebsocket = req.headers.upgrade?.toLowerCase() === 'websocket';
     let target: ReturnType<typeof splitTarget> | undefined;
     try {
@@ -308,20 +519,34 @@ export function createGuestServer(
       return;
     }
     // A websocket is an event stream for its whole life: never idle.
-    const upgraded = peerOf(socket as Socket);
     if (upgraded !== undefined) connections.delete(upgraded);
     try {
-      admit(socket as Socket);
+      const refused = admit(socket as Socket);
+      if (refused !== undefined) {
+        socket.end(rawResponse(refused));
+        return;
+      }
       const context = contextOf(socket as Socket);
       const types = parseEventTypes(target.query.get('type'));
-      events.upgrade(context, types, req, socket, head);
+      events.guestWebsocket(context, types, req, socket, head);
     } catch (error) {
       endWithError(socket, error instanceof ApolloError ? error : new ApolloError('internal', 'internal error'));
     }
   });
 
   server.on('clientError', answerClientError);
-  return { server, events, openConnections: () => open };
+  return {
+    server,
+    events,
+    openConnections: () => open,
+    pendingWaits: () => pendingWaits,
+    pausedConnections: () => paused,
+    closeAllConnections: () => {
+      events.close();
+      server.closeAllConnections();
+      connections.forEach((peer) => peer.socket.destroy());
+    },
+  };
 }
 
 /** The instance if it runs and is served and the caller may ask: else 403, or 401 for non-root. */

@@ -30,8 +30,12 @@ export interface Route<C> {
   readonly method: Method;
   readonly path: string;
   readonly handler: (context: C, request: RequestInfo) => HandlerResult | Promise<HandlerResult>;
-  /** Supports change-waiting: `?wait=true&etag=E&timeout=S`. */
-  readonly waitable?: boolean;
+  /**
+   * Supports change-waiting (`?wait=true&etag=E&timeout=S`): what the answer's ETag
+   * follows, so that only a change of it wakes the wait. The handler must answer
+   * synchronously: nothing may happen between reading the answer and waiting again.
+   */
+  readonly waitsOn?: (request: RequestInfo) => string;
 }
 
 /** What a handler sees of the request, already parsed. */
@@ -64,6 +68,44 @@ function reply(contentType: string, body: string | Buffer, options: { status?: n
   if (options.status !== undefined) out.status = options.status;
   if (options.etag !== undefined) out.etag = options.etag;
   return out;
+}
+
+/**
+ * An answer made once and written many times (a refusal under a flood): its headers,
+ * Content-Length included, are one object that is never copied, and its body is constant.
+ */
+export interface FixedReply {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | number>>;
+  readonly body: string;
+}
+
+/** The error envelope of `error` as a FixedReply. */
+export function fixedError(error: ApolloError): FixedReply {
+  const body = errorEnvelope(error.status, error.message);
+  return {
+    status: error.status,
+    headers: { ...error.headers, 'Content-Type': jsonType, 'Content-Length': Buffer.byteLength(body, 'utf8') },
+    body,
+  };
+}
+
+function sendFixed(req: IncomingMessage, res: ServerResponse, reply: FixedReply): void {
+  res.writeHead(reply.status, reply.headers);
+  res.end(req.method === 'HEAD' ? undefined : reply.body);
+}
+
+/** What a router needs for its waitable routes. */
+export interface ChangeWaits<C> {
+  /**
+   * Resolves true at the context's next change of `topic` (or of anything that may end
+   * its right to ask), false when `timeoutMs` passes or `signal` aborts first. It must be
+   * registered before it returns.
+   */
+  next(context: C, topic: string, timeoutMs: number, signal: AbortSignal): Promise<boolean>;
+  /** A wait is about to start: throw to refuse it (a limit). `end` follows exactly once. */
+  begin(req: IncomingMessage): void;
+  end(req: IncomingMessage): void;
 }
 
 interface CompiledRoute<C> {
@@ -213,13 +255,16 @@ export function routeRequests<C>(
   routes: readonly Route<C>[],
   options: {
     readonly contextOf: (req: IncomingMessage) => C;
-    /** Checks made once per request before anything else (limits); throws to refuse. */
-    readonly admit?: (req: IncomingMessage) => void;
+    /**
+     * Checks made once per request before anything else (limits): a refusal to send as it
+     * is (made once, so that refusing costs next to nothing), or undefined. May also throw.
+     */
+    readonly admit?: (req: IncomingMessage) => FixedReply | undefined;
     readonly maxBodyBytes: number;
     readonly maxUrlBytes?: number;
     readonly onUnexpected: (req: IncomingMessage, error: unknown) => void;
-    /** For waitable routes: resolves at the context's next change, or when the time is up. */
-    readonly nextChange?: (context: C, timeoutMs: number, signal: AbortSignal) => Promise<boolean>;
+    /** For waitable routes; without it they answer at once. */
+    readonly waits?: ChangeWaits<C>;
     /** Called once per request when its answer is done: the route's pattern ("unmatched" if none). */
     readonly onAnswered?: (req: IncomingMessage, route: string, status: number, seconds: number) => void;
   },
@@ -236,7 +281,13 @@ export function routeRequests<C>(
     // a change-wait): a GET answered at once is written within this call, without a
     // promise, a round through the microtask queue, or a closure made for it.
     try {
-      options.admit?.(req);
+      const refusal = options.admit?.(req);
+      if (refusal !== undefined) {
+        sendFixed(req, res, refusal);
+        reported = true;
+        report(req, res, pattern, started);
+        return;
+      }
       if (options.maxUrlBytes !== undefined && (req.url ?? '').length > options.maxUrlBytes) {
         throw new ApolloError('uri-too-long', `the request target is longer than ${options.maxUrlBytes} bytes`);
       }
@@ -245,7 +296,7 @@ export function routeRequests<C>(
       const method = req.method ?? '';
       const { route, params } = router.match(method, path);
       pattern = route.path;
-      const wait = route.waitable === true && options.nextChange !== undefined && query.get('wait') === 'true';
+      const wait = route.waitsOn !== undefined && options.waits !== undefined && query.get('wait') === 'true';
       let first: HandlerResult | ApolloError | Promise<HandlerResult | ApolloError> | undefined;
       if (route.method === 'GET') {
         first = answer(route, context, { method, params, query, headers: req.headers, body: noBody });
@@ -304,7 +355,16 @@ export function routeRequests<C>(
     const finish = (result: HandlerResult | ApolloError): void => {
       if (result instanceof ApolloError) throw result;
       if ('stream' in result) {
-        res.once('close', answered);
+        // Its end: the response's close, or the socket's when the response (pipelined
+        // behind another) was never attached to it.
+        const socket = req.socket;
+        const ended = (): void => {
+          res.off('close', ended);
+          socket.off('close', ended);
+          answered();
+        };
+        res.once('close', ended);
+        socket.once('close', ended);
         result.stream(req, res);
       } else {
         sendReply(req, res, result);
@@ -319,29 +379,69 @@ export function routeRequests<C>(
       void (async () => {
         const body = route.method === 'GET' ? noBody : await readBody(req, options.maxBodyBytes);
         const info: RequestInfo = { method, params, query, headers: req.headers, body };
-        let current = request.context;
-        let result = await (first ?? answer(route, current, info));
-        if (wait && options.nextChange !== undefined) {
-          const { etag, timeoutMs } = waitParameters(query);
-          const wanted = normalizeEtag(etag ?? etagOf(result));
-          const deadline = Date.now() + timeoutMs;
-          const closed = new AbortController();
-          res.once('close', () => closed.abort());
-          while (normalizeEtag(etagOf(result)) === wanted && Date.now() < deadline) {
-            await options.nextChange(current, deadline - Date.now(), closed.signal);
-            if (closed.signal.aborted) {
-              answered();
-              return;
-            }
-            // Whatever changed may have been the caller's right to ask.
-            current = options.contextOf(req);
-            result = await answer(route, current, info);
+        let result = first ?? answer(route, request.context, info);
+        if (result instanceof Promise) result = await result;
+        const waits = options.waits;
+        if (wait && waits !== undefined && route.waitsOn !== undefined) {
+          const waited = await waitForChange(req, waits, route, route.waitsOn(info), info, request.context, result);
+          if (waited === undefined) {
+            answered();
+            return;
           }
+          result = waited;
         }
         finish(result);
       })().catch(fail);
     } catch (error) {
       fail(error);
+    }
+  }
+
+  /**
+   * Waits until the answer's ETag is no longer the one asked for (or the one it had),
+   * or the time is up; the answer then, or undefined when the connection closed first.
+   *
+   * A wait belongs to its connection: it ends when the socket closes, whether or not its
+   * response was ever attached to the socket (node:http attaches a pipelined request's
+   * response only once the one before it is done, and a response never attached never
+   * hears of the close).
+   */
+  async function waitForChange(
+    req: IncomingMessage,
+    waits: ChangeWaits<C>,
+    route: Route<C>,
+    topic: string,
+    info: RequestInfo,
+    context: C,
+    first: HandlerResult | ApolloError,
+  ): Promise<HandlerResult | ApolloError | undefined> {
+    const { etag, timeoutMs } = waitParameters(info.query);
+    const wanted = normalizeEtag(etag ?? etagOf(first));
+    if (normalizeEtag(etagOf(first)) !== wanted || timeoutMs <= 0) return first;
+    const deadline = Date.now() + timeoutMs;
+    const socket = req.socket;
+    const closed = new AbortController();
+    const onClose = (): void => closed.abort();
+    waits.begin(req);
+    if (socket.destroyed) closed.abort();
+    else socket.once('close', onClose);
+    try {
+      let current = context;
+      let result = first;
+      while (normalizeEtag(etagOf(result)) === wanted && Date.now() < deadline) {
+        await waits.next(current, topic, deadline - Date.now(), closed.signal);
+        if (closed.signal.aborted) return undefined;
+        // Whatever changed may have been the caller's right to ask. Read again at once,
+        // with nothing in between, so that the next wait is registered before anything
+        // else can change.
+        current = options.contextOf(req);
+        const next = answer(route, current, info);
+        result = next instanceof Promise ? await next : next;
+      }
+      return result;
+    } finally {
+      socket.off('close', onClose);
+      waits.end(req);
     }
   }
 }
@@ -485,14 +585,19 @@ export function answerClientError(error: NodeJS.ErrnoException, socket: Socket):
 
 /** Answers on a bare socket (no ServerResponse to write to) with the error envelope, and closes it. */
 export function endWithError(socket: Duplex, apollo: ApolloError): void {
-  const body = errorEnvelope(apollo.status, apollo.message);
-  const extra = Object.entries(apollo.headers)
+  socket.end(rawResponse(fixedError(apollo)));
+}
+
+/**
+ * The bytes of a whole HTTP response that closes its connection, for answering on a bare
+ * socket; made once for refusals that can come in floods (connection limits).
+ */
+export function rawResponse(reply: FixedReply): string {
+  const headers = Object.entries(reply.headers)
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join('');
-  socket.end(
-    `HTTP/1.1 ${apollo.status} ${STATUS_CODES[apollo.status] ?? 'Error'}\r\n${extra}` +
-      `Content-Type: ${jsonType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  const close = 'Connection' in reply.headers ? '' : 'Connection: close\r\n';
+  return `HTTP/1.1 ${reply.status} ${STATUS_CODES[reply.status] ?? 'Error'}\r\n${headers}${close}\r\n${reply.body}`;
 }
 
 function clientErrorMessage(code: ApolloError['code']): string {

@@ -46,7 +46,7 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       .option('log-requests', { type: 'boolean', default: false, describe: 'one log line per request (never a value)' })
       .option('max-value-size', { type: 'number', default: 1024 * 1024, describe: 'largest config value, in bytes' })
       .option('admin-group', { type: 'string', describe: 'a group that may use the admin socket besides root' })
-      .option('stop-timeout', { type: 'number', default: 10, describe: 'default seconds between SIGTERM and SIGKILL on stop' })
+      .option('stop-timeout', { type: 'number', default: 10, describe: 'default seconds between SIGTERM and SIGKILL on stop; also the most the daemon takes to exit on SIGTERM' })
       .option('events-heartbeat', { type: 'number', default: 15, describe: 'seconds between heartbeats on event streams' })
       .option('rate-limit', { type: 'number', default: 1024, describe: 'guest requests per second per container (0: no limit)' })
       .option('rate-burst', { type: 'number', default: 4096, describe: 'guest requests a container may make at once' })

@@ -20,7 +20,9 @@ export const statusCommand: CommandModule<Global, Global & { format: 'table' | '
       ['guest socket', status.guest_socket],
       ['admin socket', status.admin_socket],
       ['containers', `${status.containers.total} (${status.containers.running} running)`],
-      ['guest connections', String(status.connections.guest)],
+      ['guest connections', `${status.connections.guest} (${status.connections.paused} paused)`],
+      ['event streams', `${status.connections.event_listeners} guest, ${status.connections.admin_event_listeners} admin`],
+      ['change-waits', `${status.connections.change_waits} (at most ${status.limits.change_waits_per_container} per container)`],
       ['peer pidfd', status.identity.peer_pidfd ? 'yes' : 'no'],
       ['namespace ids', status.identity.namespace_ids ? 'yes' : 'no (inode numbers, pinned)'],
     ];
