@@ -199,7 +199,9 @@ export function createGuestServer(
   const shares = new Shares<GuestPeer>(limits.rate, (held) => {
     for (const peer of held) {
       peer.refusedInBlock = false;
-      if (!peer.socket.destroyed) unhold(peer, throttled);
+      // One that has answered its last is never read again (what it sent would only be parsed).
+      if (peer.closing) peer.share.throttle.hold(peer);
+      else if (!peer.socket.destroyed) unhold(peer, throttled);
     }
   });
 
@@ -395,8 +397,9 @@ export function createGuestServer(
   const sweep = setInterval(() => {
     connections.forEach((peer) => {
       if (peer.holds !== 0) {
-        peer.idleSweeps = 0;
-        if (peerHungUp(peer.fd)) peer.socket.destroy();
+        // One that has answered its last had a sweep's time to send it.
+        if (peerHungUp(peer.fd) || (peer.closing && ++peer.idleSweeps > 1)) peer.socket.destroy();
+        else if (!peer.closing) peer.idleSweeps = 0;
         return;
       }
       if (peer.answered === 0) return;
