@@ -26,9 +26,16 @@ export const lxcUnavailable: string | false =
       ? `needs LXC's busybox template and busybox (Debian's busybox-static; ${installHint})`
       : false);
 
+/** The OCI runtimes the tests run bundles with. */
+export type OciRuntime = 'crun' | 'runc';
+
+/** Why tests of OCI runtime RUNTIME cannot run here, or false. */
+export function ociRuntimeUnavailable(runtime: OciRuntime): string | false {
+  return curlUnavailable || (!works(runtime, ['--version']) ? `needs ${runtime} (Debian's ${runtime} package; ${installHint})` : false);
+}
+
 /** Why crun tests cannot run here, or false. */
-export const crunUnavailable: string | false =
-  curlUnavailable || (!works('crun', ['--version']) ? `needs crun (Debian's crun package; ${installHint})` : false);
+export const crunUnavailable: string | false = ociRuntimeUnavailable('crun');
 
 /** Debian's cloud-init: its LXD datasource, run by the system python3 it is installed for. */
 export const systemPython = '/usr/bin/python3';
@@ -101,6 +108,12 @@ export class LxcHost {
   readonly lxcpath = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-lxc-'));
   private readonly names = new Set<string>();
 
+  constructor() {
+    // An unprivileged container's root must be able to pass through the lxcpath to its
+    // root filesystem (LXC: "Could not access ...: Please grant it x access").
+    fs.chmodSync(this.lxcpath, 0o711);
+  }
+
   private lxc(command: string, args: readonly string[], timeoutMs = 60_000): Promise<RunResult> {
     return run(command, ['-P', this.lxcpath, ...args], { timeoutMs });
   }
@@ -129,6 +142,11 @@ export class LxcHost {
       '',
     ];
     fs.appendFileSync(path.join(this.lxcpath, name, 'config'), lines.join('\n'));
+  }
+
+  /** Destroys `name` with the others in destroy(), for a container made by other means. */
+  adopt(name: string): void {
+    this.names.add(name);
   }
 
   /** lxc-start, daemonized; resolves with its result (a failing start hook fails it). */
@@ -177,38 +195,26 @@ export interface OciBundleOptions {
 }
 
 /**
- * crun containers with their own state root. Each bundle's config.json has the hooks and
- * the /dev/apollo mount a user writes; the root filesystem is a few symlinks into the
- * host's /usr, bound read-only.
+ * crun or runc containers with their own state root. Each bundle's config.json has the
+ * hooks and the /dev/apollo mount a user writes; the root filesystem is a few symlinks into
+ * the host's /usr, bound read-only.
  */
-export class CrunHost {
-  readonly root = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-crun-'));
+export class OciHost {
+  readonly root: string;
   private readonly ids = new Set<string>();
 
-  constructor() {
+  constructor(readonly runtime: OciRuntime = 'crun') {
+    this.root = fs.mkdtempSync(path.join(os.tmpdir(), `devapollo-${runtime}-`));
     const rootfs = path.join(this.root, 'rootfs');
     for (const dir of ['usr', 'proc', 'dev', 'sys', 'tmp', 'etc', 'opt/guest']) fs.mkdirSync(path.join(rootfs, dir), { recursive: true });
     for (const link of ['bin', 'sbin', 'lib', 'lib64']) fs.symlinkSync(`usr/${link}`, path.join(rootfs, link));
   }
 
-  /**
-   * crun, on a host with hybrid cgroups (v1 controllers plus an empty v2 hierarchy at
-   * /sys/fs/cgroup/unified), refuses to run ("cgroups in hybrid mode not supported"): it
-   * runs here in a private mount namespace without that v2 mount.
-   */
-  crun(args: readonly string[]): Promise<RunResult> {
-    const crunArgs = ['--root', path.join(this.root, 'state'), ...args];
-    if (!isHybridCgroupHost()) return runToFiles('crun', crunArgs);
-    return runToFiles('unshare', [
-      '-m',
-      '--propagation',
-      'private',
-      'sh',
-      '-c',
-      'umount /sys/fs/cgroup/unified && exec crun "$@"',
-      'sh',
-      ...crunArgs,
-    ]);
+  /** Runs the runtime with this host's state root; crun as hybridCgroupWrapped() says. */
+  runtimeCommand(args: readonly string[]): Promise<RunResult> {
+    const command = [this.runtime, '--root', path.join(this.root, 'state'), ...args];
+    const [file, ...rest] = this.runtime === 'crun' ? hybridCgroupWrapped(command) : command;
+    return runToFiles(file ?? this.runtime, rest);
   }
 
   /** Writes a bundle for `id` and runs it detached; resolves with crun's result. */
@@ -217,11 +223,11 @@ export class CrunHost {
     fs.mkdirSync(bundle, { recursive: true });
     fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(this.config(id, options), null, 2));
     this.ids.add(id);
-    return this.crun(['run', '--detach', '--bundle', bundle, id]);
+    return this.runtimeCommand(['run', '--detach', '--bundle', bundle, id]);
   }
 
   exec(id: string, command: readonly string[]): Promise<RunResult> {
-    return this.crun(['exec', id, ...command]);
+    return this.runtimeCommand(['exec', id, ...command]);
   }
 
   curl(id: string, target: string): Promise<RunResult> {
@@ -230,18 +236,26 @@ export class CrunHost {
 
   /** The container's state as crun reports it, or undefined when crun knows no such container. */
   async state(id: string): Promise<{ status: string; pid: number } | undefined> {
-    const r = await this.crun(['state', id]);
+    const r = await this.runtimeCommand(['state', id]);
     if (r.code !== 0) return undefined;
     return JSON.parse(r.out) as { status: string; pid: number };
   }
 
-  /** Kills the container and deletes it: crun runs the poststop hooks on delete. */
+  /** Kills the container and deletes it: the runtime runs the poststop hooks on delete. */
   delete(id: string): Promise<RunResult> {
-    return this.crun(['delete', '--force', id]);
+    return this.runtimeCommand(['delete', '--force', id]);
   }
 
-  /** What the hooks of `id` printed on stderr (its Error: and Warning: lines). */
-  hookStderr(id: string): string {
+  /**
+   * What the hooks of `id` printed on stderr (its Error: and Warning: lines): crun writes
+   * it to the file its annotation names; runc quotes it in its own log line on stderr
+   * (`... error running hook: exit status 2, stdout: , stderr: Error: ...\n"`).
+   */
+  hookStderr(id: string, result?: RunResult): string {
+    if (this.runtime === 'runc') {
+      const quoted = [...(result?.stderr ?? '').matchAll(/, stderr: (.*)"$/gm)].at(-1)?.[1];
+      return quoted === undefined ? '' : (JSON.parse(`"${quoted}"`) as string);
+    }
     try {
       return fs.readFileSync(this.hookStderrFile(id), 'utf8');
     } catch {
@@ -294,18 +308,92 @@ export class CrunHost {
   }
 }
 
+/** Why podman tests cannot run here, or false. */
+export const podmanUnavailable: string | false =
+  curlUnavailable ||
+  (!works('podman', ['--version'])
+    ? `needs podman (Debian's podman package; ${installHint})`
+    : isHybridCgroupHost() && !works('runc', ['--version'])
+      ? `needs runc on this hybrid-cgroup host, where podman's crun cannot run containers (${installHint})`
+      : false);
+
+/** Whether this process may raise its resource limits (CAP_SYS_RESOURCE, bit 24). */
+function canRaiseLimits(): boolean {
+  const effective = /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  return (BigInt(`0x${effective}`) & (1n << 24n)) !== 0n;
+}
+
+/**
+ * podman with a store of its own (`--root`, `--runroot`, `--tmpdir` in a temporary
+ * directory), so that the tests neither see nor touch other containers and images on the
+ * machine, and leave nothing behind: destroy() removes every container and image made
+ * here, then the store.
+ */
+export class PodmanHost {
+  readonly root = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-podman-'));
+
+  /** podman's global options for this store. */
+  readonly globalArgs = [
+    '--root', path.join(this.root, 'storage'),
+    '--runroot', path.join(this.root, 'run'),
+    '--tmpdir', path.join(this.root, 'tmp'),
+    '--cgroup-manager', 'cgroupfs',
+    '--events-backend', 'none',
+  ];
+
+  /**
+   * What `podman run` needs on this machine beyond what a user types: no network (podman's
+   * default bridge would change the host's network, which others share), runc where crun
+   * cannot run (hybrid cgroups, as the README says), and, where root may not raise its
+   * limits (no CAP_SYS_RESOURCE, as in a container), modest limits instead of podman's
+   * defaults (a million open files and more processes than podman's own processes may have
+   * here: the runtime fails with "setrlimit: operation not permitted").
+   */
+  static readonly hostRunArgs: readonly string[] = [
+    '--network', 'none',
+    ...(isHybridCgroupHost() ? ['--runtime', 'runc'] : []),
+    ...(canRaiseLimits() ? [] : ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024']),
+  ];
+
+  podman(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<RunResult> {
+    return runToFiles('podman', [...this.globalArgs, ...args], env);
+  }
+
+  /** The shell word that runs this host's podman: README examples call `podman` through it. */
+  get command(): string {
+    return ['podman', ...this.globalArgs].join(' ');
+  }
+
+  /** curl on /dev/apollo/sock from inside; `-w` gives the status on a line of its own. */
+  curl(name: string, target: string): Promise<RunResult> {
+    return this.podman(['exec', name, 'curl', '-sS', '-w', '\n%{http_code}', '--unix-socket', '/dev/apollo/sock', `http://apollo${target}`]);
+  }
+
+  async destroy(): Promise<void> {
+    await this.podman(['rm', '--all', '--force', '--time', '0']).catch(() => undefined);
+    await this.podman(['rmi', '--all', '--force']).catch(() => undefined);
+    // Whatever podman left mounted in its store (nothing, when the two above worked).
+    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((line) => line.split(' ')[4] ?? '');
+    for (const mount of mounts.filter((m) => m.startsWith(`${this.root}/`)).reverse()) {
+      await run('umount', ['-l', mount]).catch(() => undefined);
+    }
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
 /**
  * Like run(), but with stdout and stderr in files and waiting for the exit, not for the
- * pipes to close: a detached container inherits crun's stdio and would hold pipes open.
+ * pipes to close: a detached container inherits its runtime's stdio and would hold pipes
+ * open.
  */
-async function runToFiles(command: string, args: readonly string[]): Promise<RunResult> {
+export async function runToFiles(command: string, args: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<RunResult> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-out-'));
   const outFile = path.join(dir, 'stdout');
   const errFile = path.join(dir, 'stderr');
   const out = fs.openSync(outFile, 'w');
   const err = fs.openSync(errFile, 'w');
   try {
-    const child = spawn(command, args, { stdio: ['ignore', out, err] });
+    const child = spawn(command, args, { stdio: ['ignore', out, err], env });
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
     clearTimeout(timer);
@@ -325,4 +413,20 @@ function isHybridCgroupHost(): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether this host has hybrid cgroups: v1 controllers plus an empty v2 hierarchy at
+ * /sys/fs/cgroup/unified. crun refuses to run any container there ("cgroups in hybrid mode
+ * not supported"); runc runs.
+ */
+export const hybridCgroupHost = isHybridCgroupHost();
+
+/**
+ * A crun command line as the README tells users to run crun on a hybrid-cgroup host: in a
+ * private mount namespace without the v2 mount. Elsewhere, the command unchanged.
+ */
+export function hybridCgroupWrapped(command: readonly string[]): string[] {
+  if (!hybridCgroupHost) return [...command];
+  return ['unshare', '-m', '--propagation', 'private', 'sh', '-c', 'umount /sys/fs/cgroup/unified && exec "$0" "$@"', ...command];
 }
