@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { guestTool, hostCli, run, type RunResult, type TestDaemon } from './daemon.js';
+import { guestTool, hostCli, repoRoot, run, type RunResult, type TestDaemon } from './daemon.js';
 import { containersUnavailable, curlUnavailable } from './env.js';
 
 function works(command: string, args: readonly string[]): boolean {
@@ -97,6 +97,28 @@ export interface LxcContainerOptions {
   readonly stopHook?: 'stop' | 'post-stop';
   /** lxc.hook.version: 0 passes name and type as arguments, 1 only in the environment. */
   readonly hookVersion?: 0 | 1;
+  /** An unprivileged container: `lxc.idmap` maps its root to host uid 1000000 (and gid). */
+  readonly unprivileged?: boolean;
+  /** Config lines added after devapollo's. */
+  readonly extraLines?: readonly string[];
+}
+
+/** The id map of an unprivileged container, as the README's example has it. */
+export const unprivilegedIdmap = ['lxc.idmap = u 0 1000000 65536', 'lxc.idmap = g 0 1000000 65536'];
+
+/** Why tests that boot the Debian root filesystem of scripts/build-test-rootfs.sh cannot run here, or false. */
+export const debianRootfsUnavailable: string | false =
+  lxcUnavailable || (!works('debootstrap', ['--version']) ? `needs debootstrap to build a Debian root filesystem (${installHint})` : false);
+
+/**
+ * The Debian root filesystem with systemd and Debian's cloud-init, from the cache
+ * (scripts/build-test-rootfs.sh builds it on first use, once for all tests at once). Never
+ * written to: containers boot it through an overlay.
+ */
+export async function debianRootfs(): Promise<string> {
+  const r = await run(path.join(repoRoot, 'scripts', 'build-test-rootfs.sh'), [], { timeoutMs: 30 * 60_000 });
+  if (r.code !== 0) throw new Error(`scripts/build-test-rootfs.sh failed (${r.code}):\n${r.stderr}`);
+  return r.out.trim();
 }
 
 /**
@@ -107,6 +129,7 @@ export interface LxcContainerOptions {
 export class LxcHost {
   readonly lxcpath = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-lxc-'));
   private readonly names = new Set<string>();
+  private readonly systemContainers = new Set<string>();
 
   constructor() {
     // An unprivileged container's root must be able to pass through the lxcpath to its
@@ -122,7 +145,8 @@ export class LxcHost {
     // Our own base config instead of /etc/lxc/default.conf: no network (no lxcbr0 needed),
     // and no AppArmor profile to generate (a no-op on hosts without AppArmor).
     const base = path.join(this.lxcpath, `${name}.base.conf`);
-    fs.writeFileSync(base, 'lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\n');
+    const idmap = options.unprivileged ? unprivilegedIdmap : [];
+    fs.writeFileSync(base, ['lxc.net.0.type = empty', 'lxc.apparmor.profile = unconfined', ...idmap, ''].join('\n'));
     this.names.add(name);
     const created = await this.lxc('lxc-create', ['-n', name, '-t', 'busybox', '-f', base]);
     if (created.code !== 0) throw new Error(`lxc-create ${name} failed (${created.code}): ${created.stderr}`);
@@ -139,9 +163,33 @@ export class LxcHost {
       `lxc.hook.version = ${options.hookVersion ?? 0}`,
       `lxc.hook.start-host = ${startHook.map(shellWord).join(' ')}`,
       `lxc.hook.${options.stopHook ?? 'post-stop'} = ${hook.map(shellWord).join(' ')}`,
+      ...(options.extraLines ?? []),
       '',
     ];
     fs.appendFileSync(path.join(this.lxcpath, name, 'config'), lines.join('\n'));
+  }
+
+  /**
+   * A system container booting `rootfs` (its /sbin/init) through an overlay whose upper
+   * layer is the container's own, so the cached tree is never changed; `lines` are the
+   * devapollo lines (the test takes them from the README). Privileged, no network.
+   */
+  createFromRootfs(name: string, rootfs: string, lines: string): void {
+    const dir = path.join(this.lxcpath, name);
+    fs.mkdirSync(path.join(dir, 'upper'), { recursive: true });
+    this.systemContainers.add(name);
+    const config = [
+      'lxc.include = /usr/share/lxc/config/common.conf',
+      `lxc.uts.name = ${name}`,
+      `lxc.rootfs.path = overlay:${rootfs}:${path.join(dir, 'upper')}`,
+      'lxc.net.0.type = empty',
+      'lxc.apparmor.profile = unconfined',
+      '',
+      '# devapollo',
+      lines,
+      '',
+    ];
+    fs.writeFileSync(path.join(dir, 'config'), config.join('\n'));
   }
 
   /** Destroys `name` with the others in destroy(), for a container made by other means. */
@@ -169,9 +217,10 @@ export class LxcHost {
     return { state: field('State'), pid: Number(field('PID')) || 0 };
   }
 
-  /** Runs a command inside with lxc-attach. */
-  attach(name: string, command: readonly string[]): Promise<RunResult> {
-    return this.lxc('lxc-attach', ['-n', name, '--', ...command]);
+  /** Runs a command inside with lxc-attach (`options.uid`/`gid`: as that user of the container). */
+  attach(name: string, command: readonly string[], options: { uid?: number; gid?: number; timeoutMs?: number } = {}): Promise<RunResult> {
+    const ids = [...(options.uid === undefined ? [] : ['-u', String(options.uid)]), ...(options.gid === undefined ? [] : ['-g', String(options.gid)])];
+    return this.lxc('lxc-attach', ['-n', name, ...ids, '--', ...command], options.timeoutMs);
   }
 
   /** curl on /dev/apollo/sock from inside. */
@@ -182,6 +231,9 @@ export class LxcHost {
   /** Stops and destroys every container made here, and the lxcpath. */
   async destroy(): Promise<void> {
     for (const name of this.names) await this.lxc('lxc-destroy', ['-n', name, '-f']).catch(() => undefined);
+    // Not lxc-destroy: the overlay's lower layer is the cache; only the container's own
+    // directory (upper layer, work directory, config) goes.
+    for (const name of this.systemContainers) await this.lxc('lxc-stop', ['-n', name, '-k']).catch(() => undefined);
     fs.rmSync(this.lxcpath, { recursive: true, force: true });
   }
 }

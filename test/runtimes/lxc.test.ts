@@ -124,3 +124,71 @@ describe('LXC', () => {
     assert.equal((await lxc.curl('one', '/1.0/config/user.foo')).out, 'one');
   });
 });
+
+// An unprivileged LXC container (lxc.idmap: its root is host uid 1000000) with the same
+// lines: it can mount DIR/devapollo because DIR is 0711, its root reads its own keys, and
+// nothing else of DIR is open to it, not even when DIR itself is bound into it.
+describe('LXC, unprivileged', () => {
+  const test = gatedTest(lxcUnavailable);
+  let daemon: TestDaemon;
+  let lxc: LxcHost;
+  const name = 'mapped';
+  const dirInside = '/mnt/apollo-dir';
+  /** Connects to the Unix socket argv[1]; fails with the error's code (curl only says "Couldn't connect"). */
+  const connectScript = "require('net').connect(process.argv[1]).on('connect', () => process.exit(0)).on('error', (e) => { console.error(e.code); process.exit(1); })";
+
+  before(async () => {
+    if (lxcUnavailable) return;
+    daemon = await TestDaemon.start();
+    lxc = new LxcHost();
+    await lxc.create(name, {
+      dir: daemon.dir,
+      unprivileged: true,
+      config: { 'user.foo': 'mapped' },
+      extraLines: [`lxc.mount.entry = ${daemon.dir} ${dirInside.slice(1)} none ro,bind,create=dir 0 0`],
+    });
+  });
+
+  after(async () => {
+    await lxc?.destroy();
+    await daemon?.destroy();
+  });
+
+  test('it boots with DIR/devapollo at /dev/apollo; its root, host uid 1000000, reads its own keys', async () => {
+    const r = await lxc.start(name);
+    assert.equal(r.code, 0, `lxc-start ${name}: ${r.stderr}\n${fs.readFileSync(lxc.logFile(name), 'utf8')}`);
+    assert.equal((await lxc.attach(name, ['cat', '/proc/self/uid_map'])).out.trim().split(/\s+/).join(' '), '0 1000000 65536');
+    assert.equal((await listed(daemon, name))?.pid, (await lxc.info(name)).pid);
+    assert.equal((await lxc.curl(name, '/1.0/config/user.foo')).out, 'mapped');
+    const guest = await lxc.attach(name, [process.execPath, guestTool(), 'get', 'user.foo']);
+    assert.equal(guest.out, 'mapped', guest.stderr);
+    assert.equal((await lxc.curl(name, '/1.0/meta-data')).out, `#cloud-config\ninstance-id: ${name}\nlocal-hostname: ${name}\n`);
+  });
+
+  test('another uid of the container gets 401, as in LXD', async () => {
+    const r = await lxc.attach(name, ['/usr/bin/curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'], { uid: 1000, gid: 1000 });
+    assert.equal(JSON.parse(r.out).error_code, 401, r.out);
+  });
+
+  test("the host's DIR stays closed to it: no listing, no state, logs, keys or admin socket", async () => {
+    assert.equal(fs.statSync(daemon.dir).mode & 0o777, 0o711);
+    const denied = async (command: string[]) => {
+      const r = await lxc.attach(name, command);
+      assert.notEqual(r.code, 0, `${command.join(' ')} worked inside: ${r.out}`);
+      assert.match(r.stderr, /Permission denied|EACCES/, command.join(' '));
+    };
+    await denied(['ls', dirInside]);
+    for (const entry of fs.readdirSync(daemon.dir, { withFileTypes: true })) {
+      const inside = `${dirInside}/${entry.name}`;
+      if (entry.name === 'devapollo' || entry.name === 'public') continue; // open by design
+      if (entry.isDirectory()) await denied(['ls', inside]);
+      else if (entry.isSocket()) await denied([process.execPath, '-e', connectScript, inside]);
+      else await denied(['cat', inside]);
+    }
+    // Its state file, by its exact path, is closed too.
+    await denied(['cat', `${dirInside}/containers/${name}.json`]);
+    // The guest socket is the one thing it reaches, by either path.
+    const direct = await lxc.attach(name, ['/usr/bin/curl', '-sS', '--unix-socket', `${dirInside}/devapollo/sock`, 'http://apollo/1.0/config/user.foo']);
+    assert.equal(direct.out, 'mapped', direct.stderr);
+  });
+});
