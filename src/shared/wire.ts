@@ -10,7 +10,8 @@ export interface ContainerWire {
   /** The init's start time in clock ticks since boot; null when stopped. */
   readonly start_time: string | null;
   readonly privileged: boolean;
-  readonly origin: 'launch' | 'register';
+  /** `create`: not yet started; `launch`: devapollo runs it; `register`: another runtime does. */
+  readonly origin: 'create' | 'launch' | 'register';
   readonly command: readonly string[] | null;
   readonly config: Readonly<Record<string, string>>;
   readonly created_at: string;

@@ -45,8 +45,10 @@ export const cloudInitUnavailable: string | false =
 export interface Listed {
   readonly name: string;
   readonly state: string;
+  readonly guest_state: string;
   readonly pid: number;
   readonly origin: string;
+  readonly command: readonly string[] | null;
   readonly config: Record<string, string>;
 }
 

@@ -89,6 +89,34 @@ describe('devapollo hook (by hand)', () => {
     assert.equal((await list()).find((c) => c.name === 'own')?.state, 'Running');
   });
 
+  test('a start hook binds to a created container, keeping its keys; devapollo start then refuses it', async () => {
+    assert.equal((await daemon.cli(['create', 'made', '-c', 'user.foo=created', '-c', 'user.bar=created'])).code, 0);
+    // A stop hook of a container that never ran (its start hook failed) has nothing to do.
+    const early = await oci('poststop', { id: 'made', pid: 0, status: 'stopped' });
+    assert.equal(early.code, 0, early.stderr);
+    assert.equal(early.stderr, '');
+    const { pid } = (await list()).find((c) => c.name === 'first') ?? {};
+    assert.equal(pid, 0, 'the foreign init is free again');
+    const bound = await oci('createRuntime', { id: 'made', pid: init, annotations: { 'apollo.user.bar': 'annotation' } });
+    assert.equal(bound.code, 0, bound.stderr);
+    const made = (await list()).find((c) => c.name === 'made');
+    assert.deepEqual([made?.state, made?.pid, made?.origin], ['Running', init, 'register']);
+    assert.deepEqual(made?.config, { 'user.bar': 'annotation', 'user.foo': 'created' });
+    assert.equal((await oci('poststop', { id: 'made', pid: 0, status: 'stopped' })).code, 0);
+    // Bound once to another runtime, always: devapollo start refuses it after its stop.
+    const start = await daemon.cli(['start', 'made']);
+    assert.equal(start.code, 1);
+    assert.equal(start.stderr, 'Error: container made was started by another runtime: start it there\n');
+  });
+
+  test('a container created with a command is for devapollo start, not for a hook', async () => {
+    assert.equal((await daemon.cli(['create', 'withcmd', '--', 'sleep', '1'])).code, 0);
+    const r = await oci('createRuntime', { id: 'withcmd', pid: init });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'Error: cannot register OCI container withcmd: container withcmd was created with a command for devapollo to run: start it with devapollo start\n');
+    assert.equal((await list()).find((c) => c.name === 'withcmd')?.origin, 'create');
+  });
+
   test('usage errors: an unknown stage or hook type, a state that is not JSON', async () => {
     const stage = await daemon.cli(['hook', 'oci', 'poststart'], { input: '{}' });
     assert.equal(stage.code, 2);

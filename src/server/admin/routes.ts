@@ -20,7 +20,8 @@ export const adminRoutes: readonly Route<AdminContext>[] = [
   { method: 'GET', path: '/1.0', handler: getStatus },
   { method: 'GET', path: '/metrics', handler: getMetrics },
   { method: 'GET', path: '/1.0/containers', handler: listContainers },
-  { method: 'POST', path: '/1.0/containers', handler: launchContainer },
+  // {"name", "config", "privileged", "command", "start"}: "start": false only creates it.
+  { method: 'POST', path: '/1.0/containers', handler: createContainer },
   { method: 'GET', path: '/1.0/containers/:name', handler: getContainer },
   { method: 'DELETE', path: '/1.0/containers/:name', handler: deleteContainer },
   { method: 'PUT', path: '/1.0/containers/:name/state', handler: changeState },
@@ -43,14 +44,18 @@ function listContainers({ manager }: AdminContext) {
   return json(manager.list().map(containerWire));
 }
 
-async function launchContainer({ manager }: AdminContext, request: RequestInfo) {
+/** Creates a container and, unless `"start": false`, starts it (launch). */
+async function createContainer({ manager }: AdminContext, request: RequestInfo) {
   const body = objectBody(request);
-  const container = await manager.launch({
+  const start = body['start'] ?? true;
+  if (typeof start !== 'boolean') throw new ApolloError('bad-request', 'start must be true or false');
+  const definition = {
     name: stringField(body, 'name'),
     config: configField(body),
     privileged: body['privileged'] === true,
     command: commandField(body),
-  });
+  };
+  const container = start ? await manager.launch(definition) : await manager.create(definition);
   return json(containerWire(container), { status: 201 });
 }
 

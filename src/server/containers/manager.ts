@@ -100,8 +100,33 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     return { total: this.containers.size, running };
   }
 
+  /**
+   * Defines a container without starting it: Stopped, its keys settable before anything
+   * runs; `start` runs it with devapollo's launcher, or a runtime's start hook binds to
+   * it (`register`), whichever comes first.
+   */
+  async create(request: LaunchRequest): Promise<Container> {
+    return this.define(request, undefined);
+  }
+
   /** Creates a container and starts it; returns once it runs and is served. */
   async launch(request: LaunchRequest): Promise<Container> {
+    const container = await this.define(request, 'starting');
+    try {
+      await this.startInstance(container);
+    } catch (error) {
+      // A launch that cannot start leaves nothing behind, so it can simply be retried.
+      this.containers.delete(container.name);
+      await this.options.store.remove(container.name).catch(() => undefined);
+      throw error;
+    } finally {
+      container.busy = undefined;
+    }
+    return container;
+  }
+
+  /** Checks and saves a new container's record (origin `create`), busy with `busy`. */
+  private async define(request: LaunchRequest, busy: string | undefined): Promise<Container> {
     assertContainerName(request.name);
     const config = this.validatedConfig(request.config);
     if (request.command !== null && request.command.length === 0) {
@@ -110,9 +135,9 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     if (this.containers.has(request.name)) {
       throw new ApolloError('conflict', `container ${JSON.stringify(request.name)} already exists`);
     }
-    const record = newRecord(request.name, 'launch', request.privileged, request.command);
+    const record = newRecord(request.name, 'create', request.privileged, request.command);
     const container = new Container(withConfig(record, config) ?? record);
-    container.busy = 'starting';
+    container.busy = busy;
     this.containers.set(record.name, container);
     try {
       await this.options.store.save(container.record);
@@ -121,16 +146,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       throw error;
     }
     this.emitLifecycle(container, 'created');
-    try {
-      await this.startInstance(container);
-    } catch (error) {
-      // A launch that cannot start leaves nothing behind, so it can simply be retried.
-      this.containers.delete(record.name);
-      await this.options.store.remove(record.name).catch(() => undefined);
-      throw error;
-    } finally {
-      container.busy = undefined;
-    }
+    this.options.logger.info('container created', { container: record.name });
     return container;
   }
 
@@ -201,8 +217,11 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     const changes = this.validatedConfig(config);
     const existing = this.containers.get(name);
     if (existing !== undefined) {
-      if (existing.record.origin !== 'register') {
+      if (existing.record.origin === 'launch') {
         throw new ApolloError('conflict', `container ${name} was launched by devapollo; choose another name`);
+      }
+      if (existing.record.origin === 'create' && existing.record.command !== null) {
+        throw new ApolloError('conflict', `container ${name} was created with a command for devapollo to run: start it with devapollo start`);
       }
       if (existing.instance?.running) throw new ApolloError('conflict', `container ${name} is already registered and running`);
     }
@@ -224,6 +243,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       try {
         await this.update(container, (r) => ({
           ...withGuestState(withConfig(r, changes) ?? r, 'Started'),
+          origin: 'register',
           privileged: instance.rootUid === 0,
           init: { pid, start_time: startTime, boot_id: currentBootId() },
         }));
@@ -247,10 +267,11 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   /**
    * Lets go of a registered container's init without stopping it (another runtime's stop
    * hook): its namespace no longer maps, its record and config stay for the next start.
+   * A created container that never ran has nothing to let go of.
    */
   async unregister(name: string): Promise<Container> {
     const container = this.get(name);
-    if (container.record.origin !== 'register') {
+    if (container.record.origin === 'launch') {
       throw new ApolloError('conflict', `container ${name} was launched by devapollo: use stop`);
     }
     const instance = container.instance;
@@ -340,6 +361,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
         try {
           await this.update(container, (r) => ({
             ...withGuestState(r, 'Started'),
+            origin: 'launch',
             init: { pid, start_time: startTime, boot_id: currentBootId() },
           }));
         } catch (error) {
