@@ -53,13 +53,21 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
   const startedAt = new Date();
 
   const adminGid = options.adminGroup === undefined ? undefined : groupId(options.adminGroup);
-  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
-  // 0700; with an admin group, that group may pass through (not list) to reach the admin socket.
-  fs.chmodSync(paths.dir, adminGid === undefined ? 0o700 : 0o710);
-  if (adminGid !== undefined) fs.chownSync(paths.dir, 0, adminGid);
+  // Nothing is changed in DIR before the lock is ours: a second daemon that the lock
+  // refuses must leave the first one's DIR exactly as it found it. Creating a missing DIR
+  // (the lock file lives in it) is the one thing done before.
+  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o711 });
+  assertOwnedByRoot(paths.dir);
   const lockFd = acquireLock(paths.lockFile);
 
   try {
+    if (adminGid !== undefined) {
+      logger.warn('the admin group has host root: its members can launch privileged containers and exec into them', {
+        admin_group: options.adminGroup,
+        gid: adminGid,
+      });
+    }
+    layOutDir(paths, lockFd);
     const store = new ContainerStore(paths.containersDir);
     let records;
     try {
@@ -67,13 +75,6 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     } catch (error) {
       if (error instanceof StateFileError) throw new ApolloError('internal', error.message, { cause: error });
       throw error;
-    }
-    // DIR/devapollo is bind-mounted into running containers: fix its mode, never replace it.
-    fs.mkdirSync(paths.guestDir, { recursive: true, mode: 0o755 });
-    fs.chmodSync(paths.guestDir, 0o755);
-    for (const dir of [paths.containersDir, paths.logsDir, paths.stageDir]) {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      fs.chmodSync(dir, 0o700);
     }
 
     const features = await checkPeerCredentials(paths.dir);
@@ -170,6 +171,36 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
   } catch (error) {
     fs.closeSync(lockFd);
     throw error;
+  }
+}
+
+/**
+ * The modes of PROTOCOL.md section 1, set on every start (whatever an earlier version or
+ * a hand left): DIR 0711, so that an unprivileged runtime (LXC with lxc.idmap, whose
+ * root is a mapped uid) can pass through it to bind-mount DIR/devapollo, but nobody can
+ * list it; everything secret below it closed on its own (0700 directories, a 0600 lock,
+ * 0600 state files); only DIR/devapollo (0755) and its socket (0666) open to all.
+ */
+function layOutDir(paths: DaemonPaths, lockFd: number): void {
+  fs.chmodSync(paths.dir, 0o711);
+  fs.fchmodSync(lockFd, 0o600);
+  // DIR/devapollo is bind-mounted into running containers: fix its mode, never replace it.
+  fs.mkdirSync(paths.guestDir, { recursive: true, mode: 0o755 });
+  fs.chmodSync(paths.guestDir, 0o755);
+  for (const dir of [paths.containersDir, paths.logsDir, paths.stageDir]) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o700);
+  }
+}
+
+/** DIR owned by another user is refused: that user could swap what the daemon keeps there. */
+function assertOwnedByRoot(dir: string): void {
+  const owner = fs.statSync(dir).uid;
+  if (owner !== 0) {
+    throw new ApolloError(
+      'forbidden',
+      `${dir} is owned by uid ${owner}, not root: its owner could replace what the daemon keeps there (chown root ${dir})`,
+    );
   }
 }
 
@@ -279,7 +310,13 @@ async function checkPeerCredentials(dir: string): Promise<StatusWire['identity']
   const probe = path.join(dir, `.probe-${process.pid}.sock`);
   fs.rmSync(probe, { force: true });
   const server = net.createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(probe, resolve));
+  // 0600 from the first instant: nothing in DIR but DIR/devapollo is open to others.
+  const previous = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(probe, resolve));
+  } finally {
+    process.umask(previous);
+  }
   try {
     const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
     const client = net.connect(probe);

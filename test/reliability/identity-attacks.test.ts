@@ -237,7 +237,7 @@ require('http').get({ socketPath: process.argv[2], path: '/1.0/config/user.foo' 
       assert.match(member.out, /"version"/);
       const stranger = await run('setpriv', [...asUser('').slice(1), 'curl', '-sS', '--unix-socket', socket, 'http://d/1.0']);
       assert.notEqual(stranger.code, 0);
-      assert.equal(fs.statSync(grouped.dir).mode & 0o777, 0o710);
+      assert.equal(fs.statSync(grouped.dir).mode & 0o777, 0o711);
       assert.equal(fs.statSync(path.join(grouped.dir, 'containers')).mode & 0o777, 0o700);
     } finally {
       await grouped.destroy();

@@ -217,11 +217,11 @@ describe('state on disk', () => {
     }
   });
 
-  test('DIR is 0700, the guest directory 0755, the guest socket 0666, the admin socket 0660', async () => {
+  test('DIR is 0711, the guest directory 0755, the guest socket 0666, the admin socket 0660', async () => {
     const daemon = await TestDaemon.start();
     try {
       const mode = (p: string) => fs.statSync(path.join(daemon.dir, p)).mode & 0o777;
-      assert.equal(mode('.'), 0o700);
+      assert.equal(mode('.'), 0o711);
       assert.equal(mode('devapollo'), 0o755);
       assert.equal(mode('devapollo/sock'), 0o666);
       assert.equal(mode('unix.socket'), 0o660);
