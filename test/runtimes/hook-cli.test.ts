@@ -117,6 +117,23 @@ describe('devapollo hook (by hand)', () => {
     assert.equal((await list()).find((c) => c.name === 'withcmd')?.origin, 'create');
   });
 
+  test("a hook's config at every start: the same user-data again keeps the instance-id, new user-data makes a new one", async () => {
+    const instanceId = async () => (await list()).find((c) => c.name === 'cfg')?.config['volatile.cloud-init.instance-id'];
+    const start = async (userData: string) => {
+      const r = await oci('createRuntime', { id: 'cfg', pid: init, annotations: { 'apollo.cloud-init.user-data': userData } });
+      assert.equal(r.code, 0, r.stderr);
+    };
+    const stop = async () => assert.equal((await oci('poststop', { id: 'cfg', pid: 0, status: 'stopped' })).code, 0);
+    await start('#cloud-config\n');
+    await stop();
+    await start('#cloud-config\n');
+    assert.equal(await instanceId(), undefined);
+    await stop();
+    await start('#cloud-config\nruncmd: [new]\n');
+    assert.match((await instanceId()) ?? '', /^[0-9a-f-]{36}$/);
+    await stop();
+  });
+
   test('usage errors: an unknown stage or hook type, a state that is not JSON', async () => {
     const stage = await daemon.cli(['hook', 'oci', 'poststart'], { input: '{}' });
     assert.equal(stage.code, 2);

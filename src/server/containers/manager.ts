@@ -21,6 +21,7 @@ import {
   stateSchemaVersion,
 } from '../state/container-store.js';
 import { Container, Instance } from './container.js';
+import { assertInstanceId, instanceIdKey, withNewInstanceId } from './instance-id.js';
 import { type IdRange, launchContainer } from './launcher.js';
 
 /** Keys the daemon itself reads; their values must be booleans. */
@@ -136,7 +137,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       throw new ApolloError('conflict', `container ${JSON.stringify(request.name)} already exists`);
     }
     const record = newRecord(request.name, 'create', request.privileged, request.command);
-    const container = new Container(withConfig(record, config) ?? record);
+    const container = new Container(withConfig(record, config, 'creation') ?? record);
     container.busy = busy;
     this.containers.set(record.name, container);
     try {
@@ -240,19 +241,26 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       this.claim(container, 'registering');
       claimed = true;
       const instance = this.adopt(container, pid, pidfd, startTime);
+      // A hook's -c at every start sets the same values again: those are no change.
+      const when = existing === undefined ? 'creation' : 'change';
+      let before = container.record.config;
       try {
-        await this.update(container, (r) => ({
-          ...withGuestState(withConfig(r, changes) ?? r, 'Started'),
-          origin: 'register',
-          privileged: instance.rootUid === 0,
-          init: { pid, start_time: startTime, boot_id: currentBootId() },
-        }));
+        await this.update(container, (r) => {
+          before = r.config;
+          return {
+            ...withGuestState(withConfig(r, changes, when) ?? r, 'Started'),
+            origin: 'register',
+            privileged: instance.rootUid === 0,
+            init: { pid, start_time: startTime, boot_id: currentBootId() },
+          };
+        });
       } catch (error) {
         this.unmap(instance);
         throw error;
       }
       this.containers.set(name, container);
       this.watch(instance);
+      if (existing !== undefined) this.announceConfigChanges(container, before);
       this.emitLifecycle(container, 'started');
       this.options.logger.info('container registered', { container: name, pid });
       return container;
@@ -286,22 +294,26 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     let before: Readonly<Record<string, string>> = {};
     const changed = await this.update(container, (r) => {
       before = r.config;
-      return withConfig(r, validated);
+      return withConfig(r, validated, 'change');
     });
-    if (changed) {
-      const after = container.record.config;
-      for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
-        if (before[key] === after[key]) continue;
-        this.options.logger.info('config changed', { container: name, key });
-        this.emitEvent(container, 'config', {
-          key,
-          old_value: before[key] ?? '',
-          value: after[key] ?? '',
-          etag: container.keyEtag(key),
-        });
-      }
-    }
+    if (changed) this.announceConfigChanges(container, before);
     return container;
+  }
+
+  /** A config event (and a log line) for each key that differs from `before`. */
+  private announceConfigChanges(container: Container, before: Readonly<Record<string, string>>): void {
+    const after = container.record.config;
+    const value = (config: Readonly<Record<string, string>>, key: string) => (Object.hasOwn(config, key) ? config[key] : undefined);
+    for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+      if (value(before, key) === value(after, key)) continue;
+      this.options.logger.info('config changed', { container: container.name, key });
+      this.emitEvent(container, 'config', {
+        key,
+        old_value: value(before, key) ?? '',
+        value: value(after, key) ?? '',
+        etag: container.keyEtag(key),
+      });
+    }
   }
 
   /** The guest's own state (PATCH /1.0): stored, shown in list, reset at every start. */
@@ -521,6 +533,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       if (booleanKeys.has(key) && value !== 'true' && value !== 'false') {
         throw new ApolloError('bad-request', `${key} must be "true" or "false", not ${JSON.stringify(value)}`);
       }
+      if (key === instanceIdKey) assertInstanceId(value);
       out[key] = value;
     }
     return out;
@@ -563,10 +576,16 @@ export function newRecord(
 /**
  * The record with `changes` applied (null unsets), or undefined when nothing changes.
  * Each changed key gets the new revision, and so does the key list when a readable key
- * comes or goes: their ETags change exactly when what they answer does.
+ * comes or goes: their ETags change exactly when what they answer does. A `change` (not
+ * the values a container is created with) to cloud-init's data also gives it a new
+ * instance-id, in this same record.
  */
-function withConfig(record: ContainerRecord, changes: Readonly<Record<string, string | null>>): ContainerRecord | undefined {
-  const config = mergeConfig(record.config, changes);
+function withConfig(
+  record: ContainerRecord,
+  changes: Readonly<Record<string, string | null>>,
+  when: 'creation' | 'change',
+): ContainerRecord | undefined {
+  const config = mergeConfig(record.config, when === 'change' ? withNewInstanceId(record.config, changes) : changes);
   if (sameConfig(config, record.config)) return undefined;
   const revision = record.revision + 1;
   const keyRevisions: Record<string, number> = { ...record.key_revisions };
