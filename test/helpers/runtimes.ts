@@ -237,6 +237,11 @@ export class CrunHost {
     return JSON.parse(r.out) as { status: string; pid: number };
   }
 
+  /** Kills the container's process; it stays, stopped, until deleted (no poststop yet). */
+  kill(id: string): Promise<RunResult> {
+    return this.crun(['kill', id, 'KILL']);
+  }
+
   /** Kills the container and deletes it: crun runs the poststop hooks on delete. */
   delete(id: string): Promise<RunResult> {
     return this.crun(['delete', '--force', id]);

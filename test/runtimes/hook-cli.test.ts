@@ -134,6 +134,30 @@ describe('devapollo hook (by hand)', () => {
     await stop();
   });
 
+  test('a late stop hook for another run leaves the running one registered, with a warning (LXC by pid, OCI by id and bundle)', async () => {
+    const lxc = await daemon.cli(['hook', 'lxc', 'late', 'lxc', 'start-host'], { env: lxcEnv(init) });
+    assert.equal(lxc.code, 0, lxc.stderr);
+    const stale = await daemon.cli(['hook', 'lxc', 'late', 'lxc', 'post-stop'], { env: lxcEnv(init + 100000) });
+    assert.equal(stale.code, 0, stale.stderr);
+    assert.equal(stale.stderr, `Warning: LXC container late runs again with init pid ${init}, not ${init + 100000}: left registered\n`);
+    assert.equal((await list()).find((c) => c.name === 'late')?.state, 'Running');
+    const own = await daemon.cli(['hook', 'lxc', 'late', 'lxc', 'post-stop'], { env: lxcEnv(init) });
+    assert.deepEqual([own.code, own.stderr], [0, '']);
+    assert.equal((await list()).find((c) => c.name === 'late')?.state, 'Stopped');
+
+    const named = { 'devapollo.name': 'twin' };
+    assert.equal((await oci('createRuntime', { id: 'twin-2', bundle: '/b2', pid: init, annotations: named })).code, 0);
+    for (const state of [{ id: 'twin-1', bundle: '/b2' }, { id: 'twin-2', bundle: '/b1' }]) {
+      const old = await oci('poststop', { ...state, pid: 0, status: 'stopped', annotations: named });
+      assert.equal(old.code, 0, old.stderr);
+      assert.match(old.stderr, /^Warning: OCI container twin runs again with init pid \d+, not the run this OCI stop hook is for: left registered\n$/);
+      assert.equal((await list()).find((c) => c.name === 'twin')?.state, 'Running', JSON.stringify(state));
+    }
+    const mine = await oci('poststop', { id: 'twin-2', bundle: '/b2', pid: 0, status: 'stopped', annotations: named });
+    assert.deepEqual([mine.code, mine.stderr], [0, '']);
+    assert.equal((await list()).find((c) => c.name === 'twin')?.state, 'Stopped');
+  });
+
   test('usage errors: an unknown stage or hook type, a state that is not JSON', async () => {
     const stage = await daemon.cli(['hook', 'oci', 'poststart'], { input: '{}' });
     assert.equal(stage.code, 2);

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
-import { guestTool, TestDaemon } from '../helpers/daemon.js';
+import { eventually, guestTool, TestDaemon } from '../helpers/daemon.js';
 import { gatedTest } from '../helpers/env.js';
 import { CrunHost, crunUnavailable, listed, sharedTempDir } from '../helpers/runtimes.js';
 
@@ -70,6 +70,27 @@ describe('OCI (crun)', () => {
     await runs('web', { 'apollo.user.foo': 'from an annotation' });
     assert.equal((await crun.curl('web', '/1.0/config/user.extra')).out, 'kept');
     assert.equal((await entry('web'))?.pid, (await crun.state('web'))?.pid);
+  });
+
+  test("the poststop of an old run leaves a newer run of the same devapollo.name alone", async () => {
+    await runs('old', { 'devapollo.name': 'shared', 'apollo.user.foo': 'shared' });
+    assert.equal((await crun.curl('old', '/1.0/config/user.foo')).out, 'shared');
+    // The old run stops but is not deleted yet: crun runs its poststop hook only on delete.
+    assert.equal((await crun.kill('old')).code, 0);
+    await eventually(async () => (await entry('shared'))?.state === 'Stopped', 'the daemon sees the old init gone');
+    await runs('new', { 'devapollo.name': 'shared', 'apollo.user.foo': 'shared' });
+    const running = await entry('shared');
+    assert.equal(running?.pid, (await crun.state('new'))?.pid);
+    const deleted = await crun.delete('old');
+    assert.equal(deleted.code, 0, deleted.stderr);
+    // The newer run is still served, and still registered with its own pid.
+    assert.equal((await crun.curl('new', '/1.0/config/user.foo')).out, 'shared');
+    assert.deepEqual([(await entry('shared'))?.state, (await entry('shared'))?.pid], ['Running', running?.pid]);
+    assert.match(crun.hookStderr('old'), /^Warning: OCI container shared runs again with init pid \d+, not the run this OCI stop hook is for: left registered\n$/);
+    // Its own poststop does let it go.
+    assert.equal((await crun.delete('new')).code, 0);
+    assert.equal(crun.hookStderr('new'), '');
+    assert.equal((await entry('shared'))?.state, 'Stopped');
   });
 
   test('a container in the host pid namespace is refused, and crun does not start it', async () => {

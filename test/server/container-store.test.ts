@@ -175,6 +175,7 @@ describe('ContainerStore', () => {
       { ...record('alpha'), key_revisions: [] },
       { ...record('alpha'), guest_state: 'Stopped' },
       { ...record('alpha'), init: { pid: '1' } },
+      { ...record('alpha'), init: { pid: 1, start_time: '1', boot_id: 'b', runtime_id: 7 } },
     ];
     for (const value of invalid) {
       const dir = freshDir();

@@ -89,12 +89,24 @@ async function registerInit({ manager }: AdminContext, request: RequestInfo) {
   const body = objectBody(request);
   const pid = body['pid'];
   if (typeof pid !== 'number') throw new ApolloError('bad-request', 'pid must be a number');
-  const container = await manager.register(param(request, 'name'), pid, configField(body));
+  const runtimeId = body['runtime_id'];
+  if (runtimeId !== undefined && typeof runtimeId !== 'string') throw new ApolloError('bad-request', 'runtime_id must be a string');
+  const container = await manager.register(param(request, 'name'), pid, { config: configField(body), runtimeId });
   return json(containerWire(container));
 }
 
+/**
+ * `?pid=N` and `?runtime_id=S` name the run a stop hook is for: another run of the name
+ * is left registered, and the answer shows it still Running.
+ */
 async function unregisterInit({ manager }: AdminContext, request: RequestInfo) {
-  return json(containerWire(await manager.unregister(param(request, 'name'))));
+  const pidText = request.query.get('pid');
+  const pid = pidText === null ? undefined : Number(pidText);
+  if (pid !== undefined && !(/^[0-9]+$/.test(pidText ?? '') && Number.isSafeInteger(pid) && pid > 0)) {
+    throw new ApolloError('bad-request', `invalid pid ${JSON.stringify(pidText)}`);
+  }
+  const run = { pid, runtimeId: request.query.get('runtime_id') ?? undefined };
+  return json(containerWire(await manager.unregister(param(request, 'name'), run)));
 }
 
 async function patchConfig({ manager }: AdminContext, request: RequestInfo) {

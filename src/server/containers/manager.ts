@@ -46,6 +46,20 @@ export interface ContainerEvent {
   readonly metadata: Readonly<Record<string, unknown>>;
 }
 
+/** Which run of a registered container a stop hook is for; unset fields match any. */
+export interface RunOfContainer {
+  /** The init's host pid (LXC's stop hooks have it). */
+  readonly pid?: number | undefined;
+  /** What its runtime calls the run (`InitRecord.runtime_id`). */
+  readonly runtimeId?: string | undefined;
+}
+
+/** How a runtime's start hook names the run it registers. */
+export interface RegisterOptions {
+  readonly config?: Readonly<Record<string, string>>;
+  readonly runtimeId?: string | undefined;
+}
+
 export interface LaunchRequest {
   readonly name: string;
   readonly config: Readonly<Record<string, string>>;
@@ -212,10 +226,11 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
    * Adopts a container another runtime started (LXC, OCI), by its init's pid. The pid must
    * be the init of its own pid namespace, and no other container may hold that namespace.
    */
-  async register(name: string, pid: number, config: Readonly<Record<string, string>> = {}): Promise<Container> {
+  async register(name: string, pid: number, options: RegisterOptions = {}): Promise<Container> {
     assertContainerName(name);
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new ApolloError('bad-request', `invalid pid ${String(pid)}`);
-    const changes = this.validatedConfig(config);
+    const changes = this.validatedConfig(options.config ?? {});
+    const runtimeId = options.runtimeId;
     const existing = this.containers.get(name);
     if (existing !== undefined) {
       if (existing.record.origin === 'launch') {
@@ -251,7 +266,12 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
             ...withGuestState(withConfig(r, changes, when) ?? r, 'Started'),
             origin: 'register',
             privileged: instance.rootUid === 0,
-            init: { pid, start_time: startTime, boot_id: currentBootId() },
+            init: {
+              pid,
+              start_time: startTime,
+              boot_id: currentBootId(),
+              ...(runtimeId === undefined ? {} : { runtime_id: runtimeId }),
+            },
           };
         });
       } catch (error) {
@@ -275,15 +295,25 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   /**
    * Lets go of a registered container's init without stopping it (another runtime's stop
    * hook): its namespace no longer maps, its record and config stay for the next start.
-   * A created container that never ran has nothing to let go of.
+   * A created container that never ran has nothing to let go of. A stop hook runs late,
+   * after the name may run again: with `run`, only that run is let go, any other is left
+   * alone (the answer then shows it still Running).
    */
-  async unregister(name: string): Promise<Container> {
+  async unregister(name: string, run: RunOfContainer = {}): Promise<Container> {
     const container = this.get(name);
     if (container.record.origin === 'launch') {
       throw new ApolloError('conflict', `container ${name} was launched by devapollo: use stop`);
     }
     const instance = container.instance;
-    if (instance !== undefined) await this.release(instance, 'unregistered');
+    if (instance === undefined) return container;
+    const other =
+      (run.pid !== undefined && run.pid !== instance.pid) ||
+      (run.runtimeId !== undefined && run.runtimeId !== container.record.init?.runtime_id);
+    if (other) {
+      this.options.logger.warn('a stop hook for another run of this container left it registered', { container: name, pid: instance.pid });
+      return container;
+    }
+    await this.release(instance, 'unregistered');
     return container;
   }
 

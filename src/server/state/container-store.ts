@@ -30,6 +30,12 @@ export interface InitRecord {
   readonly pid: number;
   readonly start_time: string;
   readonly boot_id: string;
+  /**
+   * What the runtime that started this run calls it, as its hooks give it (OCI: the
+   * container id and bundle; an OCI poststop state has no pid): a stop hook for another
+   * run of the same name leaves this one alone. Absent for devapollo's own and LXC runs.
+   */
+  readonly runtime_id?: string;
 }
 
 export interface ContainerRecord {
@@ -206,6 +212,7 @@ function parseRecord(file: string, text: string): ContainerRecord {
     if (typeof i !== 'object' || typeof i['pid'] !== 'number' || typeof i['start_time'] !== 'string' || typeof i['boot_id'] !== 'string') {
       bad('init');
     }
+    if (i['runtime_id'] !== undefined && typeof i['runtime_id'] !== 'string') bad('init.runtime_id');
   }
   // A schema 1 record is a schema 2 record that cannot be `create`: read as the current one.
   return { ...(value as ContainerRecord), schema: stateSchemaVersion };
