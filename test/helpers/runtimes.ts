@@ -3,7 +3,7 @@
  * `devapollo hook`, and what the machine must have for each. Every container a helper
  * creates is destroyed by its `destroy()`, even when a test failed half-way.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -133,9 +133,9 @@ export class LxcHost {
     fs.appendFileSync(path.join(this.lxcpath, name, 'config'), lines.join('\n'));
   }
 
-  /** lxc-start, daemonized; resolves with its result (a failing start hook fails it). */
-  start(name: string): Promise<RunResult> {
-    return this.lxc('lxc-start', ['-n', name, '-l', 'DEBUG', '-o', this.logFile(name)]);
+  /** lxc-start, daemonized; resolves with its result (a failing start hook fails it). Hooks inherit `env`. */
+  start(name: string, env?: NodeJS.ProcessEnv): Promise<RunResult> {
+    return run('lxc-start', ['-P', this.lxcpath, '-n', name, '-l', 'DEBUG', '-o', this.logFile(name)], { timeoutMs: 60_000, ...(env ? { env } : {}) });
   }
 
   stop(name: string): Promise<RunResult> {
@@ -176,6 +176,8 @@ export interface OciBundleOptions {
   readonly annotations?: Readonly<Record<string, string>>;
   /** false: share the host's pid namespace (no container init for the hook to register). */
   readonly pidNamespace?: boolean;
+  /** The hooks' environment besides PATH (an OCI hook gets only what config.json gives it). */
+  readonly hookEnv?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -266,9 +268,10 @@ export class CrunHost {
   }
 
   private config(id: string, options: OciBundleOptions): unknown {
+    const env = Object.entries(options.hookEnv ?? {}).map(([key, value]) => `${key}=${value}`);
     const hook = (stage: string) => {
       const [node, ...args] = [...devapolloArgv(options.dir), 'hook', 'oci', stage];
-      return [{ path: node, args: [node, ...args] }];
+      return [{ path: node, args: [node, ...args], ...(env.length > 0 ? { env } : {}) }];
     };
     const namespaces = ['pid', 'ipc', 'uts', 'mount'].filter((ns) => ns !== 'pid' || options.pidNamespace !== false);
     return {
@@ -300,6 +303,59 @@ export class CrunHost {
     };
   }
 }
+
+/**
+ * A real syslog daemon on a socket of its own: Debian's static busybox syslogd, chrooted
+ * into a temporary directory, so that its /dev/log is DIR/dev/log and its log file
+ * DIR/messages, and nothing of the host's is touched.
+ */
+export class BusyboxSyslog {
+  readonly root = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-syslog-'));
+  readonly socket = path.join(this.root, 'dev/log');
+  private child: ChildProcess | undefined;
+
+  /** Starts syslogd and waits until its socket exists. */
+  async start(): Promise<this> {
+    fs.copyFileSync(busyboxPath, path.join(this.root, 'busybox'));
+    fs.chmodSync(path.join(this.root, 'busybox'), 0o755);
+    fs.mkdirSync(path.join(this.root, 'dev'));
+    this.child = spawn('chroot', [this.root, '/busybox', 'syslogd', '-n', '-O', '/messages'], { stdio: 'ignore' });
+    const deadline = Date.now() + 20_000;
+    while (!fs.existsSync(this.socket)) {
+      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error('busybox syslogd did not start');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return this;
+  }
+
+  /** The log file's lines that contain `text`. */
+  lines(text: string): string[] {
+    let log = '';
+    try {
+      log = fs.readFileSync(path.join(this.root, 'messages'), 'utf8');
+    } catch {
+      // Nothing logged yet.
+    }
+    return log.split('\n').filter((line) => line.includes(text));
+  }
+
+  async stop(): Promise<void> {
+    if (this.child !== undefined && this.child.exitCode === null) {
+      this.child.kill('SIGKILL');
+      await once(this.child, 'exit');
+    }
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+const busyboxPath = '/bin/busybox';
+
+/** Why busybox syslogd cannot be run here, or false. */
+export const syslogUnavailable: string | false =
+  containersUnavailable ||
+  (!fs.existsSync(busyboxPath) || !works(busyboxPath, ['syslogd', '--help'])
+    ? `needs a static busybox with syslogd at ${busyboxPath} (Debian's busybox-static; ${installHint})`
+    : false);
 
 /**
  * Like run(), but with stdout and stderr in files and waiting for the exit, not for the

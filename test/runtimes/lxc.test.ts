@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { after, before, describe } from 'node:test';
 import { guestTool, TestDaemon } from '../helpers/daemon.js';
 import { gatedTest } from '../helpers/env.js';
-import { listed, LxcHost, lxcUnavailable } from '../helpers/runtimes.js';
+import { BusyboxSyslog, listed, LxcHost, lxcUnavailable, syslogUnavailable } from '../helpers/runtimes.js';
 
 describe('LXC', () => {
   const test = gatedTest(lxcUnavailable);
@@ -123,10 +123,21 @@ describe('LXC', () => {
       const stopped = await lxc.stop('one');
       assert.equal(stopped.code, 0, stopped.stderr);
       assert.equal((await lxc.info('one')).state, 'STOPPED');
-      // ...and cannot start unserved.
-      const start = await lxc.start('one');
-      assert.notEqual(start.code, 0);
-      assert.equal((await lxc.info('one')).state, 'STOPPED');
+      // ...and cannot start unserved; why goes to syslog too (a real syslogd of the test's own).
+      const syslog = syslogUnavailable ? undefined : await new BusyboxSyslog().start();
+      try {
+        const start = await lxc.start('one', syslog && { ...process.env, APOLLO_SYSLOG_SOCKET: syslog.socket });
+        assert.notEqual(start.code, 0);
+        assert.equal((await lxc.info('one')).state, 'STOPPED');
+        if (syslog !== undefined) {
+          assert.match(
+            syslog.lines('start-host hook')[0] ?? '',
+            /daemon\.err devapollo\[\d+\]: LXC start-host hook for container "one": Error: cannot register LXC container one: no devapollo daemon answers on .*; refusing to start/,
+          );
+        }
+      } finally {
+        await syslog?.stop();
+      }
       // LXC logs what a hook printed (at DEBUG level), then why it gave up.
       const log = fs.readFileSync(lxc.logFile('one'), 'utf8');
       assert.match(log, /produced output: Warning: no daemon to tell that LXC container one stopped/);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { eventually, guestTool, TestDaemon } from '../helpers/daemon.js';
 import { gatedTest } from '../helpers/env.js';
-import { CrunHost, crunUnavailable, listed, sharedTempDir } from '../helpers/runtimes.js';
+import { BusyboxSyslog, CrunHost, crunUnavailable, listed, sharedTempDir, syslogUnavailable } from '../helpers/runtimes.js';
 
 describe('OCI (crun)', () => {
   const test = gatedTest(crunUnavailable);
@@ -109,11 +109,19 @@ describe('OCI (crun)', () => {
     assert.equal(await crun.state('9-starts-with-a-digit'), undefined);
   });
 
-  test('with no daemon the createRuntime hook fails and crun does not run the container', async () => {
-    const r = await crun.run('orphan', { dir: noDaemonDir });
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /error executing hook .* \(exit code: 69\)/);
-    assert.match(crun.hookStderr('orphan'), /^Error: cannot register OCI container orphan: no devapollo daemon answers on .*unix\.socket.*; refusing to start the container/);
-    assert.equal(await crun.state('orphan'), undefined);
+  test('with no daemon the createRuntime hook fails and crun does not run the container; syslog says why', async () => {
+    const syslog = syslogUnavailable ? undefined : await new BusyboxSyslog().start();
+    try {
+      const r = await crun.run('orphan', { dir: noDaemonDir, ...(syslog && { hookEnv: { APOLLO_SYSLOG_SOCKET: syslog.socket } }) });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /error executing hook .* \(exit code: 69\)/);
+      assert.match(crun.hookStderr('orphan'), /^Error: cannot register OCI container orphan: no devapollo daemon answers on .*unix\.socket.*; refusing to start the container/);
+      assert.equal(await crun.state('orphan'), undefined);
+      if (syslog !== undefined) {
+        assert.match(syslog.lines('createRuntime hook')[0] ?? '', /daemon\.err devapollo\[\d+\]: OCI createRuntime hook for container "orphan": Error: cannot register OCI container orphan: no devapollo daemon/);
+      }
+    } finally {
+      await syslog?.stop();
+    }
   });
 });
