@@ -30,7 +30,7 @@ describe('create, then start', () => {
     assert.deepEqual([web?.state, web?.pid, web?.origin], ['Stopped', 0, 'create']);
     assert.equal(daemon.runningInits().length, 0, 'nothing runs');
     const table = (await daemon.cli(['list'])).out;
-    assert.match(table, /│ web +│ Stopped +│/);
+    assert.match(table, /│ web +│ Stopped +│ +│ +│ unprivileged +│/);
 
     const set = await daemon.cli(['config', 'set', 'web', 'cloud-init.user-data', '-'], { input: '#cloud-config\nruncmd: [true]\n' });
     assert.equal(set.code, 0, set.stderr);

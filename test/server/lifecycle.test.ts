@@ -118,6 +118,10 @@ describe('daemon lifecycle', () => {
     let three = (await list(daemon)).find((c) => c.name === 'three');
     assert.equal(three?.state, 'Stopped');
     assert.equal(three?.pid, 0);
+    assert.equal(three?.guest_state, 'Started', 'JSON keeps the fields of the contract');
+    // The table and CSV show a stopped container as LXD does: no guest state, no pid.
+    assert.match((await daemon.cli(['list'])).out, /│ three +│ Stopped +│ +│ +│ unprivileged +│/);
+    assert.ok((await daemon.cli(['list', '--format', 'csv'])).out.split('\r\n').includes('three,Stopped,,,unprivileged'));
     const again = await daemon.cli(['stop', 'three']);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /^Error: container three is not running\n$/);

@@ -117,9 +117,14 @@ const list: CommandModule<Global, Global & { format: OutputFormat }> = {
       .example('$0 list --format json', 'every container with its config') as never,
   handler: async (argv) => {
     const containers = await adminClient(argv).list();
+    // As LXD's `lxc list`: a stopped container has no pid and no guest to be in a state,
+    // so the table leaves both empty; JSON and YAML keep pid 0 and guest_state (the contract).
     const output = await render(argv.format, containers, () => ({
       head: ['NAME', 'STATE', 'GUEST STATE', 'PID', 'TYPE'],
-      rows: containers.map((c) => [c.name, c.state, c.guest_state, String(c.pid), containerType(c)]),
+      rows: containers.map((c) => {
+        const running = c.state === 'Running';
+        return [c.name, c.state, running ? c.guest_state : '', running ? String(c.pid) : '', containerType(c)];
+      }),
     }));
     await writeOut(output);
   },
