@@ -93,6 +93,19 @@ describe('OCI (crun)', () => {
     assert.equal((await entry('shared'))?.state, 'Stopped');
   });
 
+  test('devapollo create, keys set before the first start, then crun run: createRuntime binds to it', async () => {
+    assert.equal((await daemon.cli(['create', 'pre', '-c', 'user.foo=created'])).code, 0);
+    assert.equal((await daemon.cli(['config', 'set', 'pre', 'cloud-init.user-data=#cloud-config'])).code, 0);
+    await runs('pre', { 'apollo.user.bar': 'annotation' });
+    const pre = await entry('pre');
+    assert.deepEqual([pre?.state, pre?.pid, pre?.origin], ['Running', (await crun.state('pre'))?.pid, 'register']);
+    assert.equal((await crun.curl('pre', '/1.0/config/user.foo')).out, 'created');
+    assert.equal((await crun.curl('pre', '/1.0/config/cloud-init.user-data')).out, '#cloud-config');
+    assert.equal((await crun.curl('pre', '/1.0/config/user.bar')).out, 'annotation');
+    assert.equal((await crun.delete('pre')).code, 0);
+    assert.equal((await entry('pre'))?.state, 'Stopped');
+  });
+
   test('a container in the host pid namespace is refused, and crun does not start it', async () => {
     const r = await crun.run('hostpid', { dir: daemon.dir, pidNamespace: false });
     assert.notEqual(r.code, 0);
