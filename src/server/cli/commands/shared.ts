@@ -1,5 +1,6 @@
 /** Small helpers every host command uses. */
 import { ApolloError } from '../../../shared/errors.js';
+import { keyMap } from '../../../shared/key-map.js';
 import { AdminClient } from '../admin-client.js';
 import { resolveDir } from '../../paths.js';
 
@@ -21,7 +22,7 @@ export function parseAssignment(text: string): [string, string] {
 }
 
 export function parseAssignments(texts: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out = keyMap<string>();
   for (const text of texts) {
     const [key, value] = parseAssignment(text);
     out[key] = value;
