@@ -1,6 +1,7 @@
 /** Small helpers every host command uses. */
 import { ApolloError } from '../../../shared/errors.js';
 import { keyMap } from '../../../shared/key-map.js';
+import { visible } from '../../../shared/output.js';
 import { AdminClient } from '../admin-client.js';
 import { resolveDir } from '../../paths.js';
 
@@ -44,5 +45,5 @@ export async function readStdinText(): Promise<string> {
 
 /** A short note for a person at a terminal; scripts see nothing. */
 export function note(message: string): void {
-  if (process.stderr.isTTY) process.stderr.write(`${message}\n`);
+  if (process.stderr.isTTY) process.stderr.write(`${visible(message)}\n`);
 }
