@@ -25,7 +25,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { Instance } from './containers/container.js';
 import type { ContainerManager } from './containers/manager.js';
-import type { Logger } from './log.js';
+import { type Logger, RateLimitedLog } from './log.js';
 
 /** A socket path to keep bound, and who answers on it. */
 export interface KeptSocket {
@@ -79,6 +79,8 @@ export class SocketKeeper {
   private timer: NodeJS.Timeout | undefined;
   /** Repairs that failed, by what failed: logged once each until one succeeds again. */
   private readonly failing = new Set<string>();
+  /** Accept failures of re-created sockets (out of descriptors), as for the first ones. */
+  private readonly acceptFailures = new RateLimitedLog();
 
   constructor(
     private readonly options: {
@@ -191,7 +193,12 @@ export class SocketKeeper {
       this.extra.delete(socket);
       fs.rmSync(socket.path, { force: true });
       const listener = net.createServer((connection) => socket.server.emit('connection', connection));
-      listener.on('error', (error) => this.options.logger.error('cannot listen on a re-created socket', { path: socket.path, error: String(error) }));
+      // Once listening, 'error' means an accept failed: logged (rate-limited), still listening.
+      listener.on('error', (error) =>
+        this.acceptFailures.attempt((suppressed) =>
+          this.options.logger.error('accept failed', { api: socket.api, path: socket.path, error: String(error), suppressed: suppressed || undefined }),
+        ),
+      );
       const previous = process.umask(0o777 & ~socket.mode);
       try {
         // The bind is done within listen(), synchronously: the umask is ours only meanwhile.
