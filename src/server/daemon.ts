@@ -23,6 +23,7 @@ import { peerPidfdSupported, readPeerCredentials } from './kernel/peer.js';
 import { boundPath } from './kernel/socket-path.js';
 import { type LogFormat, Logger, type LogLevel, RateLimitedLog } from './log.js';
 import { daemonPaths, type DaemonPaths } from './paths.js';
+import { SocketKeeper } from './socket-keeper.js';
 import { ContainerStore, StateFileError } from './state/container-store.js';
 
 export interface ServeOptions {
@@ -67,6 +68,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
         gid: adminGid,
       });
     }
+    const guestDirMissing = !fs.existsSync(paths.guestDir);
     layOutDir(paths, lockFd);
     const store = new ContainerStore(paths.containersDir);
     let records;
@@ -76,6 +78,9 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       if (error instanceof StateFileError) throw new ApolloError('internal', error.message, { cause: error });
       throw error;
     }
+    // Missing while containers may run, DIR/devapollo was deleted under them (the keeper
+    // reports it); layOutDir above has just re-created it.
+    const guestDirWasMissing = guestDirMissing && records.some((record) => record.init !== null);
 
     const features = await checkPeerCredentials(paths.dir);
 
@@ -109,8 +114,20 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       connections: { guest: openConnections(), event_listeners: events.size },
       identity: features,
       socket_activation: inherited !== undefined,
+      socket_repairs: keeper.repairs(),
     });
     const admin = createAdminServer({ manager, status, metrics: () => metrics.render() }, manager, observer, adminGid);
+    // Read by status() only once the daemon answers, after this line.
+    const keeper = new SocketKeeper({
+      directory: paths.guestDir,
+      directoryMode: 0o755,
+      sockets: [
+        { api: 'guest', server: guest, path: paths.guestSocket, mode: 0o666, inherited: inherited !== undefined },
+        { api: 'admin', server: admin, path: paths.adminSocket, mode: 0o660, gid: adminGid, inherited: inherited !== undefined },
+      ],
+      manager,
+      logger,
+    });
 
     if (inherited !== undefined) {
       // Sockets from the service manager: listen on them as they are, never unlink them.
@@ -121,6 +138,8 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       await listenSocket(guest, paths.guestSocket, 0o666);
       await listenSocket(admin, paths.adminSocket, 0o660, adminGid);
     }
+
+    keeper.start(guestDirWasMissing);
 
     // Once listening, a server emits 'error' only when an accept fails (out of descriptors
     // with libuv's reserve descriptor gone, out of memory). Unheard, that event would end
@@ -154,6 +173,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       shuttingDown ??= (async () => {
         logger.info('devapollo stopping', { reason });
         const { running } = manager.counts();
+        keeper.close();
         const closing = [closeServer(guest), closeServer(admin)];
         events.close();
         guest.closeAllConnections();

@@ -31,6 +31,17 @@ export interface StatusWire {
   readonly identity: { readonly peer_pidfd: boolean; readonly namespace_ids: boolean };
   /** Whether the sockets came from a service manager (systemd socket activation). */
   readonly socket_activation: boolean;
+  /**
+   * Socket paths the daemon re-created since it started, after they went missing or were
+   * replaced (DIR/devapollo, its socket, the admin socket), and the running containers
+   * that still have a DIR/devapollo that is not the one there now.
+   */
+  readonly socket_repairs: {
+    readonly count: number;
+    readonly last_at: string | null;
+    readonly last: string | null;
+    readonly stranded_containers: readonly string[];
+  };
 }
 
 /** GET /1.0 on the guest socket. */

@@ -3,6 +3,7 @@
  * the configured admin group) reaches it; no guest can.
  */
 import { ApolloError } from '../../shared/errors.js';
+import { keyMap } from '../../shared/key-map.js';
 import type { ContainerWire, StatusWire } from '../../shared/wire.js';
 import type { Container } from '../containers/container.js';
 import type { ContainerEvent, ContainerManager } from '../containers/manager.js';
@@ -111,7 +112,7 @@ async function unregisterInit({ manager }: AdminContext, request: RequestInfo) {
 
 async function patchConfig({ manager }: AdminContext, request: RequestInfo) {
   const body = objectBody(request);
-  const changes: Record<string, string | null> = {};
+  const changes = keyMap<string | null>();
   for (const [key, value] of Object.entries(body)) {
     if (value !== null && typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string or null`);
     changes[key] = value;
@@ -194,10 +195,12 @@ function configField(body: Record<string, unknown>): Record<string, string> {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new ApolloError('bad-request', 'config must be an object');
   }
+  const out = keyMap<string>();
   for (const [key, value] of Object.entries(config)) {
     if (typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string`);
+    out[key] = value;
   }
-  return config as Record<string, string>;
+  return out;
 }
 
 function commandField(body: Record<string, unknown>): string[] | null {

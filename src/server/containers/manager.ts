@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
+import { keyMap } from '../../shared/key-map.js';
 import { assertConfigKey, assertContainerName, isGuestReadableKey } from '../../shared/names.js';
 import type { ExitWatcher } from '../kernel/exit-watcher.js';
 import { namespaceKey, namespaceKeysAreIds, openPidNamespace } from '../kernel/namespaces.js';
@@ -321,7 +322,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   async setConfig(name: string, changes: Readonly<Record<string, string | null>>): Promise<Container> {
     const container = this.get(name);
     const validated = this.validatedConfig(changes);
-    let before: Readonly<Record<string, string>> = {};
+    let before: Readonly<Record<string, string>> = keyMap();
     const changed = await this.update(container, (r) => {
       before = r.config;
       return withConfig(r, validated, 'change');
@@ -545,7 +546,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
 
   /** Checks keys and values; returns the changes with "" normalised to null (unset). */
   private validatedConfig(changes: Readonly<Record<string, string | null>>): Record<string, string | null> {
-    const out: Record<string, string | null> = {};
+    const out = keyMap<string | null>();
     for (const [key, value] of Object.entries(changes)) {
       assertConfigKey(key);
       if (value === null || value === '') {
@@ -593,9 +594,9 @@ export function newRecord(
     origin,
     privileged,
     command,
-    config: {},
+    config: keyMap(),
     revision: 0,
-    key_revisions: {},
+    key_revisions: keyMap(),
     list_revision: 0,
     state_revision: 0,
     guest_state: 'Started',
@@ -618,7 +619,7 @@ function withConfig(
   const config = mergeConfig(record.config, when === 'change' ? withNewInstanceId(record.config, changes) : changes);
   if (sameConfig(config, record.config)) return undefined;
   const revision = record.revision + 1;
-  const keyRevisions: Record<string, number> = { ...record.key_revisions };
+  const keyRevisions = keyMap(Object.entries(record.key_revisions));
   let listChanged = false;
   for (const key of new Set([...Object.keys(record.config), ...Object.keys(config)])) {
     if (record.config[key] === config[key]) continue;
@@ -645,12 +646,12 @@ function mergeConfig(
   current: Readonly<Record<string, string>>,
   changes: Readonly<Record<string, string | null>>,
 ): Record<string, string> {
-  const next: Record<string, string> = { ...current };
+  const next = keyMap(Object.entries(current));
   for (const [key, value] of Object.entries(changes)) {
     if (value === null) delete next[key];
     else next[key] = value;
   }
-  return Object.fromEntries(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return keyMap(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 function sameConfig(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {

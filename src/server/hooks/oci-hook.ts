@@ -14,6 +14,7 @@
  * what keeps a container from running with a socket that knows nothing about it.
  */
 import { ApolloError } from '../../shared/errors.js';
+import { ownValue } from '../../shared/key-map.js';
 import { isConfigKey, isContainerName } from '../../shared/names.js';
 import type { HookRequest } from './hook-request.js';
 
@@ -78,7 +79,7 @@ export function parseOciState(text: string): OciState {
 
 /** The devapollo name of an OCI container: the `devapollo.name` annotation, else its id. */
 export function ociContainerName(state: OciState): string {
-  const named = state.annotations[nameAnnotation];
+  const named = ownValue(state.annotations, nameAnnotation);
   const name = named ?? state.id;
   if (isContainerName(name)) return name;
   const rule = 'a letter, then letters, digits and "-", at most 63 characters';
