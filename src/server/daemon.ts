@@ -23,6 +23,7 @@ import { peerPidfdSupported, readPeerCredentials } from './kernel/peer.js';
 import { boundPath } from './kernel/socket-path.js';
 import { type LogFormat, Logger, type LogLevel, RateLimitedLog } from './log.js';
 import { daemonPaths, type DaemonPaths } from './paths.js';
+import { SocketKeeper } from './socket-keeper.js';
 import { ContainerStore, StateFileError } from './state/container-store.js';
 
 export interface ServeOptions {
@@ -53,13 +54,22 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
   const startedAt = new Date();
 
   const adminGid = options.adminGroup === undefined ? undefined : groupId(options.adminGroup);
-  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
-  // 0700; with an admin group, that group may pass through (not list) to reach the admin socket.
-  fs.chmodSync(paths.dir, adminGid === undefined ? 0o700 : 0o710);
-  if (adminGid !== undefined) fs.chownSync(paths.dir, 0, adminGid);
+  // Nothing is changed in DIR before the lock is ours: a second daemon that the lock
+  // refuses must leave the first one's DIR exactly as it found it. Creating a missing DIR
+  // (the lock file lives in it) is the one thing done before.
+  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o711 });
+  assertOwnedByRoot(paths.dir);
   const lockFd = acquireLock(paths.lockFile);
 
   try {
+    if (adminGid !== undefined) {
+      logger.warn('the admin group has host root: its members can launch privileged containers and exec into them', {
+        admin_group: options.adminGroup,
+        gid: adminGid,
+      });
+    }
+    const guestDirMissing = !fs.existsSync(paths.guestDir);
+    layOutDir(paths, lockFd);
     const store = new ContainerStore(paths.containersDir);
     let records;
     try {
@@ -68,13 +78,9 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       if (error instanceof StateFileError) throw new ApolloError('internal', error.message, { cause: error });
       throw error;
     }
-    // DIR/devapollo is bind-mounted into running containers: fix its mode, never replace it.
-    fs.mkdirSync(paths.guestDir, { recursive: true, mode: 0o755 });
-    fs.chmodSync(paths.guestDir, 0o755);
-    for (const dir of [paths.containersDir, paths.logsDir, paths.stageDir]) {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      fs.chmodSync(dir, 0o700);
-    }
+    // Missing while containers may run, DIR/devapollo was deleted under them (the keeper
+    // reports it); layOutDir above has just re-created it.
+    const guestDirWasMissing = guestDirMissing && records.some((record) => record.init !== null);
 
     const features = await checkPeerCredentials(paths.dir);
 
@@ -108,8 +114,20 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       connections: { guest: openConnections(), event_listeners: events.size },
       identity: features,
       socket_activation: inherited !== undefined,
+      socket_repairs: keeper.repairs(),
     });
     const admin = createAdminServer({ manager, status, metrics: () => metrics.render() }, manager, observer, adminGid);
+    // Read by status() only once the daemon answers, after this line.
+    const keeper = new SocketKeeper({
+      directory: paths.guestDir,
+      directoryMode: 0o755,
+      sockets: [
+        { api: 'guest', server: guest, path: paths.guestSocket, mode: 0o666, inherited: inherited !== undefined },
+        { api: 'admin', server: admin, path: paths.adminSocket, mode: 0o660, gid: adminGid, inherited: inherited !== undefined },
+      ],
+      manager,
+      logger,
+    });
 
     if (inherited !== undefined) {
       // Sockets from the service manager: listen on them as they are, never unlink them.
@@ -120,6 +138,8 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       await listenSocket(guest, paths.guestSocket, 0o666);
       await listenSocket(admin, paths.adminSocket, 0o660, adminGid);
     }
+
+    keeper.start(guestDirWasMissing);
 
     // Once listening, a server emits 'error' only when an accept fails (out of descriptors
     // with libuv's reserve descriptor gone, out of memory). Unheard, that event would end
@@ -153,6 +173,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       shuttingDown ??= (async () => {
         logger.info('devapollo stopping', { reason });
         const { running } = manager.counts();
+        keeper.close();
         const closing = [closeServer(guest), closeServer(admin)];
         events.close();
         guest.closeAllConnections();
@@ -170,6 +191,36 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
   } catch (error) {
     fs.closeSync(lockFd);
     throw error;
+  }
+}
+
+/**
+ * The modes of PROTOCOL.md section 1, set on every start (whatever an earlier version or
+ * a hand left): DIR 0711, so that an unprivileged runtime (LXC with lxc.idmap, whose
+ * root is a mapped uid) can pass through it to bind-mount DIR/devapollo, but nobody can
+ * list it; everything secret below it closed on its own (0700 directories, a 0600 lock,
+ * 0600 state files); only DIR/devapollo (0755) and its socket (0666) open to all.
+ */
+function layOutDir(paths: DaemonPaths, lockFd: number): void {
+  fs.chmodSync(paths.dir, 0o711);
+  fs.fchmodSync(lockFd, 0o600);
+  // DIR/devapollo is bind-mounted into running containers: fix its mode, never replace it.
+  fs.mkdirSync(paths.guestDir, { recursive: true, mode: 0o755 });
+  fs.chmodSync(paths.guestDir, 0o755);
+  for (const dir of [paths.containersDir, paths.logsDir, paths.stageDir]) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o700);
+  }
+}
+
+/** DIR owned by another user is refused: that user could swap what the daemon keeps there. */
+function assertOwnedByRoot(dir: string): void {
+  const owner = fs.statSync(dir).uid;
+  if (owner !== 0) {
+    throw new ApolloError(
+      'forbidden',
+      `${dir} is owned by uid ${owner}, not root: its owner could replace what the daemon keeps there (chown root ${dir})`,
+    );
   }
 }
 
@@ -279,7 +330,13 @@ async function checkPeerCredentials(dir: string): Promise<StatusWire['identity']
   const probe = path.join(dir, `.probe-${process.pid}.sock`);
   fs.rmSync(probe, { force: true });
   const server = net.createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(probe, resolve));
+  // 0600 from the first instant: nothing in DIR but DIR/devapollo is open to others.
+  const previous = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(probe, resolve));
+  } finally {
+    process.umask(previous);
+  }
   try {
     const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
     const client = net.connect(probe);

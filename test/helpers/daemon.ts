@@ -96,12 +96,16 @@ export class TestDaemon {
   private log = '';
   private exited: Promise<void> = Promise.resolve();
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    /** The daemon's environment, also when it is spawned again (default: the test's). */
+    private readonly env?: NodeJS.ProcessEnv,
+  ) {}
 
   /** Starts a daemon on a fresh temporary DIR (or the given one) and waits until it answers. */
-  static async start(options: { dir?: string; args?: readonly string[] } = {}): Promise<TestDaemon> {
+  static async start(options: { dir?: string; args?: readonly string[]; env?: NodeJS.ProcessEnv } = {}): Promise<TestDaemon> {
     const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-test-'));
-    const daemon = new TestDaemon(dir);
+    const daemon = new TestDaemon(dir, options.env);
     live.add(daemon);
     await daemon.spawn(options.args ?? []);
     return daemon;
@@ -121,6 +125,7 @@ export class TestDaemon {
     const child = spawn(process.execPath, [hostCli, 'serve', '--dir', this.dir, ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
       detached: true,
+      env: this.env ?? process.env,
     });
     this.process = child;
     const from = this.log.length;

@@ -3,7 +3,7 @@
  * `devapollo hook`, and what the machine must have for each. Every container a helper
  * creates is destroyed by its `destroy()`, even when a test failed half-way.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -52,8 +52,10 @@ export const cloudInitUnavailable: string | false =
 export interface Listed {
   readonly name: string;
   readonly state: string;
+  readonly guest_state: string;
   readonly pid: number;
   readonly origin: string;
+  readonly command: readonly string[] | null;
   readonly config: Record<string, string>;
 }
 
@@ -197,9 +199,9 @@ export class LxcHost {
     this.names.add(name);
   }
 
-  /** lxc-start, daemonized; resolves with its result (a failing start hook fails it). */
-  start(name: string): Promise<RunResult> {
-    return this.lxc('lxc-start', ['-n', name, '-l', 'DEBUG', '-o', this.logFile(name)]);
+  /** lxc-start, daemonized; resolves with its result (a failing start hook fails it). Hooks inherit `env`. */
+  start(name: string, env?: NodeJS.ProcessEnv): Promise<RunResult> {
+    return run('lxc-start', ['-P', this.lxcpath, '-n', name, '-l', 'DEBUG', '-o', this.logFile(name)], { timeoutMs: 60_000, ...(env ? { env } : {}) });
   }
 
   stop(name: string): Promise<RunResult> {
@@ -244,6 +246,8 @@ export interface OciBundleOptions {
   readonly annotations?: Readonly<Record<string, string>>;
   /** false: share the host's pid namespace (no container init for the hook to register). */
   readonly pidNamespace?: boolean;
+  /** The hooks' environment besides PATH (an OCI hook gets only what config.json gives it). */
+  readonly hookEnv?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -293,6 +297,11 @@ export class OciHost {
     return JSON.parse(r.out) as { status: string; pid: number };
   }
 
+  /** Kills the container's process; it stays, stopped, until deleted (no poststop yet). */
+  kill(id: string): Promise<RunResult> {
+    return this.runtimeCommand(['kill', id, 'KILL']);
+  }
+
   /** Kills the container and deletes it: the runtime runs the poststop hooks on delete. */
   delete(id: string): Promise<RunResult> {
     return this.runtimeCommand(['delete', '--force', id]);
@@ -325,9 +334,10 @@ export class OciHost {
   }
 
   private config(id: string, options: OciBundleOptions): unknown {
+    const env = Object.entries(options.hookEnv ?? {}).map(([key, value]) => `${key}=${value}`);
     const hook = (stage: string) => {
       const [node, ...args] = [...devapolloArgv(options.dir), 'hook', 'oci', stage];
-      return [{ path: node, args: [node, ...args] }];
+      return [{ path: node, args: [node, ...args], ...(env.length > 0 ? { env } : {}) }];
     };
     const namespaces = ['pid', 'ipc', 'uts', 'mount'].filter((ns) => ns !== 'pid' || options.pidNamespace !== false);
     return {
@@ -432,6 +442,59 @@ export class PodmanHost {
     fs.rmSync(this.root, { recursive: true, force: true });
   }
 }
+
+/**
+ * A real syslog daemon on a socket of its own: Debian's static busybox syslogd, chrooted
+ * into a temporary directory, so that its /dev/log is DIR/dev/log and its log file
+ * DIR/messages, and nothing of the host's is touched.
+ */
+export class BusyboxSyslog {
+  readonly root = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-syslog-'));
+  readonly socket = path.join(this.root, 'dev/log');
+  private child: ChildProcess | undefined;
+
+  /** Starts syslogd and waits until its socket exists. */
+  async start(): Promise<this> {
+    fs.copyFileSync(busyboxPath, path.join(this.root, 'busybox'));
+    fs.chmodSync(path.join(this.root, 'busybox'), 0o755);
+    fs.mkdirSync(path.join(this.root, 'dev'));
+    this.child = spawn('chroot', [this.root, '/busybox', 'syslogd', '-n', '-O', '/messages'], { stdio: 'ignore' });
+    const deadline = Date.now() + 20_000;
+    while (!fs.existsSync(this.socket)) {
+      if (Date.now() > deadline || this.child.exitCode !== null) throw new Error('busybox syslogd did not start');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return this;
+  }
+
+  /** The log file's lines that contain `text`. */
+  lines(text: string): string[] {
+    let log = '';
+    try {
+      log = fs.readFileSync(path.join(this.root, 'messages'), 'utf8');
+    } catch {
+      // Nothing logged yet.
+    }
+    return log.split('\n').filter((line) => line.includes(text));
+  }
+
+  async stop(): Promise<void> {
+    if (this.child !== undefined && this.child.exitCode === null) {
+      this.child.kill('SIGKILL');
+      await once(this.child, 'exit');
+    }
+    fs.rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+const busyboxPath = '/bin/busybox';
+
+/** Why busybox syslogd cannot be run here, or false. */
+export const syslogUnavailable: string | false =
+  containersUnavailable ||
+  (!fs.existsSync(busyboxPath) || !works(busyboxPath, ['syslogd', '--help'])
+    ? `needs a static busybox with syslogd at ${busyboxPath} (Debian's busybox-static; ${installHint})`
+    : false);
 
 /**
  * Like run(), but with stdout and stderr in files and waiting for the exit, not for the

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { after, before, describe } from 'node:test';
 import { guestTool, TestDaemon } from '../helpers/daemon.js';
 import { gatedTest } from '../helpers/env.js';
-import { listed, LxcHost, lxcUnavailable } from '../helpers/runtimes.js';
+import { BusyboxSyslog, listed, LxcHost, lxcUnavailable, syslogUnavailable } from '../helpers/runtimes.js';
 
 describe('LXC', () => {
   const test = gatedTest(lxcUnavailable);
@@ -96,6 +96,26 @@ describe('LXC', () => {
     assert.equal((await lxc.curl('two', '/1.0/config/user.foo')).out, 'two');
   });
 
+  test('devapollo create, keys set before the first boot, then lxc-start: the start hook binds to it', async () => {
+    assert.equal((await daemon.cli(['create', 'three', '-c', 'user.foo=created'])).code, 0);
+    const userData = '#cloud-config\nruncmd: [touch, /first-boot]\n';
+    assert.equal((await daemon.cli(['config', 'set', 'three', 'cloud-init.user-data', '-'], { input: userData })).code, 0);
+    await lxc.create('three', { dir: daemon.dir, config: { 'user.hook': 'from the hook' } });
+    await started('three');
+    const { pid } = await lxc.info('three');
+    const three = await entry('three');
+    assert.deepEqual([three?.state, three?.pid, three?.origin], ['Running', pid, 'register']);
+    assert.equal((await lxc.curl('three', '/1.0/config/user.foo')).out, 'created');
+    assert.equal((await lxc.curl('three', '/1.0/config/cloud-init.user-data')).out, userData);
+    assert.equal((await lxc.curl('three', '/1.0/config/user.hook')).out, 'from the hook');
+    assert.equal((await lxc.stop('three')).code, 0);
+    assert.equal((await entry('three'))?.state, 'Stopped');
+    // LXC runs it now: devapollo's own start refuses, and says where to start it.
+    const start = await daemon.cli(['start', 'three']);
+    assert.equal(start.code, 1);
+    assert.equal(start.stderr, 'Error: container three was started by another runtime: start it there\n');
+  });
+
   test('with the daemon down a start hook fails and LXC refuses to start; a stop hook only warns', async () => {
     await daemon.signal('SIGTERM');
     try {
@@ -103,10 +123,21 @@ describe('LXC', () => {
       const stopped = await lxc.stop('one');
       assert.equal(stopped.code, 0, stopped.stderr);
       assert.equal((await lxc.info('one')).state, 'STOPPED');
-      // ...and cannot start unserved.
-      const start = await lxc.start('one');
-      assert.notEqual(start.code, 0);
-      assert.equal((await lxc.info('one')).state, 'STOPPED');
+      // ...and cannot start unserved; why goes to syslog too (a real syslogd of the test's own).
+      const syslog = syslogUnavailable ? undefined : await new BusyboxSyslog().start();
+      try {
+        const start = await lxc.start('one', syslog && { ...process.env, APOLLO_SYSLOG_SOCKET: syslog.socket });
+        assert.notEqual(start.code, 0);
+        assert.equal((await lxc.info('one')).state, 'STOPPED');
+        if (syslog !== undefined) {
+          assert.match(
+            syslog.lines('start-host hook')[0] ?? '',
+            /daemon\.err devapollo\[\d+\]: LXC start-host hook for container "one": Error: cannot register LXC container one: no devapollo daemon answers on .*; refusing to start/,
+          );
+        }
+      } finally {
+        await syslog?.stop();
+      }
       // LXC logs what a hook printed (at DEBUG level), then why it gave up.
       const log = fs.readFileSync(lxc.logFile('one'), 'utf8');
       assert.match(log, /produced output: Warning: no daemon to tell that LXC container one stopped/);

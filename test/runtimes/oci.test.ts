@@ -5,9 +5,17 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
-import { guestTool, TestDaemon } from '../helpers/daemon.js';
+import { eventually, guestTool, TestDaemon } from '../helpers/daemon.js';
 import { gatedTest } from '../helpers/env.js';
-import { listed, OciHost, type OciRuntime, ociRuntimeUnavailable, sharedTempDir } from '../helpers/runtimes.js';
+import {
+  BusyboxSyslog,
+  listed,
+  OciHost,
+  type OciRuntime,
+  ociRuntimeUnavailable,
+  sharedTempDir,
+  syslogUnavailable,
+} from '../helpers/runtimes.js';
 
 /** How each runtime reports a hook that failed with exit code CODE. */
 const hookFailure: Record<OciRuntime, (code: number) => RegExp> = {
@@ -80,6 +88,41 @@ for (const runtime of ['crun', 'runc'] as const) describe(`OCI (${runtime})`, ()
     assert.equal((await entry('web'))?.pid, (await oci.state('web'))?.pid);
   });
 
+  test("the poststop of an old run leaves a newer run of the same devapollo.name alone", async () => {
+    await runs('old', { 'devapollo.name': 'shared', 'apollo.user.foo': 'shared' });
+    assert.equal((await oci.curl('old', '/1.0/config/user.foo')).out, 'shared');
+    // The old run stops but is not deleted yet: the runtime runs its poststop hook only on delete.
+    assert.equal((await oci.kill('old')).code, 0);
+    await eventually(async () => (await entry('shared'))?.state === 'Stopped', 'the daemon sees the old init gone');
+    await runs('new', { 'devapollo.name': 'shared', 'apollo.user.foo': 'shared' });
+    const running = await entry('shared');
+    assert.equal(running?.pid, (await oci.state('new'))?.pid);
+    const deleted = await oci.delete('old');
+    assert.equal(deleted.code, 0, deleted.stderr);
+    // The newer run is still served, and still registered with its own pid.
+    assert.equal((await oci.curl('new', '/1.0/config/user.foo')).out, 'shared');
+    assert.deepEqual([(await entry('shared'))?.state, (await entry('shared'))?.pid], ['Running', running?.pid]);
+    // crun keeps what a hook that succeeded printed; runc throws it away.
+    if (runtime === 'crun') assert.match(oci.hookStderr('old'), /^Warning: OCI container shared runs again with init pid \d+, not the run this OCI stop hook is for: left registered\n$/);
+    // Its own poststop does let it go.
+    assert.equal((await oci.delete('new')).code, 0);
+    if (runtime === 'crun') assert.equal(oci.hookStderr('new'), '');
+    assert.equal((await entry('shared'))?.state, 'Stopped');
+  });
+
+  test(`devapollo create, keys set before the first start, then ${runtime} run: createRuntime binds to it`, async () => {
+    assert.equal((await daemon.cli(['create', 'pre', '-c', 'user.foo=created'])).code, 0);
+    assert.equal((await daemon.cli(['config', 'set', 'pre', 'cloud-init.user-data=#cloud-config'])).code, 0);
+    await runs('pre', { 'apollo.user.bar': 'annotation' });
+    const pre = await entry('pre');
+    assert.deepEqual([pre?.state, pre?.pid, pre?.origin], ['Running', (await oci.state('pre'))?.pid, 'register']);
+    assert.equal((await oci.curl('pre', '/1.0/config/user.foo')).out, 'created');
+    assert.equal((await oci.curl('pre', '/1.0/config/cloud-init.user-data')).out, '#cloud-config');
+    assert.equal((await oci.curl('pre', '/1.0/config/user.bar')).out, 'annotation');
+    assert.equal((await oci.delete('pre')).code, 0);
+    assert.equal((await entry('pre'))?.state, 'Stopped');
+  });
+
   test('a container in the host pid namespace is refused, and the runtime does not start it', async () => {
     const r = await oci.run('hostpid', { dir: daemon.dir, pidNamespace: false });
     assert.notEqual(r.code, 0);
@@ -96,11 +139,19 @@ for (const runtime of ['crun', 'runc'] as const) describe(`OCI (${runtime})`, ()
     assert.equal(await oci.state('9-starts-with-a-digit'), undefined);
   });
 
-  test('with no daemon the createRuntime hook fails and the runtime does not run the container', async () => {
-    const r = await oci.run('orphan', { dir: noDaemonDir });
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, hookFailure[runtime](69));
-    assert.match(oci.hookStderr('orphan', r), /^Error: cannot register OCI container orphan: no devapollo daemon answers on .*unix\.socket.*; refusing to start the container/);
-    assert.equal(await oci.state('orphan'), undefined);
+  test('with no daemon the createRuntime hook fails and the runtime does not run the container; syslog says why', async () => {
+    const syslog = syslogUnavailable ? undefined : await new BusyboxSyslog().start();
+    try {
+      const r = await oci.run('orphan', { dir: noDaemonDir, ...(syslog && { hookEnv: { APOLLO_SYSLOG_SOCKET: syslog.socket } }) });
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, hookFailure[runtime](69));
+      assert.match(oci.hookStderr('orphan', r), /^Error: cannot register OCI container orphan: no devapollo daemon answers on .*unix\.socket.*; refusing to start the container/);
+      assert.equal(await oci.state('orphan'), undefined);
+      if (syslog !== undefined) {
+        assert.match(syslog.lines('createRuntime hook')[0] ?? '', /daemon\.err devapollo\[\d+\]: OCI createRuntime hook for container "orphan": Error: cannot register OCI container orphan: no devapollo daemon/);
+      }
+    } finally {
+      await syslog?.stop();
+    }
   });
 });

@@ -152,6 +152,18 @@ describe('host CLI', () => {
     assert.match(r.stderr, /^Error: container idle is not running\n$/);
   });
 
+  test('config show prints tabs, newlines and escape sequences in a value as visible escapes', async () => {
+    const value = 'a\tb\nc \u001b[31mred\u001b[0m';
+    assert.equal((await daemon.cli(['config', 'set', 'web', 'user.raw', '-'], { input: value })).code, 0);
+    const table = (await daemon.cli(['config', 'show', 'web'])).out;
+    assert.match(table, /│ user\.raw +│ a\\tb\\nc \\x1b\[31mred\\x1b\[0m +│/);
+    assert.equal(/[\t\u001b]/.test(table), false);
+    const json = JSON.parse((await daemon.cli(['config', 'show', 'web', '--format', 'json'])).out) as Record<string, string>;
+    assert.equal(json['user.raw'], value);
+    assert.equal((await daemon.cli(['config', 'get', 'web', 'user.raw'])).out, value);
+    assert.equal((await daemon.cli(['config', 'unset', 'web', 'user.raw'])).code, 0);
+  });
+
   test('launch of an existing name fails and changes nothing', async () => {
     const r = await daemon.cli(['launch', 'web', '-c', 'user.foo=other']);
     assert.equal(r.code, 1);

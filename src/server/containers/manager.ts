@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
+import { keyMap } from '../../shared/key-map.js';
 import { assertConfigKey, assertContainerName, isGuestReadableKey } from '../../shared/names.js';
 import type { ExitWatcher } from '../kernel/exit-watcher.js';
 import { namespaceKey, namespaceKeysAreIds, openPidNamespace } from '../kernel/namespaces.js';
@@ -21,6 +22,7 @@ import {
   stateSchemaVersion,
 } from '../state/container-store.js';
 import { Container, Instance } from './container.js';
+import { assertInstanceId, instanceIdKey, withNewInstanceId } from './instance-id.js';
 import { type IdRange, launchContainer } from './launcher.js';
 
 /** Keys the daemon itself reads; their values must be booleans. */
@@ -43,6 +45,20 @@ export interface ContainerEvent {
   readonly container: string;
   readonly timestamp: string;
   readonly metadata: Readonly<Record<string, unknown>>;
+}
+
+/** Which run of a registered container a stop hook is for; unset fields match any. */
+export interface RunOfContainer {
+  /** The init's host pid (LXC's stop hooks have it). */
+  readonly pid?: number | undefined;
+  /** What its runtime calls the run (`InitRecord.runtime_id`). */
+  readonly runtimeId?: string | undefined;
+}
+
+/** How a runtime's start hook names the run it registers. */
+export interface RegisterOptions {
+  readonly config?: Readonly<Record<string, string>>;
+  readonly runtimeId?: string | undefined;
 }
 
 export interface LaunchRequest {
@@ -100,8 +116,33 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     return { total: this.containers.size, running };
   }
 
+  /**
+   * Defines a container without starting it: Stopped, its keys settable before anything
+   * runs; `start` runs it with devapollo's launcher, or a runtime's start hook binds to
+   * it (`register`), whichever comes first.
+   */
+  async create(request: LaunchRequest): Promise<Container> {
+    return this.define(request, undefined);
+  }
+
   /** Creates a container and starts it; returns once it runs and is served. */
   async launch(request: LaunchRequest): Promise<Container> {
+    const container = await this.define(request, 'starting');
+    try {
+      await this.startInstance(container);
+    } catch (error) {
+      // A launch that cannot start leaves nothing behind, so it can simply be retried.
+      this.containers.delete(container.name);
+      await this.options.store.remove(container.name).catch(() => undefined);
+      throw error;
+    } finally {
+      container.busy = undefined;
+    }
+    return container;
+  }
+
+  /** Checks and saves a new container's record (origin `create`), busy with `busy`. */
+  private async define(request: LaunchRequest, busy: string | undefined): Promise<Container> {
     assertContainerName(request.name);
     const config = this.validatedConfig(request.config);
     if (request.command !== null && request.command.length === 0) {
@@ -110,9 +151,9 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     if (this.containers.has(request.name)) {
       throw new ApolloError('conflict', `container ${JSON.stringify(request.name)} already exists`);
     }
-    const record = newRecord(request.name, 'launch', request.privileged, request.command);
-    const container = new Container(withConfig(record, config) ?? record);
-    container.busy = 'starting';
+    const record = newRecord(request.name, 'create', request.privileged, request.command);
+    const container = new Container(withConfig(record, config, 'creation') ?? record);
+    container.busy = busy;
     this.containers.set(record.name, container);
     try {
       await this.options.store.save(container.record);
@@ -121,16 +162,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       throw error;
     }
     this.emitLifecycle(container, 'created');
-    try {
-      await this.startInstance(container);
-    } catch (error) {
-      // A launch that cannot start leaves nothing behind, so it can simply be retried.
-      this.containers.delete(record.name);
-      await this.options.store.remove(record.name).catch(() => undefined);
-      throw error;
-    } finally {
-      container.busy = undefined;
-    }
+    this.options.logger.info('container created', { container: record.name });
     return container;
   }
 
@@ -195,14 +227,18 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
    * Adopts a container another runtime started (LXC, OCI), by its init's pid. The pid must
    * be the init of its own pid namespace, and no other container may hold that namespace.
    */
-  async register(name: string, pid: number, config: Readonly<Record<string, string>> = {}): Promise<Container> {
+  async register(name: string, pid: number, options: RegisterOptions = {}): Promise<Container> {
     assertContainerName(name);
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new ApolloError('bad-request', `invalid pid ${String(pid)}`);
-    const changes = this.validatedConfig(config);
+    const changes = this.validatedConfig(options.config ?? {});
+    const runtimeId = options.runtimeId;
     const existing = this.containers.get(name);
     if (existing !== undefined) {
-      if (existing.record.origin !== 'register') {
+      if (existing.record.origin === 'launch') {
         throw new ApolloError('conflict', `container ${name} was launched by devapollo; choose another name`);
+      }
+      if (existing.record.origin === 'create' && existing.record.command !== null) {
+        throw new ApolloError('conflict', `container ${name} was created with a command for devapollo to run: start it with devapollo start`);
       }
       if (existing.instance?.running) throw new ApolloError('conflict', `container ${name} is already registered and running`);
     }
@@ -221,18 +257,31 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       this.claim(container, 'registering');
       claimed = true;
       const instance = this.adopt(container, pid, pidfd, startTime);
+      // A hook's -c at every start sets the same values again: those are no change.
+      const when = existing === undefined ? 'creation' : 'change';
+      let before = container.record.config;
       try {
-        await this.update(container, (r) => ({
-          ...withGuestState(withConfig(r, changes) ?? r, 'Started'),
-          privileged: instance.rootUid === 0,
-          init: { pid, start_time: startTime, boot_id: currentBootId() },
-        }));
+        await this.update(container, (r) => {
+          before = r.config;
+          return {
+            ...withGuestState(withConfig(r, changes, when) ?? r, 'Started'),
+            origin: 'register',
+            privileged: instance.rootUid === 0,
+            init: {
+              pid,
+              start_time: startTime,
+              boot_id: currentBootId(),
+              ...(runtimeId === undefined ? {} : { runtime_id: runtimeId }),
+            },
+          };
+        });
       } catch (error) {
         this.unmap(instance);
         throw error;
       }
       this.containers.set(name, container);
       this.watch(instance);
+      if (existing !== undefined) this.announceConfigChanges(container, before);
       this.emitLifecycle(container, 'started');
       this.options.logger.info('container registered', { container: name, pid });
       return container;
@@ -247,14 +296,25 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   /**
    * Lets go of a registered container's init without stopping it (another runtime's stop
    * hook): its namespace no longer maps, its record and config stay for the next start.
+   * A created container that never ran has nothing to let go of. A stop hook runs late,
+   * after the name may run again: with `run`, only that run is let go, any other is left
+   * alone (the answer then shows it still Running).
    */
-  async unregister(name: string): Promise<Container> {
+  async unregister(name: string, run: RunOfContainer = {}): Promise<Container> {
     const container = this.get(name);
-    if (container.record.origin !== 'register') {
+    if (container.record.origin === 'launch') {
       throw new ApolloError('conflict', `container ${name} was launched by devapollo: use stop`);
     }
     const instance = container.instance;
-    if (instance !== undefined) await this.release(instance, 'unregistered');
+    if (instance === undefined) return container;
+    const other =
+      (run.pid !== undefined && run.pid !== instance.pid) ||
+      (run.runtimeId !== undefined && run.runtimeId !== container.record.init?.runtime_id);
+    if (other) {
+      this.options.logger.warn('a stop hook for another run of this container left it registered', { container: name, pid: instance.pid });
+      return container;
+    }
+    await this.release(instance, 'unregistered');
     return container;
   }
 
@@ -262,25 +322,29 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   async setConfig(name: string, changes: Readonly<Record<string, string | null>>): Promise<Container> {
     const container = this.get(name);
     const validated = this.validatedConfig(changes);
-    let before: Readonly<Record<string, string>> = {};
+    let before: Readonly<Record<string, string>> = keyMap();
     const changed = await this.update(container, (r) => {
       before = r.config;
-      return withConfig(r, validated);
+      return withConfig(r, validated, 'change');
     });
-    if (changed) {
-      const after = container.record.config;
-      for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
-        if (before[key] === after[key]) continue;
-        this.options.logger.info('config changed', { container: name, key });
-        this.emitEvent(container, 'config', {
-          key,
-          old_value: before[key] ?? '',
-          value: after[key] ?? '',
-          etag: container.keyEtag(key),
-        });
-      }
-    }
+    if (changed) this.announceConfigChanges(container, before);
     return container;
+  }
+
+  /** A config event (and a log line) for each key that differs from `before`. */
+  private announceConfigChanges(container: Container, before: Readonly<Record<string, string>>): void {
+    const after = container.record.config;
+    const value = (config: Readonly<Record<string, string>>, key: string) => (Object.hasOwn(config, key) ? config[key] : undefined);
+    for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+      if (value(before, key) === value(after, key)) continue;
+      this.options.logger.info('config changed', { container: container.name, key });
+      this.emitEvent(container, 'config', {
+        key,
+        old_value: value(before, key) ?? '',
+        value: value(after, key) ?? '',
+        etag: container.keyEtag(key),
+      });
+    }
   }
 
   /** The guest's own state (PATCH /1.0): stored, shown in list, reset at every start. */
@@ -340,6 +404,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
         try {
           await this.update(container, (r) => ({
             ...withGuestState(r, 'Started'),
+            origin: 'launch',
             init: { pid, start_time: startTime, boot_id: currentBootId() },
           }));
         } catch (error) {
@@ -481,7 +546,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
 
   /** Checks keys and values; returns the changes with "" normalised to null (unset). */
   private validatedConfig(changes: Readonly<Record<string, string | null>>): Record<string, string | null> {
-    const out: Record<string, string | null> = {};
+    const out = keyMap<string | null>();
     for (const [key, value] of Object.entries(changes)) {
       assertConfigKey(key);
       if (value === null || value === '') {
@@ -499,6 +564,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       if (booleanKeys.has(key) && value !== 'true' && value !== 'false') {
         throw new ApolloError('bad-request', `${key} must be "true" or "false", not ${JSON.stringify(value)}`);
       }
+      if (key === instanceIdKey) assertInstanceId(value);
       out[key] = value;
     }
     return out;
@@ -528,9 +594,9 @@ export function newRecord(
     origin,
     privileged,
     command,
-    config: {},
+    config: keyMap(),
     revision: 0,
-    key_revisions: {},
+    key_revisions: keyMap(),
     list_revision: 0,
     state_revision: 0,
     guest_state: 'Started',
@@ -541,13 +607,19 @@ export function newRecord(
 /**
  * The record with `changes` applied (null unsets), or undefined when nothing changes.
  * Each changed key gets the new revision, and so does the key list when a readable key
- * comes or goes: their ETags change exactly when what they answer does.
+ * comes or goes: their ETags change exactly when what they answer does. A `change` (not
+ * the values a container is created with) to cloud-init's data also gives it a new
+ * instance-id, in this same record.
  */
-function withConfig(record: ContainerRecord, changes: Readonly<Record<string, string | null>>): ContainerRecord | undefined {
-  const config = mergeConfig(record.config, changes);
+function withConfig(
+  record: ContainerRecord,
+  changes: Readonly<Record<string, string | null>>,
+  when: 'creation' | 'change',
+): ContainerRecord | undefined {
+  const config = mergeConfig(record.config, when === 'change' ? withNewInstanceId(record.config, changes) : changes);
   if (sameConfig(config, record.config)) return undefined;
   const revision = record.revision + 1;
-  const keyRevisions: Record<string, number> = { ...record.key_revisions };
+  const keyRevisions = keyMap(Object.entries(record.key_revisions));
   let listChanged = false;
   for (const key of new Set([...Object.keys(record.config), ...Object.keys(config)])) {
     if (record.config[key] === config[key]) continue;
@@ -574,12 +646,12 @@ function mergeConfig(
   current: Readonly<Record<string, string>>,
   changes: Readonly<Record<string, string | null>>,
 ): Record<string, string> {
-  const next: Record<string, string> = { ...current };
+  const next = keyMap(Object.entries(current));
   for (const [key, value] of Object.entries(changes)) {
     if (value === null) delete next[key];
     else next[key] = value;
   }
-  return Object.fromEntries(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return keyMap(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 function sameConfig(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {

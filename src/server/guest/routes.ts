@@ -6,6 +6,7 @@ import os from 'node:os';
 import { ApolloError } from '../../shared/errors.js';
 import { isGuestReadableKey } from '../../shared/names.js';
 import type { Container, Instance } from '../containers/container.js';
+import { instanceIdOf, instanceIdRevision } from '../containers/instance-id.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
 import { type GuestEventHub, parseEventTypes } from './events.js';
@@ -78,9 +79,11 @@ function getConfigKey({ container }: GuestContext, request: RequestInfo) {
   return text(value, { etag });
 }
 
+/** Its ETag changes with `user.meta-data` and with the instance-id, whichever changed last. */
 function getMetaData({ container }: GuestContext) {
-  const etag = container.keyEtag('user.meta-data');
-  return text(buildMetaData(container.name, container.record.config['user.meta-data']), { etag });
+  const { record } = container;
+  const etag = container.etag(Math.max(record.key_revisions['user.meta-data'] ?? 0, instanceIdRevision(record)));
+  return text(buildMetaData(container.name, record.config['user.meta-data'], instanceIdOf(record)), { etag });
 }
 
 function listDevices({ container }: GuestContext) {

@@ -90,6 +90,16 @@ export function pidfdSendSignal(pidfd: number, signal: number): number {
 
 export const flock = lib.func('int flock(int fd, int operation)') as (fd: number, op: number) => number;
 
+export const socket = lib.func('int socket(int domain, int type, int protocol)') as (domain: number, type: number, protocol: number) => number;
+export const sendto = lib.func('long sendto(int fd, uint8_t *buffer, ulong length, int flags, uint8_t *address, uint32_t addressLength)') as (
+  fd: number,
+  buffer: Buffer,
+  length: number,
+  flags: number,
+  address: Buffer,
+  addressLength: number,
+) => number;
+
 export const epollCreate1 = lib.func('int epoll_create1(int flags)') as (flags: number) => number;
 export const epollCtl = lib.func('int epoll_ctl(int epfd, int op, int fd, uint8_t *event)') as (
   epfd: number,

@@ -1,4 +1,4 @@
-/** Container commands: launch, exec, list, start, stop, delete, register. */
+/** Container commands: create, launch, exec, list, start, stop, delete, register. */
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -13,25 +13,59 @@ type WithDashDash = { '--'?: (string | number)[] };
 
 const nameArg = (y: Argv) => y.positional('name', { type: 'string', demandOption: true, describe: 'container name' });
 
-const launch: CommandModule<Global, Global & { name: string; config: string[]; privileged: boolean } & WithDashDash> = {
+type DefineArgs = Global & { name: string; config: string[]; privileged: boolean } & WithDashDash;
+
+/** What create and launch both take: NAME, -c KEY=VALUE..., --privileged, -- CMD. */
+const defineOptions = (y: Argv) =>
+  nameArg(y)
+    .option('config', { alias: 'c', type: 'string', array: true, default: [], describe: 'KEY=VALUE config (repeatable)' })
+    .option('privileged', { type: 'boolean', default: false, describe: 'keep host root (no user namespace; no security boundary)' });
+
+/** POST /1.0/containers: the same definition for both; `start` says whether it runs now. */
+function defineContainer(argv: DefineArgs, start: boolean): Promise<ContainerWire> {
+  const command = (argv['--'] ?? []).map(String);
+  const body = {
+    name: argv.name,
+    config: parseAssignments(argv.config),
+    privileged: argv.privileged,
+    command: command.length > 0 ? command : null,
+    start,
+  };
+  return adminClient(argv).json<ContainerWire>('POST', '/1.0/containers', body);
+}
+
+const create: CommandModule<Global, DefineArgs> = {
+  command: 'create <name>',
+  describe: "Create a Stopped container: set its keys, then start it or let a runtime's hook bind it",
+  builder: (y) =>
+    defineOptions(y)
+      .usage(
+        '$0 create <name> [-c KEY=VALUE]... [--privileged] [-- <command> [args...]]\n\n' +
+          'Create a Stopped container whose keys can be set before anything runs\n\n' +
+          "`devapollo start` runs it with devapollo's launcher (and its command, if given); without a " +
+          'command, an LXC or OCI start hook with the same name may bind to it instead. The first start ' +
+          'decides which of them runs it from then on.',
+      )
+      .example('$0 create web -c user.foo=bar', 'define it; set keys; start it later')
+      .example('$0 config set web cloud-init.user-data - < ud.yaml', "user-data before the first boot")
+      .example('$0 start web', "then run it with devapollo's launcher")
+      .example('lxc-start -n web', '...or with LXC, whose start hook binds to it') as never,
+  handler: async (argv) => {
+    const container = await defineContainer(argv, false);
+    note(`Created ${container.name}`);
+  },
+};
+
+const launch: CommandModule<Global, DefineArgs> = {
   command: 'launch <name>',
   describe: 'Create and start a container; returns once it runs and is served',
   builder: (y) =>
-    nameArg(y)
+    defineOptions(y)
       .usage('$0 launch <name> [-c KEY=VALUE]... [--privileged] [-- <command> [args...]]\n\nCreate and start a container; returns once it runs and is served')
-      .option('config', { alias: 'c', type: 'string', array: true, default: [], describe: 'KEY=VALUE config (repeatable)' })
-      .option('privileged', { type: 'boolean', default: false, describe: 'keep host root (no user namespace; no security boundary)' })
       .example('$0 launch web -c user.foo=bar', 'an idle container with one key')
       .example('$0 launch job -- sh -c "devapollo-guest get user.foo"', 'run a command as its init') as never,
   handler: async (argv) => {
-    const command = (argv['--'] ?? []).map(String);
-    const body = {
-      name: argv.name,
-      config: parseAssignments(argv.config),
-      privileged: argv.privileged,
-      command: command.length > 0 ? command : null,
-    };
-    const container = await adminClient(argv).json<ContainerWire>('POST', '/1.0/containers', body);
+    const container = await defineContainer(argv, true);
     note(`Launched ${container.name} (init pid ${container.pid})`);
   },
 };
@@ -83,9 +117,14 @@ const list: CommandModule<Global, Global & { format: OutputFormat }> = {
       .example('$0 list --format json', 'every container with its config') as never,
   handler: async (argv) => {
     const containers = await adminClient(argv).list();
+    // As LXD's `lxc list`: a stopped container has no pid and no guest to be in a state,
+    // so the table leaves both empty; JSON and YAML keep pid 0 and guest_state (the contract).
     const output = await render(argv.format, containers, () => ({
       head: ['NAME', 'STATE', 'GUEST STATE', 'PID', 'TYPE'],
-      rows: containers.map((c) => [c.name, c.state, c.guest_state, String(c.pid), containerType(c)]),
+      rows: containers.map((c) => {
+        const running = c.state === 'Running';
+        return [c.name, c.state, running ? c.guest_state : '', running ? String(c.pid) : '', containerType(c)];
+      }),
     }));
     await writeOut(output);
   },
@@ -98,7 +137,7 @@ function containerType(c: ContainerWire): string {
 
 const start: CommandModule<Global, Global & { name: string }> = {
   command: 'start <name>',
-  describe: 'Start a stopped container',
+  describe: "Start a created or stopped container with devapollo's launcher",
   builder: (y) => nameArg(y).example('$0 start web', '') as never,
   handler: async (argv) => {
     await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, { action: 'start' });
@@ -153,7 +192,7 @@ const register: CommandModule<Global, Global & { name: string; pid: number; conf
   },
 };
 
-export const containerCommands = [launch, execCommand, list, start, stop, deleteCommand, register] as unknown as CommandModule<
+export const containerCommands = [create, launch, execCommand, list, start, stop, deleteCommand, register] as unknown as CommandModule<
   Global,
   ArgumentsCamelCase<Global>
 >[];

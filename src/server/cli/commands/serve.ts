@@ -45,7 +45,10 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const })
       .option('log-requests', { type: 'boolean', default: false, describe: 'one log line per request (never a value)' })
       .option('max-value-size', { type: 'number', default: 1024 * 1024, describe: 'largest config value, in bytes' })
-      .option('admin-group', { type: 'string', describe: 'a group that may use the admin socket besides root' })
+      .option('admin-group', {
+        type: 'string',
+        describe: 'a group that may use the admin socket besides root; this gives its members host root (launch --privileged, exec)',
+      })
       .option('stop-timeout', { type: 'number', default: 10, describe: 'default seconds between SIGTERM and SIGKILL on stop' })
       .option('events-heartbeat', { type: 'number', default: 15, describe: 'seconds between heartbeats on event streams' })
       .option('rate-limit', { type: 'number', default: 1024, describe: 'guest requests per second per container (0: no limit)' })
