@@ -36,9 +36,12 @@ export interface LaunchSpec {
   readonly gids: IdRange;
 }
 
+/** PATH inside containers, for their init and for `exec`. */
+export const containerPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 /** The environment every container starts with; the host's is not leaked into it. */
 const containerEnvironment = {
-  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  PATH: containerPath,
   HOME: '/root',
   LANG: 'C.UTF-8',
   container: 'devapollo',
