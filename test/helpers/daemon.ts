@@ -96,12 +96,18 @@ export class TestDaemon {
   private log = '';
   private exited: Promise<void> = Promise.resolve();
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    /** Descriptors the daemon inherits from 3 on (a test's leak), at every start. */
+    private readonly inherit: readonly ('ignore' | number)[] = [],
+  ) {}
 
   /** Starts a daemon on a fresh temporary DIR (or the given one) and waits until it answers. */
-  static async start(options: { dir?: string; args?: readonly string[] } = {}): Promise<TestDaemon> {
+  static async start(
+    options: { dir?: string; args?: readonly string[]; inherit?: readonly ('ignore' | number)[] } = {},
+  ): Promise<TestDaemon> {
     const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-test-'));
-    const daemon = new TestDaemon(dir);
+    const daemon = new TestDaemon(dir, options.inherit);
     live.add(daemon);
     await daemon.spawn(options.args ?? []);
     return daemon;
@@ -119,7 +125,7 @@ export class TestDaemon {
   /** Starts the daemon process (again) and waits for its admin socket to answer. */
   async spawn(args: readonly string[] = []): Promise<void> {
     const child = spawn(process.execPath, [hostCli, 'serve', '--dir', this.dir, ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'ignore', 'pipe', ...this.inherit],
       detached: true,
     });
     this.process = child;

@@ -35,6 +35,8 @@ export interface ManagerOptions {
   readonly uids: IdRange;
   readonly gids: IdRange;
   readonly stopTimeoutMs: number;
+  /** Each container's output log is rotated at this size (`serve --max-log-size`). */
+  readonly maxLogBytes: number;
 }
 
 /** What happened to a container, for event streams (guest and host). */
@@ -127,6 +129,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       // A launch that cannot start leaves nothing behind, so it can simply be retried.
       this.containers.delete(record.name);
       await this.options.store.remove(record.name).catch(() => undefined);
+      await this.removeLogs(record.name);
       throw error;
     } finally {
       container.busy = undefined;
@@ -183,7 +186,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       }
       await container.serialize(() => this.options.store.remove(name));
       this.containers.delete(name);
-      await fsp.rm(this.logFile(name), { force: true });
+      await this.removeLogs(name);
       this.emitLifecycle(container, 'deleted');
       this.options.logger.info('container deleted', { container: name });
     } finally {
@@ -305,6 +308,12 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     return path.join(this.options.paths.logsDir, `${name}.log`);
   }
 
+  /** NAME.log and its rotated NAME.log.1 (a monitor still draining finds them gone and stops). */
+  private async removeLogs(name: string): Promise<void> {
+    const log = this.logFile(name);
+    await Promise.all([fsp.rm(log, { force: true }), fsp.rm(`${log}.1`, { force: true })]).catch(() => undefined);
+  }
+
   private claim(container: Container, what: string): void {
     if (container.busy !== undefined) {
       throw new ApolloError('conflict', `container ${container.name} is busy (${container.busy})`);
@@ -315,40 +324,50 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   private async startInstance(container: Container): Promise<void> {
     const { record } = container;
     let instance: Instance | undefined;
-    await launchContainer(
-      {
-        name: record.name,
-        privileged: record.privileged,
-        command: record.command,
-        guestDir: record.config['security.devapollo'] === 'false' ? null : this.options.paths.guestDir,
-        lxdCompat: record.config['security.devapollo.lxd-compat'] === 'true',
-        stageDir: this.options.paths.stageDir,
-        logFile: this.logFile(record.name),
-        uids: this.options.uids,
-        gids: this.options.gids,
-      },
-      async (pid) => {
-        // The launcher keeps the init unreaped until we answer, so this pid cannot be recycled.
-        const { fd: pidfd, errno } = openPidfd(pid);
-        if (pidfd < 0) throw new ApolloError('internal', `cannot open the init of ${record.name} (errno ${errno})`);
-        const startTime = processStartTime(pid);
-        if (startTime === undefined) {
-          closeFd(pidfd);
-          throw new ApolloError('internal', `the init of ${record.name} exited during start-up`);
-        }
-        instance = this.adopt(container, pid, pidfd, startTime);
-        try {
+    try {
+      await launchContainer(
+        {
+          name: record.name,
+          privileged: record.privileged,
+          command: record.command,
+          guestDir: record.config['security.devapollo'] === 'false' ? null : this.options.paths.guestDir,
+          lxdCompat: record.config['security.devapollo.lxd-compat'] === 'true',
+          stageDir: this.options.paths.stageDir,
+          logFile: this.logFile(record.name),
+          maxLogBytes: this.options.maxLogBytes,
+          uids: this.options.uids,
+          gids: this.options.gids,
+        },
+        async (pid) => {
+          // The launcher keeps the init unreaped until we answer, so this pid cannot be recycled.
+          const { fd: pidfd, errno } = openPidfd(pid);
+          if (pidfd < 0) throw new ApolloError('internal', `cannot open the init of ${record.name} (errno ${errno})`);
+          const startTime = processStartTime(pid);
+          if (startTime === undefined) {
+            closeFd(pidfd);
+            throw new ApolloError('internal', `the init of ${record.name} exited during start-up`);
+          }
+          try {
+            instance = this.adopt(container, pid, pidfd, startTime);
+          } catch (error) {
+            closeFd(pidfd);
+            throw error;
+          }
           await this.update(container, (r) => ({
             ...withGuestState(r, 'Started'),
             init: { pid, start_time: startTime, boot_id: currentBootId() },
           }));
-        } catch (error) {
-          this.unmap(instance);
-          instance = undefined;
-          throw error;
-        }
-      },
-    );
+        },
+      );
+    } catch (error) {
+      // Registered, and then the command could not be executed, the init died or the
+      // state could not be written: the init is killed and the registration undone.
+      if (instance !== undefined) {
+        signalPidfd(instance.pidfd, 'SIGKILL');
+        if (instance.claimRelease()) await this.forget(instance);
+      }
+      throw error;
+    }
     if (instance === undefined) throw new ApolloError('internal', `container ${record.name} did not register`);
     this.watch(instance);
     this.emitLifecycle(container, 'started');
@@ -427,6 +446,17 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   private async release(instance: Instance, why: 'exited' | 'unregistered'): Promise<void> {
     if (this.closed || !instance.claimRelease()) return;
     const container = instance.container;
+    await this.forget(instance);
+    this.emitLifecycle(container, 'stopped');
+    this.options.logger.info(why === 'exited' ? 'container stopped' : 'container unregistered', {
+      container: container.name,
+      pid: instance.pid,
+    });
+  }
+
+  /** Unmaps an instance the caller has claimed, closes its descriptors, records it as stopped. */
+  private async forget(instance: Instance): Promise<void> {
+    const container = instance.container;
     this.unmap(instance);
     this.options.watcher.unwatch(instance.pidfd);
     closeFd(instance.pidfd);
@@ -440,11 +470,6 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     } finally {
       instance.settle();
     }
-    this.emitLifecycle(container, 'stopped');
-    this.options.logger.info(why === 'exited' ? 'container stopped' : 'container unregistered', {
-      container: container.name,
-      pid: instance.pid,
-    });
   }
 
   private async terminate(instance: Instance, force: boolean, timeoutMs: number): Promise<void> {
