@@ -12,7 +12,7 @@ import { packageVersion } from '../shared/version.js';
 import type { StatusWire } from '../shared/wire.js';
 import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
-import { subordinateRange } from './containers/launcher.js';
+import { subordinateRange } from './containers/idmap.js';
 import type { GuestEventHub } from './guest/events.js';
 import { createGuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
 import { Metrics, type RequestObserver } from './metrics.js';

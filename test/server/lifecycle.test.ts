@@ -211,7 +211,7 @@ describe('state on disk', () => {
       assert.equal(r.out, '403');
       const record = JSON.parse(fs.readFileSync(path.join(daemon.dir, 'containers/recycled.json'), 'utf8')) as { init: unknown; schema: number };
       assert.equal(record.init, null);
-      assert.equal(record.schema, 1);
+      assert.equal(record.schema, 2);
     } finally {
       await daemon.destroy();
     }

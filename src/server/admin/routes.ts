@@ -151,6 +151,7 @@ export function containerWire(container: Container): ContainerWire {
     command: record.command,
     config: record.config,
     created_at: record.created_at,
+    idmap: record.idmap,
   };
 }
 

@@ -13,19 +13,13 @@
  * restarting the daemon never stops a container.
  */
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
 import { readLines } from '../../shared/lines.js';
+import type { IdRange } from './idmap.js';
 
 const launcherScript = fileURLToPath(new URL('../../../libexec/container.pl', import.meta.url));
-
-/** The range of host uids a container's root and users map to. */
-export interface IdRange {
-  readonly base: number;
-  readonly count: number;
-}
 
 export interface LaunchSpec {
   readonly name: string;
@@ -153,25 +147,4 @@ function cannotStart(name: string, error: unknown): ApolloError {
     return new ApolloError('unavailable', `cannot start container ${name}: the daemon is out of file descriptors; try again`, { cause: error });
   }
   return new ApolloError('internal', `cannot start container ${name}: ${(error as Error).message}`, { cause: error });
-}
-
-/**
- * The subordinate id range for root's containers: the first range of `root` (or uid 0)
- * in /etc/subuid (/etc/subgid) with at least 65536 ids, as LXD does; 1000000:65536 when
- * the file has none (root may map any range; the file only keeps ranges apart).
- */
-export function subordinateRange(file: '/etc/subuid' | '/etc/subgid', read = (f: string) => fs.readFileSync(f, 'utf8')): IdRange {
-  let text = '';
-  try {
-    text = read(file);
-  } catch {
-    // No file: the default range.
-  }
-  for (const line of text.split('\n')) {
-    const [owner, start, count] = line.trim().split(':');
-    if ((owner === 'root' || owner === '0') && Number(count) >= 65536 && Number(start) > 0) {
-      return { base: Number(start), count: 65536 };
-    }
-  }
-  return { base: 1_000_000, count: 65536 };
 }

@@ -18,13 +18,23 @@ import {
   type ContainerRecord,
   type ContainerStore,
   type GuestState,
+  type IdmapRecord,
   stateSchemaVersion,
 } from '../state/container-store.js';
 import { Container, Instance } from './container.js';
-import { type IdRange, launchContainer } from './launcher.js';
+import { allocateRange, containerIdCount, type IdRange, type ReadFile, rootRanges } from './idmap.js';
+import { launchContainer } from './launcher.js';
 
 /** Keys the daemon itself reads; their values must be booleans. */
-export const booleanKeys = new Set(['security.devapollo', 'security.devapollo.users', 'security.devapollo.lxd-compat']);
+export const booleanKeys = new Set([
+  'security.devapollo',
+  'security.devapollo.users',
+  'security.devapollo.lxd-compat',
+  'security.idmap.isolated',
+]);
+
+/** A container's own uid/gid range instead of the shared one; read at each start. */
+const isolatedKey = 'security.idmap.isolated';
 
 export interface ManagerOptions {
   readonly paths: DaemonPaths;
@@ -32,11 +42,14 @@ export interface ManagerOptions {
   readonly watcher: ExitWatcher;
   readonly logger: Logger;
   readonly maxValueBytes: number;
+  /** The shared ranges every unprivileged container maps to by default. */
   readonly uids: IdRange;
   readonly gids: IdRange;
   readonly stopTimeoutMs: number;
   /** Each container's output log is rotated at this size (`serve --max-log-size`). */
   readonly maxLogBytes: number;
+  /** Reads /etc/subuid and /etc/subgid (isolated ranges); the real files by default. */
+  readonly readIdFile?: ReadFile;
 }
 
 /** What happened to a container, for event streams (guest and host). */
@@ -58,6 +71,12 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   private readonly containers = new Map<string, Container>();
   /** Running instances by pid-namespace key: the whole identity lookup, O(1). */
   private readonly byNamespace = new Map<bigint, Instance>();
+  /**
+   * Every container's own id range, by container name: from the records, and from the
+   * moment one is allocated (before its record is on disk), so two starts at once can
+   * never be given the same range.
+   */
+  private readonly idmaps = new Map<string, IdmapRecord>();
   private closed = false;
 
   constructor(private readonly options: ManagerOptions) {
@@ -71,6 +90,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     for (const record of records) {
       const container = new Container(record);
       this.containers.set(record.name, container);
+      if (record.idmap !== null) this.idmaps.set(record.name, record.idmap);
       const init = record.init;
       if (init === null) continue;
       const adopted = init.boot_id === bootId ? this.tryAdopt(container, init.pid, init.start_time) : undefined;
@@ -109,6 +129,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     if (request.command !== null && request.command.length === 0) {
       throw new ApolloError('bad-request', 'the command is empty');
     }
+    if (request.privileged && config[isolatedKey] === 'true') throw privilegedIsolated(request.name);
     if (this.containers.has(request.name)) {
       throw new ApolloError('conflict', `container ${JSON.stringify(request.name)} already exists`);
     }
@@ -128,6 +149,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     } catch (error) {
       // A launch that cannot start leaves nothing behind, so it can simply be retried.
       this.containers.delete(record.name);
+      this.idmaps.delete(record.name);
       await this.options.store.remove(record.name).catch(() => undefined);
       await this.removeLogs(record.name);
       throw error;
@@ -186,6 +208,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       }
       await container.serialize(() => this.options.store.remove(name));
       this.containers.delete(name);
+      this.idmaps.delete(name);
       await this.removeLogs(name);
       this.emitLifecycle(container, 'deleted');
       this.options.logger.info('container deleted', { container: name });
@@ -265,6 +288,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   async setConfig(name: string, changes: Readonly<Record<string, string | null>>): Promise<Container> {
     const container = this.get(name);
     const validated = this.validatedConfig(changes);
+    if (validated[isolatedKey] === 'true' && container.record.privileged) throw privilegedIsolated(name);
     let before: Readonly<Record<string, string>> = {};
     const changed = await this.update(container, (r) => {
       before = r.config;
@@ -322,6 +346,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   }
 
   private async startInstance(container: Container): Promise<void> {
+    const ids = await this.idRangesFor(container);
     const { record } = container;
     let instance: Instance | undefined;
     try {
@@ -335,8 +360,8 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
           stageDir: this.options.paths.stageDir,
           logFile: this.logFile(record.name),
           maxLogBytes: this.options.maxLogBytes,
-          uids: this.options.uids,
-          gids: this.options.gids,
+          uids: ids.uids,
+          gids: ids.gids,
         },
         async (pid) => {
           // The launcher keeps the init unreaped until we answer, so this pid cannot be recycled.
@@ -372,6 +397,54 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     this.watch(instance);
     this.emitLifecycle(container, 'started');
     this.options.logger.info('container started', { container: record.name, pid: instance.pid });
+  }
+
+  /**
+   * The host ranges the container is started with: its own with security.idmap.isolated
+   * (allocated and recorded at its first such start, kept until it is deleted), else the
+   * shared ones. A range it no longer uses stays reserved: files its root wrote under it
+   * must not become another container's.
+   */
+  private async idRangesFor(container: Container): Promise<{ uids: IdRange; gids: IdRange }> {
+    const { record } = container;
+    if (record.privileged || record.config[isolatedKey] !== 'true') return { uids: this.options.uids, gids: this.options.gids };
+    let idmap = this.idmaps.get(record.name) ?? record.idmap;
+    if (idmap === null) {
+      const own = this.allocateIdmap(record.name);
+      this.idmaps.set(record.name, own);
+      try {
+        await this.update(container, (r) => ({ ...r, idmap: own }));
+      } catch (error) {
+        this.idmaps.delete(record.name);
+        throw error;
+      }
+      this.options.logger.info('container given its own id range', { container: record.name, uid_base: own.uid_base, gid_base: own.gid_base });
+      idmap = own;
+    }
+    return { uids: { base: idmap.uid_base, count: idmap.count }, gids: { base: idmap.gid_base, count: idmap.count } };
+  }
+
+  /** A uid and a gid range that no container holds and that are not the shared ones. */
+  private allocateIdmap(name: string): IdmapRecord {
+    const pick = (file: '/etc/subuid' | '/etc/subgid', shared: IdRange, base: (m: IdmapRecord) => number): number => {
+      const reserved: IdRange[] = [shared];
+      for (const idmap of this.idmaps.values()) reserved.push({ base: base(idmap), count: idmap.count });
+      const ranges = rootRanges(file, this.options.readIdFile);
+      const range = allocateRange(ranges, reserved);
+      if (range === undefined) {
+        const held = this.idmaps.size;
+        throw new ApolloError(
+          'conflict',
+          `cannot give container ${name} its own id range: ${ranges.length === 0 ? `root has no range in ${file}` : `root's ranges in ${file} have no ${containerIdCount} ids left (${held} isolated container${held === 1 ? '' : 's'} hold${held === 1 ? 's' : ''} them)`}; add a range for root there, or unset ${isolatedKey}`,
+        );
+      }
+      return range.base;
+    };
+    return {
+      uid_base: pick('/etc/subuid', this.options.uids, (m) => m.uid_base),
+      gid_base: pick('/etc/subgid', this.options.gids, (m) => m.gid_base),
+      count: containerIdCount,
+    };
   }
 
   /** Re-adopts an init after a daemon restart, if the same process still runs. */
@@ -560,7 +633,15 @@ export function newRecord(
     state_revision: 0,
     guest_state: 'Started',
     init: null,
+    idmap: null,
   };
+}
+
+function privilegedIsolated(name: string): ApolloError {
+  return new ApolloError(
+    'bad-request',
+    `container ${name}: ${isolatedKey}=true needs an unprivileged container (a privileged one keeps host root and maps no ids)`,
+  );
 }
 
 /**

@@ -15,7 +15,12 @@ import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
 import { isConfigKey, isContainerName } from '../../shared/names.js';
 
-export const stateSchemaVersion = 1;
+/**
+ * 2 added `idmap`. Files of schema 1 still load (as `idmap: null`) and are written as
+ * schema 2 at their next change; a daemon that only knows schema 1 refuses schema 2
+ * files rather than drop a container's id range.
+ */
+export const stateSchemaVersion = 2;
 
 export type GuestState = 'Started' | 'Ready';
 
@@ -24,6 +29,16 @@ export interface InitRecord {
   readonly pid: number;
   readonly start_time: string;
   readonly boot_id: string;
+}
+
+/**
+ * A container's own host id range (`security.idmap.isolated`): allocated at its first
+ * start with the key set, kept until the container is deleted, never shared.
+ */
+export interface IdmapRecord {
+  readonly uid_base: number;
+  readonly gid_base: number;
+  readonly count: number;
 }
 
 export interface ContainerRecord {
@@ -50,6 +65,7 @@ export interface ContainerRecord {
   readonly state_revision: number;
   readonly guest_state: GuestState;
   readonly init: InitRecord | null;
+  readonly idmap: IdmapRecord | null;
 }
 
 /** A state file that cannot be used; the daemon refuses to start on it. */
@@ -191,5 +207,12 @@ function parseRecord(file: string, text: string): ContainerRecord {
       bad('init');
     }
   }
-  return value as ContainerRecord;
+  const idmap = r['idmap'] ?? null;
+  if (idmap !== null) {
+    const m = idmap as Record<string, unknown>;
+    const isId = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+    if (typeof m !== 'object' || Array.isArray(m) || !isId(m['uid_base']) || !isId(m['gid_base']) || !isId(m['count'])) bad('idmap');
+  }
+  // Upgraded in memory: the next save writes the current schema.
+  return { ...(value as ContainerRecord), schema: stateSchemaVersion, idmap: idmap as IdmapRecord | null };
 }
