@@ -7,7 +7,8 @@
 #   fd 0-2: the session's stdin, stdout and stderr (socket pairs the CLI made for it);
 #   fd 3:   the session's control socket: first "NENV NARGS\n" and that many
 #           NUL-terminated strings (KEY=VALUE, then the command and its arguments), then
-#           "winsize ROWS COLS\n" lines (pty mode). End of file: the CLI is gone.
+#           "winsize ROWS COLS\n" lines (pty mode). End of file: the CLI is gone. We
+#           answer "started\n" once the command runs (the CLI then makes its terminal raw).
 # Exits with the command's status (128+N when it dies of signal N); 126/127 when it
 # cannot be run; 1 with an "Error:" line when the container cannot be entered.
 #
@@ -145,7 +146,7 @@ syscall($sys->{close}, $pidfd);
 # its /dev, which we now see), or three pipes.
 my ($master, @inner, @outer);
 if ($pty) {
-    sysopen($master, '/dev/ptmx', O_RDWR | O_NOCTTY) or fail("cannot open /dev/ptmx in the container: $!");
+    sysopen($master, '/dev/ptmx', O_RDWR | O_NOCTTY) or fail("cannot open /dev/ptmx in the container (-T runs the command on pipes): $!");
     my $unlock = pack('i', 0);
     ioctl($master, TIOCSPTLCK, $unlock) or fail("cannot unlock the container's pty: $!");
     my $slave = syscall($sys->{ioctl}, fileno($master), TIOCGPTPEER, O_RDWR | O_NOCTTY);
@@ -223,6 +224,7 @@ if ($failure =~ /^([0-9]+) (.*)$/s) {
     waitpid($child, 0);
     exit $1;
 }
+syswrite $ctl, "started\n";
 
 # Signals sent to the CLI reach the command (with a pty, Ctrl-C reaches it as a byte
 # through the pty's line discipline instead).

@@ -94,12 +94,18 @@ export async function runExec(request: ExecRequest): Promise<number> {
   let restore = () => undefined as void;
   const sendWindowSize = () => control.write(`winsize ${windowSize().join(' ')}\n`);
   const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  let finished = false;
   try {
     if (request.terminal && stdin.isTTY) {
+      // Raw once the command runs, so that an error before (not running, cannot run) is
+      // printed on a terminal as usual.
       const { makeRaw } = await import('../kernel/terminal.js');
-      restore = makeRaw(0) ?? restore;
-      // A last resort should this process end any other way.
-      process.once('exit', restore);
+      void started(control).then((yes) => {
+        if (!yes || finished) return;
+        restore = makeRaw(0) ?? restore;
+        // A last resort should this process end any other way.
+        process.once('exit', restore);
+      });
     }
     if (request.terminal) {
       sendWindowSize();
@@ -111,6 +117,7 @@ export async function runExec(request: ExecRequest): Promise<number> {
     child.stderr.pipe(process.stderr, { end: false });
     return await closed;
   } finally {
+    finished = true;
     process.off('SIGWINCH', sendWindowSize);
     for (const signal of forwardedSignals) process.off(signal, forward);
     stdin.unpipe(child.stdin);
@@ -119,6 +126,25 @@ export async function runExec(request: ExecRequest): Promise<number> {
     process.off('exit', restore);
     control.destroy();
   }
+}
+
+/** Resolves true when the helper says the command runs, false if it ends first. */
+function started(control: Duplex): Promise<boolean> {
+  return new Promise((resolve) => {
+    let text = '';
+    const onData = (chunk: Buffer) => {
+      text += chunk.toString('utf8');
+      if (text.includes('started\n')) done(true);
+    };
+    const done = (yes: boolean) => {
+      control.off('data', onData);
+      control.off('close', onClose);
+      resolve(yes);
+    };
+    const onClose = () => done(false);
+    control.on('data', onData);
+    control.once('close', onClose);
+  });
 }
 
 /** Rows and columns of the caller's terminal; 24 by 80 without one. */

@@ -39,11 +39,11 @@ const execCommand: CommandModule<
   Global & { name: string; env: string[]; cwd: string; 'force-interactive': boolean; 'force-noninteractive': boolean } & WithDashDash
 > = {
   command: 'exec <name>',
-  describe: "Run a command in a running container, as its root, in a fresh environment (stdio, signals and exit code are the command's)",
+  describe: 'Run a command in a running container, as its root, in a fresh environment',
   builder: (y) =>
     nameArg(y)
       .usage(
-        "$0 exec <name> [--env KEY=VALUE]... [--cwd DIR] [-t|-T] -- <command> [args...]\n\nRun a command in a running container, as its root, in a fresh environment (stdio, signals and exit code are the command's). It gets PATH, HOME=/root, USER=root, TERM and LANG (when set here) and the --env variables, nothing else of yours. With a terminal on stdin (or -t) it runs on a new pseudo-terminal inside the container; otherwise (or -T) on pipes, byte for byte. It never holds your terminal or anything else of yours.",
+        "$0 exec <name> [--env KEY=VALUE]... [--cwd DIR] [-t|-T] -- <command> [args...]\n\nRun a command in a running container, as its root, in a fresh environment\n\nIt gets PATH, HOME=/root, USER=root, TERM and LANG (when set here) and the --env variables, nothing else of yours. With a terminal on stdin (or -t) it runs on a new pseudo-terminal inside the container; otherwise (or -T) on pipes, byte for byte. Stdin, stdout, stderr, signals and the exit code (128+N for signal N) pass through; the command never holds your terminal or anything else of yours.",
       )
       .option('env', { type: 'string', array: true, default: [], describe: "KEY=VALUE in the command's environment (repeatable)" })
       .option('cwd', { type: 'string', default: '/', describe: 'the directory to run it in, inside the container' })
