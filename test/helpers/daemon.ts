@@ -217,6 +217,26 @@ export class TestDaemon {
     return pids;
   }
 
+  /**
+   * Inits whose mount namespace holds this DIR's guest directory (at /dev/apollo): found
+   * even when a test corrupted the state files that name them.
+   */
+  private initsByMount(): number[] {
+    const guestDir = ` ${path.join(this.dir, 'devapollo')} `;
+    const pids: number[] = [];
+    for (const entry of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const nspid = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1]?.trim().split(/\s+/) ?? [];
+        if (nspid.length < 2 || nspid[nspid.length - 1] !== '1') continue;
+        if (fs.readFileSync(`/proc/${entry}/mountinfo`, 'utf8').includes(guestDir)) pids.push(Number(entry));
+      } catch {
+        // Gone, or not ours to read.
+      }
+    }
+    return pids;
+  }
+
   /** Kills every container, stops the daemon and removes DIR. */
   async destroy(): Promise<void> {
     this.killContainers();
@@ -238,7 +258,7 @@ export class TestDaemon {
   }
 
   private killContainers(): void {
-    for (const pid of this.runningInits()) {
+    for (const pid of new Set([...this.runningInits(), ...this.initsByMount()])) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {
