@@ -12,11 +12,12 @@ import { packageVersion } from '../shared/version.js';
 import type { StatusWire } from '../shared/wire.js';
 import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
-import { subordinateRange } from './containers/launcher.js';
+import { subordinateRange } from './containers/idmap.js';
 import type { GuestEventHub } from './guest/events.js';
 import { createGuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
 import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
+import { closeInheritedOnExec } from './kernel/descriptors.js';
 import { errno, Errno, flock } from './kernel/libc.js';
 import { namespaceKeysAreIds } from './kernel/namespaces.js';
 import { peerPidfdSupported, readPeerCredentials } from './kernel/peer.js';
@@ -31,6 +32,8 @@ export interface ServeOptions {
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   readonly maxValueBytes: number;
+  /** Each container's output log is rotated at this size. */
+  readonly maxLogBytes: number;
   readonly adminGroup: string | undefined;
   readonly stopTimeoutSeconds: number;
   readonly guestLimits: GuestServerLimits;
@@ -49,7 +52,10 @@ const LOCK_EX = 2;
 const LOCK_NB = 4;
 
 export async function serve(options: ServeOptions): Promise<Daemon> {
+  // Before anything is started: no container may get a descriptor the daemon inherited.
+  const inheritedFds = closeInheritedOnExec();
   const logger = new Logger(options.logLevel, options.logFormat);
+  if (inheritedFds.length > 0) logger.debug('inherited descriptors marked close-on-exec', { fds: inheritedFds.join(',') });
   const paths = daemonPaths(options.dir);
   const startedAt = new Date();
 
@@ -94,6 +100,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       uids: subordinateRange('/etc/subuid'),
       gids: subordinateRange('/etc/subgid'),
       stopTimeoutMs: options.stopTimeoutSeconds * 1000,
+      maxLogBytes: options.maxLogBytes,
     });
     await manager.restore(records);
 

@@ -15,6 +15,11 @@ export interface ContainerWire {
   readonly command: readonly string[] | null;
   readonly config: Readonly<Record<string, string>>;
   readonly created_at: string;
+  /**
+   * The container's own host id range (security.idmap.isolated), from its first start
+   * with the key until it is deleted; null while it has none (the shared range).
+   */
+  readonly idmap: { readonly uid_base: number; readonly gid_base: number; readonly count: number } | null;
 }
 
 /** `devapollo status`. */

@@ -130,9 +130,11 @@ describe('host CLI', () => {
     assert.match(missing.stderr, /^Error: cannot run no-such-command-here/);
   });
 
-  test('exec runs with the caller environment and forwards signals', async () => {
-    const env = await daemon.exec('web', ['sh', '-c', 'echo "$APOLLO_TEST_VAR"'], { env: { ...process.env, APOLLO_TEST_VAR: 'carried' } });
-    assert.equal(env.out, 'carried\n');
+  test('exec runs with a fresh environment (never the caller\'s), --env, and forwards signals', async () => {
+    const env = await daemon.cli(['exec', 'web', '--env', 'GIVEN=yes', '--', 'sh', '-c', 'echo "[${APOLLO_TEST_VAR-}] [$GIVEN] [$HOME]"'], {
+      env: { ...process.env, APOLLO_TEST_VAR: 'not carried' },
+    });
+    assert.equal(env.out, '[] [yes] [/root]\n');
     const child = spawn(process.execPath, [hostCli, '--dir', daemon.dir, 'exec', 'web', '--', 'sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });

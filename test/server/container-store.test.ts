@@ -24,6 +24,7 @@ function record(name: string, overrides: Partial<ContainerRecord> = {}): Contain
     state_revision: 0,
     guest_state: 'Started',
     init: null,
+    idmap: null,
     ...overrides,
   };
 }
@@ -146,6 +147,29 @@ describe('ContainerStore', () => {
     await assert.rejects(store.load(), /beta\.json is invalid: origin/);
   });
 
+  test('a schema 1 file (before idmap) loads with no id range of its own, and is saved as the current schema', async () => {
+    const dir = freshDir();
+    const store = new ContainerStore(dir);
+    await store.load();
+    const { idmap: _, ...old } = record('alpha', { schema: 1, config: { 'user.a': '1' } });
+    fs.writeFileSync(path.join(dir, 'alpha.json'), JSON.stringify(old));
+    const [loaded] = await store.load();
+    assert.deepEqual(loaded, { ...old, schema: stateSchemaVersion, idmap: null });
+    await store.save(loaded as ContainerRecord);
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'alpha.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(saved['schema'], stateSchemaVersion);
+    assert.equal(saved['idmap'], null);
+  });
+
+  test('an id range round-trips', async () => {
+    const dir = freshDir();
+    const store = new ContainerStore(dir);
+    await store.load();
+    const alpha = record('alpha', { idmap: { uid_base: 1065536, gid_base: 1065536, count: 65536 } });
+    await store.save(alpha);
+    assert.deepEqual(await new ContainerStore(dir).load(), [alpha]);
+  });
+
   test('a file whose name does not match its record is refused', async () => {
     const dir = freshDir();
     const store = new ContainerStore(dir);
@@ -172,6 +196,8 @@ describe('ContainerStore', () => {
       { ...record('alpha'), revision: 1.5 },
       { ...record('alpha'), list_revision: -1 },
       { ...record('alpha'), key_revisions: { 'user.a': 'x' } },
+      { ...record('alpha'), idmap: { uid_base: 1065536, gid_base: 'x', count: 65536 } },
+      { ...record('alpha'), idmap: [] },
       { ...record('alpha'), key_revisions: [] },
       { ...record('alpha'), guest_state: 'Stopped' },
       { ...record('alpha'), init: { pid: '1' } },

@@ -169,6 +169,7 @@ export function containerWire(container: Container): ContainerWire {
     command: record.command,
     config: record.config,
     created_at: record.created_at,
+    idmap: record.idmap,
   };
 }
 

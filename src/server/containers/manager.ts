@@ -19,14 +19,24 @@ import {
   type ContainerRecord,
   type ContainerStore,
   type GuestState,
+  type IdmapRecord,
   stateSchemaVersion,
 } from '../state/container-store.js';
 import { Container, Instance } from './container.js';
+import { allocateRange, containerIdCount, type IdRange, type ReadFile, rootRanges } from './idmap.js';
 import { assertInstanceId, instanceIdKey, withNewInstanceId } from './instance-id.js';
-import { type IdRange, launchContainer } from './launcher.js';
+import { launchContainer } from './launcher.js';
 
 /** Keys the daemon itself reads; their values must be booleans. */
-export const booleanKeys = new Set(['security.devapollo', 'security.devapollo.users', 'security.devapollo.lxd-compat']);
+export const booleanKeys = new Set([
+  'security.devapollo',
+  'security.devapollo.users',
+  'security.devapollo.lxd-compat',
+  'security.idmap.isolated',
+]);
+
+/** A container's own uid/gid range instead of the shared one; read at each start. */
+const isolatedKey = 'security.idmap.isolated';
 
 export interface ManagerOptions {
   readonly paths: DaemonPaths;
@@ -34,9 +44,14 @@ export interface ManagerOptions {
   readonly watcher: ExitWatcher;
   readonly logger: Logger;
   readonly maxValueBytes: number;
+  /** The shared ranges every unprivileged container maps to by default. */
   readonly uids: IdRange;
   readonly gids: IdRange;
   readonly stopTimeoutMs: number;
+  /** Each container's output log is rotated at this size (`serve --max-log-size`). */
+  readonly maxLogBytes: number;
+  /** Reads /etc/subuid and /etc/subgid (isolated ranges); the real files by default. */
+  readonly readIdFile?: ReadFile;
 }
 
 /** What happened to a container, for event streams (guest and host). */
@@ -72,6 +87,12 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   private readonly containers = new Map<string, Container>();
   /** Running instances by pid-namespace key: the whole identity lookup, O(1). */
   private readonly byNamespace = new Map<bigint, Instance>();
+  /**
+   * Every container's own id range, by container name: from the records, and from the
+   * moment one is allocated (before its record is on disk), so two starts at once can
+   * never be given the same range.
+   */
+  private readonly idmaps = new Map<string, IdmapRecord>();
   private closed = false;
 
   constructor(private readonly options: ManagerOptions) {
@@ -85,6 +106,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     for (const record of records) {
       const container = new Container(record);
       this.containers.set(record.name, container);
+      if (record.idmap !== null) this.idmaps.set(record.name, record.idmap);
       const init = record.init;
       if (init === null) continue;
       const adopted = init.boot_id === bootId ? this.tryAdopt(container, init.pid, init.start_time) : undefined;
@@ -133,7 +155,9 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     } catch (error) {
       // A launch that cannot start leaves nothing behind, so it can simply be retried.
       this.containers.delete(container.name);
+      this.idmaps.delete(container.name);
       await this.options.store.remove(container.name).catch(() => undefined);
+      await this.removeLogs(container.name);
       throw error;
     } finally {
       container.busy = undefined;
@@ -148,6 +172,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     if (request.command !== null && request.command.length === 0) {
       throw new ApolloError('bad-request', 'the command is empty');
     }
+    if (request.privileged && config[isolatedKey] === 'true') throw privilegedIsolated(request.name);
     if (this.containers.has(request.name)) {
       throw new ApolloError('conflict', `container ${JSON.stringify(request.name)} already exists`);
     }
@@ -215,7 +240,8 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       }
       await container.serialize(() => this.options.store.remove(name));
       this.containers.delete(name);
-      await fsp.rm(this.logFile(name), { force: true });
+      this.idmaps.delete(name);
+      await this.removeLogs(name);
       this.emitLifecycle(container, 'deleted');
       this.options.logger.info('container deleted', { container: name });
     } finally {
@@ -322,6 +348,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   async setConfig(name: string, changes: Readonly<Record<string, string | null>>): Promise<Container> {
     const container = this.get(name);
     const validated = this.validatedConfig(changes);
+    if (validated[isolatedKey] === 'true' && container.record.privileged) throw privilegedIsolated(name);
     let before: Readonly<Record<string, string>> = keyMap();
     const changed = await this.update(container, (r) => {
       before = r.config;
@@ -369,6 +396,12 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     return path.join(this.options.paths.logsDir, `${name}.log`);
   }
 
+  /** NAME.log and its rotated NAME.log.1 (a monitor still draining finds them gone and stops). */
+  private async removeLogs(name: string): Promise<void> {
+    const log = this.logFile(name);
+    await Promise.all([fsp.rm(log, { force: true }), fsp.rm(`${log}.1`, { force: true })]).catch(() => undefined);
+  }
+
   private claim(container: Container, what: string): void {
     if (container.busy !== undefined) {
       throw new ApolloError('conflict', `container ${container.name} is busy (${container.busy})`);
@@ -377,47 +410,106 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   }
 
   private async startInstance(container: Container): Promise<void> {
+    const ids = await this.idRangesFor(container);
     const { record } = container;
     let instance: Instance | undefined;
-    await launchContainer(
-      {
-        name: record.name,
-        privileged: record.privileged,
-        command: record.command,
-        guestDir: record.config['security.devapollo'] === 'false' ? null : this.options.paths.guestDir,
-        lxdCompat: record.config['security.devapollo.lxd-compat'] === 'true',
-        stageDir: this.options.paths.stageDir,
-        logFile: this.logFile(record.name),
-        uids: this.options.uids,
-        gids: this.options.gids,
-      },
-      async (pid) => {
-        // The launcher keeps the init unreaped until we answer, so this pid cannot be recycled.
-        const { fd: pidfd, errno } = openPidfd(pid);
-        if (pidfd < 0) throw new ApolloError('internal', `cannot open the init of ${record.name} (errno ${errno})`);
-        const startTime = processStartTime(pid);
-        if (startTime === undefined) {
-          closeFd(pidfd);
-          throw new ApolloError('internal', `the init of ${record.name} exited during start-up`);
-        }
-        instance = this.adopt(container, pid, pidfd, startTime);
-        try {
+    try {
+      await launchContainer(
+        {
+          name: record.name,
+          privileged: record.privileged,
+          command: record.command,
+          guestDir: record.config['security.devapollo'] === 'false' ? null : this.options.paths.guestDir,
+          lxdCompat: record.config['security.devapollo.lxd-compat'] === 'true',
+          stageDir: this.options.paths.stageDir,
+          logFile: this.logFile(record.name),
+          maxLogBytes: this.options.maxLogBytes,
+          uids: ids.uids,
+          gids: ids.gids,
+        },
+        async (pid) => {
+          // The launcher keeps the init unreaped until we answer, so this pid cannot be recycled.
+          const { fd: pidfd, errno } = openPidfd(pid);
+          if (pidfd < 0) throw new ApolloError('internal', `cannot open the init of ${record.name} (errno ${errno})`);
+          const startTime = processStartTime(pid);
+          if (startTime === undefined) {
+            closeFd(pidfd);
+            throw new ApolloError('internal', `the init of ${record.name} exited during start-up`);
+          }
+          try {
+            instance = this.adopt(container, pid, pidfd, startTime);
+          } catch (error) {
+            closeFd(pidfd);
+            throw error;
+          }
           await this.update(container, (r) => ({
             ...withGuestState(r, 'Started'),
             origin: 'launch',
             init: { pid, start_time: startTime, boot_id: currentBootId() },
           }));
-        } catch (error) {
-          this.unmap(instance);
-          instance = undefined;
-          throw error;
-        }
-      },
-    );
+        },
+      );
+    } catch (error) {
+      // Registered, and then the command could not be executed, the init died or the
+      // state could not be written: the init is killed and the registration undone.
+      if (instance !== undefined) {
+        signalPidfd(instance.pidfd, 'SIGKILL');
+        if (instance.claimRelease()) await this.forget(instance);
+      }
+      throw error;
+    }
     if (instance === undefined) throw new ApolloError('internal', `container ${record.name} did not register`);
     this.watch(instance);
     this.emitLifecycle(container, 'started');
     this.options.logger.info('container started', { container: record.name, pid: instance.pid });
+  }
+
+  /**
+   * The host ranges the container is started with: its own with security.idmap.isolated
+   * (allocated and recorded at its first such start, kept until it is deleted), else the
+   * shared ones. A range it no longer uses stays reserved: files its root wrote under it
+   * must not become another container's.
+   */
+  private async idRangesFor(container: Container): Promise<{ uids: IdRange; gids: IdRange }> {
+    const { record } = container;
+    if (record.privileged || record.config[isolatedKey] !== 'true') return { uids: this.options.uids, gids: this.options.gids };
+    let idmap = this.idmaps.get(record.name) ?? record.idmap;
+    if (idmap === null) {
+      const own = this.allocateIdmap(record.name);
+      this.idmaps.set(record.name, own);
+      try {
+        await this.update(container, (r) => ({ ...r, idmap: own }));
+      } catch (error) {
+        this.idmaps.delete(record.name);
+        throw error;
+      }
+      this.options.logger.info('container given its own id range', { container: record.name, uid_base: own.uid_base, gid_base: own.gid_base });
+      idmap = own;
+    }
+    return { uids: { base: idmap.uid_base, count: idmap.count }, gids: { base: idmap.gid_base, count: idmap.count } };
+  }
+
+  /** A uid and a gid range that no container holds and that are not the shared ones. */
+  private allocateIdmap(name: string): IdmapRecord {
+    const pick = (file: '/etc/subuid' | '/etc/subgid', shared: IdRange, base: (m: IdmapRecord) => number): number => {
+      const reserved: IdRange[] = [shared];
+      for (const idmap of this.idmaps.values()) reserved.push({ base: base(idmap), count: idmap.count });
+      const ranges = rootRanges(file, this.options.readIdFile);
+      const range = allocateRange(ranges, reserved);
+      if (range === undefined) {
+        const held = this.idmaps.size;
+        throw new ApolloError(
+          'conflict',
+          `cannot give container ${name} its own id range: ${ranges.length === 0 ? `root has no range in ${file}` : `root's ranges in ${file} have no ${containerIdCount} ids left (${held} isolated container${held === 1 ? '' : 's'} hold${held === 1 ? 's' : ''} them)`}; add a range for root there, or unset ${isolatedKey}`,
+        );
+      }
+      return range.base;
+    };
+    return {
+      uid_base: pick('/etc/subuid', this.options.uids, (m) => m.uid_base),
+      gid_base: pick('/etc/subgid', this.options.gids, (m) => m.gid_base),
+      count: containerIdCount,
+    };
   }
 
   /** Re-adopts an init after a daemon restart, if the same process still runs. */
@@ -492,6 +584,17 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   private async release(instance: Instance, why: 'exited' | 'unregistered'): Promise<void> {
     if (this.closed || !instance.claimRelease()) return;
     const container = instance.container;
+    await this.forget(instance);
+    this.emitLifecycle(container, 'stopped');
+    this.options.logger.info(why === 'exited' ? 'container stopped' : 'container unregistered', {
+      container: container.name,
+      pid: instance.pid,
+    });
+  }
+
+  /** Unmaps an instance the caller has claimed, closes its descriptors, records it as stopped. */
+  private async forget(instance: Instance): Promise<void> {
+    const container = instance.container;
     this.unmap(instance);
     this.options.watcher.unwatch(instance.pidfd);
     closeFd(instance.pidfd);
@@ -505,11 +608,6 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     } finally {
       instance.settle();
     }
-    this.emitLifecycle(container, 'stopped');
-    this.options.logger.info(why === 'exited' ? 'container stopped' : 'container unregistered', {
-      container: container.name,
-      pid: instance.pid,
-    });
   }
 
   private async terminate(instance: Instance, force: boolean, timeoutMs: number): Promise<void> {
@@ -601,7 +699,15 @@ export function newRecord(
     state_revision: 0,
     guest_state: 'Started',
     init: null,
+    idmap: null,
   };
+}
+
+function privilegedIsolated(name: string): ApolloError {
+  return new ApolloError(
+    'bad-request',
+    `container ${name}: ${isolatedKey}=true needs an unprivileged container (a privileged one keeps host root and maps no ids)`,
+  );
 }
 
 /**

@@ -16,8 +16,10 @@ import { ApolloError } from '../../shared/errors.js';
 import { isConfigKey, isContainerName } from '../../shared/names.js';
 
 /**
- * The schema records are written with. Schema 1 (before `create`) still loads: it is
- * schema 2 without the origin `create`. A newer schema is refused, never misread.
+ * Schema 2 added the origin `create` and `idmap`. Files of schema 1 still load (a schema 2
+ * record that cannot be `create`, with `idmap: null`) and are written as schema 2 at their
+ * next change. A newer schema is refused, never misread: a daemon that only knows schema 1
+ * refuses schema 2 files rather than drop a container's id range.
  */
 export const stateSchemaVersion = 2;
 
@@ -36,6 +38,16 @@ export interface InitRecord {
    * run of the same name leaves this one alone. Absent for devapollo's own and LXC runs.
    */
   readonly runtime_id?: string;
+}
+
+/**
+ * A container's own host id range (`security.idmap.isolated`): allocated at its first
+ * start with the key set, kept until the container is deleted, never shared.
+ */
+export interface IdmapRecord {
+  readonly uid_base: number;
+  readonly gid_base: number;
+  readonly count: number;
 }
 
 export interface ContainerRecord {
@@ -71,6 +83,7 @@ export interface ContainerRecord {
   readonly state_revision: number;
   readonly guest_state: GuestState;
   readonly init: InitRecord | null;
+  readonly idmap: IdmapRecord | null;
 }
 
 /** A state file that cannot be used; the daemon refuses to start on it. */
@@ -214,6 +227,13 @@ function parseRecord(file: string, text: string): ContainerRecord {
     }
     if (i['runtime_id'] !== undefined && typeof i['runtime_id'] !== 'string') bad('init.runtime_id');
   }
-  // A schema 1 record is a schema 2 record that cannot be `create`: read as the current one.
-  return { ...(value as ContainerRecord), schema: stateSchemaVersion };
+  const idmap = r['idmap'] ?? null;
+  if (idmap !== null) {
+    const m = idmap as Record<string, unknown>;
+    const isId = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+    if (typeof m !== 'object' || Array.isArray(m) || !isId(m['uid_base']) || !isId(m['gid_base']) || !isId(m['count'])) bad('idmap');
+  }
+  // A schema 1 record is a schema 2 record that cannot be `create` and has no id range of
+  // its own: upgraded in memory, written as the current schema by the next save.
+  return { ...(value as ContainerRecord), schema: stateSchemaVersion, idmap: idmap as IdmapRecord | null };
 }

@@ -1,11 +1,9 @@
 /** Container commands: create, launch, exec, list, start, stop, delete, register. */
-import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
 import { type OutputFormat, render, writeOut } from '../../../shared/output.js';
 import type { ContainerWire } from '../../../shared/wire.js';
+import { execEnvironment, runExec } from '../exec-session.js';
 import { adminClient, note, parseAssignments } from './shared.js';
 
 type Global = { dir?: string | undefined };
@@ -70,42 +68,38 @@ const launch: CommandModule<Global, DefineArgs> = {
   },
 };
 
-const execCommand: CommandModule<Global, Global & { name: string } & WithDashDash> = {
+const execCommand: CommandModule<
+  Global,
+  Global & { name: string; env: string[]; cwd: string; 'force-interactive': boolean; 'force-noninteractive': boolean } & WithDashDash
+> = {
   command: 'exec <name>',
-  describe: "Run a command in a running container (stdio, signals and exit code are the command's)",
+  describe: 'Run a command in a running container, as its root, in a fresh environment',
   builder: (y) =>
     nameArg(y)
-      .usage("$0 exec <name> -- <command> [args...]\n\nRun a command in a running container (stdio, signals and exit code are the command's)")
-      .example('$0 exec web -- curl -s --unix-socket /dev/apollo/sock http://apollo/1.0/config', 'ask the socket from inside') as never,
+      .usage(
+        "$0 exec <name> [--env KEY=VALUE]... [--cwd DIR] [-t|-T] -- <command> [args...]\n\nRun a command in a running container, as its root, in a fresh environment\n\nIt gets PATH, HOME=/root, USER=root, TERM and LANG (when set here) and the --env variables, nothing else of yours. With a terminal on stdin (or -t) it runs on a new pseudo-terminal inside the container; otherwise (or -T) on pipes, byte for byte. Stdin, stdout, stderr, signals and the exit code (128+N for signal N) pass through; the command never holds your terminal or anything else of yours.",
+      )
+      .option('env', { type: 'string', array: true, default: [], describe: "KEY=VALUE in the command's environment (repeatable)" })
+      .option('cwd', { type: 'string', default: '/', describe: 'the directory to run it in, inside the container' })
+      .option('force-interactive', { alias: 't', type: 'boolean', default: false, describe: 'a pseudo-terminal even when stdin is not a terminal' })
+      .option('force-noninteractive', { alias: 'T', type: 'boolean', default: false, describe: 'pipes even when stdin is a terminal' })
+      .example('$0 exec web -- curl -s --unix-socket /dev/apollo/sock http://apollo/1.0/config', 'ask the socket from inside')
+      .example('$0 exec web -- sh', 'an interactive shell (on a terminal)')
+      .example('$0 exec web --env DEBUG=1 --cwd /tmp -T -- ./run.sh < input > output', 'pipes, byte for byte') as never,
   handler: async (argv) => {
     const command = (argv['--'] ?? []).map(String);
     if (command.length === 0) throw new ApolloError('usage', 'exec needs a command after "--"');
+    if (argv['force-interactive'] && argv['force-noninteractive']) throw new ApolloError('usage', '-t and -T cannot be used together');
+    if (!argv.cwd.startsWith('/')) throw new ApolloError('usage', `--cwd must be an absolute path inside the container, got ${JSON.stringify(argv.cwd)}`);
+    const environment = execEnvironment(process.env, argv.env);
+    const terminal = argv['force-interactive'] || (!argv['force-noninteractive'] && process.stdin.isTTY === true);
     const container = await adminClient(argv).container(argv.name);
     if (container.state !== 'Running' || container.start_time === null) {
       throw new ApolloError('conflict', `container ${argv.name} is not running`);
     }
-    process.exitCode = await runInContainer(container.pid, container.start_time, command);
+    process.exitCode = await runExec({ pid: container.pid, startTime: container.start_time, command, environment, cwd: argv.cwd, terminal });
   },
 };
-
-const execHelper = fileURLToPath(new URL('../../../../libexec/exec.pl', import.meta.url));
-const forwardedSignals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
-
-/** Runs the exec helper with our stdio and environment; resolves with the exit code. */
-function runInContainer(pid: number, startTime: string, command: string[]): Promise<number> {
-  const child = spawn('perl', [execHelper, '--pid', String(pid), '--start-time', startTime, '--cwd', process.cwd(), '--', ...command], {
-    stdio: 'inherit',
-  });
-  const forward = (signal: NodeJS.Signals) => child.kill(signal);
-  for (const signal of forwardedSignals) process.on(signal, forward);
-  return new Promise((resolve, reject) => {
-    child.once('error', (error) => reject(new ApolloError('internal', `cannot run perl: ${error.message}`)));
-    child.once('exit', (code, signal) => {
-      for (const s of forwardedSignals) process.off(s, forward);
-      resolve(code ?? 128 + (signal ? constants.signals[signal] : 0));
-    });
-  });
-}
 
 const list: CommandModule<Global, Global & { format: OutputFormat }> = {
   command: 'list',
