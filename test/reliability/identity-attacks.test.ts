@@ -30,9 +30,14 @@ while True:
     if not chunk: break
     answer += chunk
 print(answer.decode().split('\\r\\n')[0] + ' ' + answer.decode().split('\\r\\n\\r\\n', 1)[1], flush=True)
+conn.sendall(b'x')
 `;
 
-/** Connects to the devapollo socket at argv[2] and hands the connection to the receiver named argv[1]. */
+/**
+ * Connects to the devapollo socket at argv[2] and hands the connection to the receiver
+ * named argv[1]; stays alive until the receiver has its answer, since a connection whose
+ * process exited before the daemon read it is nobody's (a loaded daemon may accept late).
+ */
 const sender = `
 import socket, sys
 api = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -40,6 +45,7 @@ api.connect(sys.argv[2])
 peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 peer.connect('\\0' + sys.argv[1])
 socket.send_fds(peer, [b'x'], [api.fileno()])
+peer.recv(1)
 `;
 
 /**

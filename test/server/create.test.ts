@@ -89,25 +89,42 @@ describe('create, then start', () => {
   });
 
   test('a start that fails leaves the created container as it was; a launch that fails leaves nothing', async () => {
-    // A directory where the container's log file must go: the launcher cannot open it.
-    const blockLog = (name: string) => fs.mkdirSync(path.join(daemon.dir, 'logs', `${name}.log`));
+    // DIR/stage, where the launcher builds a container's /dev, replaced by a file: the
+    // launcher's first mount fails, so the start does (the container's log is the monitor's
+    // to open, best effort, and no longer fails a start).
+    const stage = path.join(daemon.dir, 'stage');
+    const blockStage = () => {
+      fs.rmdirSync(stage);
+      fs.writeFileSync(stage, '');
+    };
+    const unblockStage = () => {
+      fs.rmSync(stage);
+      fs.mkdirSync(stage, { mode: 0o700 });
+    };
     assert.equal((await daemon.cli(['create', 'blocked', '-c', 'user.keep=me'])).code, 0);
-    blockLog('blocked');
-    const start = await daemon.cli(['start', 'blocked']);
-    assert.equal(start.code, 1);
-    assert.match(start.stderr, /^Error: cannot start container blocked: .*EISDIR/);
-    const kept = await listed(daemon, 'blocked');
-    assert.deepEqual([kept?.state, kept?.origin, kept?.config], ['Stopped', 'create', { 'user.keep': 'me' }]);
-    fs.rmdirSync(path.join(daemon.dir, 'logs', 'blocked.log'));
+    blockStage();
+    try {
+      const start = await daemon.cli(['start', 'blocked']);
+      assert.equal(start.code, 1);
+      assert.match(start.stderr, /^Error: cannot start container blocked: /);
+      const kept = await listed(daemon, 'blocked');
+      assert.deepEqual([kept?.state, kept?.origin, kept?.config], ['Stopped', 'create', { 'user.keep': 'me' }]);
+    } finally {
+      unblockStage();
+    }
     assert.equal((await daemon.cli(['start', 'blocked'])).code, 0);
     assert.equal((await daemon.curl('blocked', '/1.0/config/user.keep')).out, 'me');
 
-    blockLog('gone');
-    const launch = await daemon.cli(['launch', 'gone', '-c', 'user.keep=me']);
-    assert.equal(launch.code, 1);
-    assert.match(launch.stderr, /^Error: cannot start container gone: .*EISDIR/);
-    assert.equal(await listed(daemon, 'gone'), undefined);
-    assert.equal(fs.existsSync(path.join(daemon.dir, 'containers/gone.json')), false);
+    blockStage();
+    try {
+      const launch = await daemon.cli(['launch', 'gone', '-c', 'user.keep=me']);
+      assert.equal(launch.code, 1);
+      assert.match(launch.stderr, /^Error: cannot start container gone: /);
+      assert.equal(await listed(daemon, 'gone'), undefined);
+      assert.equal(fs.existsSync(path.join(daemon.dir, 'containers/gone.json')), false);
+    } finally {
+      unblockStage();
+    }
   });
 
   test('a created container survives a daemon restart, still Stopped and startable', async () => {
