@@ -1,13 +1,28 @@
 #!/usr/bin/perl
 # Starts one devapollo container. Run by the daemon as host root, in a new session, with
-# stdout/stderr on the container's log and fd 3 a socket to the daemon.
+# 0-2 on /dev/null and fd 3 a socket to the daemon.
 #
 # Why Perl: the set-up needs unshare, mount, sethostname and setns in a single-threaded
 # process (setns into a mount namespace fails in multi-threaded Node), and perl-base is
 # part of every Debian system, so no compiler and no extra package is needed. Only core
 # syscall() is used, no modules beyond perl-base.
 #
-# Steps (why this order matters):
+# Processes (why three): this process (the daemon's child) forks the MONITOR and exits at
+# once, so the daemon holds no handle per container and the monitor is nobody's child but
+# the host's init. The monitor marks itself a child subreaper, forks the SET-UP and execs
+# a tiny log writer (monitor_script). The set-up builds the container and forks its INIT;
+# once the init runs, the set-up exits and the init is reparented to the monitor, which
+# reaps it. A running container is then two small processes: the init inside, the
+# monitor outside.
+#
+# The monitor writes the init's stdout/stderr (a pipe) to DIR/logs/NAME.log, at most
+# --max-log-size bytes, rotated once to NAME.log.1, so that a container cannot fill DIR.
+# It stays in the host's namespaces as host root, forked before any unshare: the
+# container can neither see it (it is not in the container's pid namespace, so no
+# ptrace, kill or pidfd_open from inside) nor reach the log file's descriptor. It never
+# blocks the container for long: output it cannot store (disk full) is dropped.
+#
+# Steps of the set-up (why this order matters):
 #  1. As host root, in a private mount namespace: build the container's /dev on a tmpfs
 #     and bind DIR/devapollo read-only at /dev/apollo. Done here, before the user
 #     namespace exists, these mounts become locked once the user namespace copies them:
@@ -18,10 +33,16 @@
 #  3. Fork the container's init (pid 1): mount /proc, /dev/pts, /dev/shm, set the
 #     hostname, then wait until the daemon has registered it before running anything, so
 #     that the first request from inside is already served.
-#  4. Exec a tiny init that reaps orphans and runs the command, if any.
+#  4. Exec a tiny init that reaps orphans and runs the command, if any, and says whether
+#     the command could be executed.
 # Protocol on fd 3: we send "pid N" and then "ready" or "error MESSAGE"; the daemon
-# answers "go" once it has registered the container. This process then exits: the init
-# is adopted by the host's init, so an idle container costs one small process.
+# answers "go" once it has registered the container; we then send "running" once the
+# command runs (at once when there is none), or "error cannot run CMD: REASON".
+#
+# Descriptors: the daemon may have inherited descriptors it did not mark close-on-exec;
+# every descriptor but 0-3 is closed before anything else, and the init closes all but
+# 0-2 (and its report pipe) again, so a container gets exactly 0-2: /dev/null and the
+# log pipe, nothing a host process had open.
 use strict;
 use warnings;
 
@@ -29,29 +50,36 @@ use Config;
 
 my %syscalls = (
     'x86_64'  => { unshare => 272, mount => 165, sethostname => 170, setresuid => 117,
-                   setresgid => 119, setgroups => 116, setsid => 112 },
+                   setresgid => 119, setgroups => 116, setsid => 112, close => 3, prctl => 157,
+                   dup3 => 292 },
     'aarch64' => { unshare => 97, mount => 40, sethostname => 161, setresuid => 147,
-                   setresgid => 149, setgroups => 159, setsid => 157 },
+                   setresgid => 149, setgroups => 159, setsid => 157, close => 57, prctl => 167,
+                   dup3 => 24 },
 );
 my ($arch) = $Config{archname} =~ /^([^-]+)/;
 my $sys = $syscalls{$arch} or die "container.pl: unsupported architecture $arch\n";
+
+# 0. Before anything else: no descriptor but 0-2 and the control socket.
+close_descriptors_above(3);
 
 use constant {
     CLONE_NEWNS => 0x00020000, CLONE_NEWUTS => 0x04000000, CLONE_NEWIPC => 0x08000000,
     CLONE_NEWUSER => 0x10000000, CLONE_NEWPID => 0x20000000,
     MS_RDONLY => 1, MS_NOSUID => 2, MS_NODEV => 4, MS_NOEXEC => 8, MS_REMOUNT => 32,
     MS_BIND => 4096, MS_MOVE => 8192, MS_REC => 16384, MS_PRIVATE => 1 << 18,
+    PR_SET_CHILD_SUBREAPER => 36,
 };
 
 my (%opt, @cmd);
 while (@ARGV) {
     my $arg = shift @ARGV;
     if ($arg eq '--') { @cmd = @ARGV; last }
-    elsif ($arg =~ /^--(name|stage|devapollo|uid-map|gid-map)$/) { $opt{$1} = shift @ARGV }
+    elsif ($arg =~ /^--(name|stage|devapollo|uid-map|gid-map|log|max-log-size)$/) { $opt{$1} = shift @ARGV }
     elsif ($arg eq '--lxd-compat') { $opt{'lxd-compat'} = 1 }
     else { die "container.pl: unknown argument $arg\n" }
 }
-defined $opt{$_} or die "container.pl: --$_ is required\n" for qw(name stage);
+defined $opt{$_} or die "container.pl: --$_ is required\n" for qw(name stage log max-log-size);
+$opt{'max-log-size'} =~ /^[1-9][0-9]*$/ or die "container.pl: --max-log-size must be a positive integer\n";
 
 open(my $ctl, '+<&=', 3) or die "container.pl: fd 3 is not open: $!\n";
 select((select($ctl), $| = 1)[0]);
@@ -68,6 +96,36 @@ sub sys_mount {
 }
 
 sub mnt { sys_mount(@_) or fail("mount $_[1]: $!") }
+
+# Closes every descriptor above $keep, from the list in /proc/self/fd (the host's /proc
+# here; the container's own in the init, where nothing else has run yet).
+sub close_descriptors_above {
+    my $keep = shift;
+    opendir(my $dir, '/proc/self/fd') or die "cannot list /proc/self/fd: $!\n";
+    my @fds = grep { /^[0-9]+$/ && $_ > $keep } readdir $dir;
+    closedir $dir;
+    syscall($sys->{close}, 0 + $_) for @fds;
+}
+
+# The monitor: forked before any namespace is made, so it stays in the host's. This
+# process exits at once; the monitor then forks the set-up, which carries on below.
+pipe(my $log_r, my $log_w) or fail("pipe: $!");
+my $monitor = fork() // fail("fork: $!");
+exit 0 if $monitor;
+syscall($sys->{prctl}, PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 or fail("prctl(PR_SET_CHILD_SUBREAPER): $!");
+my $setup = fork() // fail("fork: $!");
+if ($setup) {
+    close $ctl;
+    close $log_w;
+    open(STDIN, '<&', $log_r) or exit 1;
+    close $log_r;
+    { exec { $^X } 'devapollo-monitor', '-e', monitor_script(), '--', $opt{name}, $opt{log}, $opt{'max-log-size'}, $setup }
+    exit 1;
+}
+close $log_r;
+open(STDOUT, '>&', $log_w) or fail("dup: $!");
+open(STDERR, '>&', $log_w) or fail("dup: $!");
+close $log_w;
 
 # 1. Host side: a private mount namespace and the container's /dev.
 syscall($sys->{unshare}, CLONE_NEWNS) == 0 or fail("unshare(mount): $!");
@@ -157,9 +215,10 @@ if ($init == 0) {
     print $up_w "ready\n";
     my $go = <$down_r>;
     exit 1 unless defined $go && $go eq "go\n";
-    close $up_w;
     close $down_r;
-    $0 = 'init';
+    # The init reports on fd 3 whether its command could be executed.
+    syscall($sys->{dup3}, fileno($up_w), 3, 0) == 3 or exit 1;
+    close $up_w;
     { exec { $^X } 'init', '-e', init_script(), '--', @cmd }
     print STDERR "devapollo: cannot start the init: $!\n";
     exit 127;
@@ -184,13 +243,29 @@ if (!defined $answer || $answer ne "go\n") {
 }
 print $down_w "go\n";
 close $down_w;
-exit 0;
+# Without a command there is nothing to wait for: the daemon is not kept waiting while
+# the init's perl starts.
+my $outcome = @cmd ? <$up_r> : "running\n";
+$outcome = "error the container's init exited before it ran its command\n" unless defined $outcome;
+print $ctl $outcome;
+# On error the daemon unwinds the launch; the init is killed here too, and the monitor,
+# to which it is reparented when this process exits, reaps it.
+kill 'KILL', $init if $outcome ne "running\n";
+exit($outcome eq "running\n" ? 0 : 1);
 
 # pid 1 of every container: reaps whatever is orphaned into it, runs the command if one
 # was given (the container stops when it exits, with its status), forwards signals to it,
 # and otherwise idles until SIGTERM. Kept tiny: it lives as long as the container.
+# Fd 3 is the set-up's report pipe: "running", or why the command could not be run (with
+# a command only; without one the set-up does not wait).
 sub init_script {
-    return <<'INIT';
+    my $script = <<'INIT';
+opendir(my $fds, '/proc/self/fd');
+my @open = grep { /^[0-9]+$/ && $_ > 3 } readdir $fds;
+closedir $fds;
+syscall(SYS_close, 0 + $_) for @open;
+open(my $report, '>&=', 3) or exit 1;
+select((select($report), $| = 1)[0]);
 my ($child, $stopping) = (0, 0);
 pipe(my $wake_r, my $wake_w);
 select((select($wake_w), $| = 1)[0]);
@@ -204,15 +279,31 @@ for my $sig (qw(TERM INT HUP QUIT USR1 USR2)) {
     };
 }
 if (@ARGV) {
+    # Both ends close on exec: the command's exec closes the write end, an exec that
+    # fails writes why.
+    pipe(my $failed_r, my $failed_w);
     $child = fork() // die "init: fork: $!\n";
     if ($child == 0) {
         $SIG{$_} = 'DEFAULT' for qw(CHLD TERM INT HUP QUIT USR1 USR2);
-        close $wake_r; close $wake_w;
+        close $wake_r; close $wake_w; close $report; close $failed_r;
         exec { $ARGV[0] } @ARGV;
-        print STDERR "init: cannot run $ARGV[0]: $!\n";
-        exit 127;
+        # As shells do: 127 when there is no such command, 126 when it cannot run.
+        my $missing = $! == 2;
+        my $why = "cannot run $ARGV[0]: " . ($missing && $ARGV[0] !~ m{/} ? 'command not found' : "$!");
+        print STDERR "init: $why\n";
+        syswrite $failed_w, $why;
+        exit($missing ? 127 : 126);
     }
+    close $failed_w;
+    my $why = '';
+    while (1) {
+        my $n = sysread($failed_r, $why, 4096, length $why);
+        last unless $n || (!defined $n && $! == 4);
+    }
+    close $failed_r;
+    print $report length($why) ? "error $why\n" : "running\n";
 }
+close $report;
 while (1) {
     my $pid = waitpid(-1, 0);
     if ($pid > 0) {
@@ -226,4 +317,55 @@ while (1) {
     sysread $wake_r, my $buffer, 64;
 }
 INIT
+    $script =~ s/SYS_close/$sys->{close}/;
+    return $script;
+}
+
+# The monitor, outside the container: copies the init's output (its stdin, a pipe) to
+# the log, at most CAP bytes a file. When the next chunk would not fit, NAME.log becomes
+# NAME.log.1 and a new NAME.log starts, so the newest output is always kept. A log that
+# is gone when it is time to rotate was removed with its container: nothing more is
+# written. At end of file (the container's last writer has exited) it reaps the init,
+# reparented to it as a child subreaper, and exits. Errors (a full disk) drop output
+# rather than block the container.
+sub monitor_script {
+    return <<'MONITOR';
+my ($name, $log, $cap, $setup) = @ARGV;
+$0 = "devapollo-monitor $name";
+umask 077;
+waitpid($setup, 0);
+my ($fh, $size, $gone) = (undef, 0, 0);
+sub reopen {
+    open($fh, '>>', $log) or return undef $fh;
+    $size = (-s $fh) || 0;
+    return 1;
+}
+reopen();
+my $chunk;
+while (1) {
+    my $n = sysread(STDIN, $chunk, 65536);
+    if (!defined $n) { next if $! == 4; last }
+    last if $n == 0;
+    next if $gone;
+    next unless $fh || reopen();
+    $chunk = substr($chunk, -$cap) if length($chunk) > $cap;
+    if ($size + length($chunk) > $cap) {
+        close $fh;
+        undef $fh;
+        if (rename($log, "$log.1")) {
+            next unless reopen();
+        } elsif ($! == 2) {
+            $gone = 1;
+            next;
+        } else {
+            next unless reopen();
+            truncate($fh, 0);
+            $size = 0;
+        }
+    }
+    my $written = syswrite($fh, $chunk);
+    $size += $written if defined $written;
+}
+1 while waitpid(-1, 0) > 0;
+MONITOR
 }

@@ -5,8 +5,12 @@
 #    the tests; both are part of every Debian system, listed to be sure;
 #  - procps (pgrep): the hook tests find the init of a namespace they made;
 #  - lxc and busybox-static: the LXC tests (`lxc-create -t busybox` works offline);
-#  - crun: the OCI hook tests;
-#  - cloud-init: the tests run its LXD datasource's reading code, never a boot.
+#  - crun and runc: the OCI hook tests, run with each;
+#  - podman: the podman tests (its own crun; runc where crun cannot run, with hybrid cgroups);
+#  - debootstrap: scripts/build-test-rootfs.sh builds, once, the Debian root filesystem with
+#    systemd and cloud-init that the end-to-end tests boot in LXC containers;
+#  - cloud-init: the tests run its LXD datasource's reading code on this machine, never a
+#    boot (cloud-init boots only inside those containers).
 set -eu
 if [ "$(id -u)" -ne 0 ]; then
   echo "Error: run as root (the tests start real containers)" >&2
@@ -19,12 +23,13 @@ export DEBIAN_FRONTEND=noninteractive
 mkdir -p /etc/cloud
 touch /etc/cloud/cloud-init.disabled
 missing=""
-for pkg in curl util-linux perl-base ca-certificates procps lxc busybox-static crun cloud-init; do
+for pkg in curl util-linux perl-base ca-certificates procps lxc busybox-static crun runc podman debootstrap cloud-init; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
   # No service may start while installing (lxc-net would add a bridge to the host's
-  # network): policy-rc.d answers "denied" to every start; one we put there goes at exit.
+  # network, podman's units a socket): policy-rc.d answers "denied" to every start; one
+  # we put there goes at exit.
   policy=/usr/sbin/policy-rc.d
   if [ ! -e "$policy" ]; then
     trap 'rm -f "$policy"' EXIT

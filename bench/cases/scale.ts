@@ -38,12 +38,13 @@ function openFilesLimit(): number {
 }
 
 /**
- * How many containers this machine can hold, and why fewer than asked if so: one pid per
- * idle container (and a few while launching), one pidfd each in the daemon, memory.
+ * How many containers this machine can hold, and why fewer than asked if so: two pids per
+ * idle container (its init and its monitor; a few more while launching), one pidfd each
+ * in the daemon, memory.
  */
 function capacity(wanted: number): { count: number; note: string | undefined } {
   const pidMax = Number(fs.readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
-  const byPids = pidMax - processCount() - 2_000;
+  const byPids = Math.floor((pidMax - processCount() - 2_000) / 2);
   const byFds = openFilesLimit() - holderContainers * connectionsPerHolder - 1_000;
   const byMemory = Math.floor(memAvailableBytes() / (1.5 * MiB)) - 1_000;
   const count = Math.min(wanted, byPids, byFds, byMemory);

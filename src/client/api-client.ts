@@ -3,6 +3,10 @@
  * load: `devapollo-guest get` runs in loops inside boot scripts). Failures to reach the
  * daemon become ApolloErrors with exit code 69, after a short retry for the moments a
  * daemon restarts; answers of the daemon become the error its status means.
+ *
+ * The server may be broken, or not devapollo at all (the socket is the container's to
+ * replace): every exchange ends within the timeout, headers and body included, and no
+ * answer is read past a size limit (`answerLimits`).
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -30,6 +34,41 @@ export interface GuestResponse {
 
 const transient = new Set(['ECONNREFUSED', 'ENOENT', 'ECONNRESET', 'EPIPE', 'EAGAIN']);
 
+const MiB = 1024 * 1024;
+
+/**
+ * The largest answers the client reads; more is an error (exit 1), never memory without
+ * bound. The client cannot know the daemon's `--max-value-size` (1 MiB by default), so a
+ * value may be as large as anything the daemon can hold: the admin API takes request
+ * bodies of at most 64 MiB, so no value set through it is larger. JSON documents are
+ * lists of key names and small objects: 8 MiB is over 30,000 keys of the longest name.
+ * An error answer is one short line. An event line carries a key's old and new values,
+ * escaped as JSON: 16 MiB is two 1 MiB values even if every byte needs an escape.
+ */
+export const answerLimits = {
+  valueBytes: 64 * MiB,
+  jsonBytes: 8 * MiB,
+  errorBytes: 64 * 1024,
+  eventLineBytes: 16 * MiB,
+} as const;
+
+/** 64 MiB, 64 KiB, 12 bytes. */
+function sizeText(bytes: number): string {
+  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
+  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
+  return `${bytes} bytes`;
+}
+
+/** What the options of a request may say beyond its method and target. */
+interface SendOptions {
+  readonly body?: string;
+  readonly headers?: http.OutgoingHttpHeaders;
+  /** How long a change-wait may take: the timeout is extended by it. */
+  readonly waitMs?: number;
+  /** The largest successful answer to read (default: a JSON document's). */
+  readonly maxBytes?: number;
+}
+
 export class GuestClient {
   readonly socketPath: string;
   private readonly connectTimeoutMs: number;
@@ -40,14 +79,15 @@ export class GuestClient {
   }
 
   /** A request that must succeed (2xx or 304); anything else throws the matching error. */
-  async request(method: string, target: string, options: { body?: string; headers?: http.OutgoingHttpHeaders } = {}): Promise<GuestResponse> {
+  async request(method: string, target: string, options: Omit<SendOptions, 'waitMs'> = {}): Promise<GuestResponse> {
     const response = await this.send(method, target, options);
     if (response.status >= 400) throw errorFromResponse(response.status, response.body.toString('utf8'));
     return response;
   }
 
+  /** A value or meta-data, byte for byte. */
   async getText(target: string): Promise<Buffer> {
-    return (await this.request('GET', target)).body;
+    return (await this.request('GET', target, { maxBytes: answerLimits.valueBytes })).body;
   }
 
   async getJson<T>(target: string): Promise<T> {
@@ -59,7 +99,7 @@ export class GuestClient {
    * ETag. Other errors throw. `waitMs` extends the answer timeout for change-waits.
    */
   async getWithEtag(target: string, waitMs = 0): Promise<{ value: Buffer | undefined; etag: string }> {
-    const response = await this.send('GET', target, { waitMs });
+    const response = await this.send('GET', target, { waitMs, maxBytes: answerLimits.valueBytes });
     if (response.status !== 200 && response.status !== 404) {
       throw errorFromResponse(response.status, response.body.toString('utf8'));
     }
@@ -70,32 +110,43 @@ export class GuestClient {
 
   /**
    * Opens a stream of one JSON object per line and calls `onLine` for each. Resolves once
-   * the stream is open; `ended` settles when it ends (rejects when it breaks).
+   * the stream is open (its headers within the timeout); `ended` settles when it ends
+   * (rejects when it breaks, or a line is longer than `answerLimits.eventLineBytes`).
    */
   async openStream(target: string, onLine: (line: string) => void): Promise<{ ended: Promise<void>; close: () => void }> {
     const { res, req } = await new Promise<{ res: http.IncomingMessage; req: http.ClientRequest }>((resolve, reject) => {
       const request = http.request({ ...this.connection(), method: 'GET', path: target, headers: { Host: 'apollo' } });
       const timer = setTimeout(() => request.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })), this.connectTimeoutMs);
       request.once('response', (response) => {
-        clearTimeout(timer);
-        resolve({ res: response, req: request });
+        if ((response.statusCode ?? 0) < 400) {
+          clearTimeout(timer);
+          resolve({ res: response, req: request });
+          return;
+        }
+        // An error's body is read within the same timeout, and only so far.
+        readBody(request, response, answerLimits.errorBytes, this.socketPath).then(
+          (body) => {
+            clearTimeout(timer);
+            reject(errorFromResponse(response.statusCode ?? 0, body.toString('utf8')));
+          },
+          (error: unknown) => {
+            clearTimeout(timer);
+            reject(this.unreachable(error));
+          },
+        );
       });
-      request.once('error', (error) => {
+      request.on('error', (error) => {
         clearTimeout(timer);
         reject(this.unreachable(error));
       });
       request.end();
     });
-    if ((res.statusCode ?? 0) >= 400) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of res as AsyncIterable<Buffer>) chunks.push(chunk);
-      throw errorFromResponse(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
-    }
     const ended = (async () => {
       try {
         // Empty lines are heartbeats.
-        for await (const line of readLines(res)) if (line.trim() !== '') onLine(line);
+        for await (const line of readLines(res, answerLimits.eventLineBytes)) if (line.trim() !== '') onLine(line);
       } catch (error) {
+        req.destroy();
         throw this.unreachable(error);
       }
     })();
@@ -103,11 +154,7 @@ export class GuestClient {
   }
 
   /** Sends with retries for a daemon that is restarting; 503 counts as restarting. */
-  async send(
-    method: string,
-    target: string,
-    options: { body?: string; headers?: http.OutgoingHttpHeaders; waitMs?: number } = {},
-  ): Promise<GuestResponse> {
+  async send(method: string, target: string, options: SendOptions = {}): Promise<GuestResponse> {
     const deadline = Date.now() + this.connectTimeoutMs;
     let delay = 25;
     for (;;) {
@@ -125,30 +172,30 @@ export class GuestClient {
     }
   }
 
-  /** One attempt; the timeout covers connecting and waiting for the answer's headers. */
-  private once(
-    method: string,
-    target: string,
-    options: { body?: string; headers?: http.OutgoingHttpHeaders; waitMs?: number },
-    timeoutMs: number,
-  ): Promise<GuestResponse> {
+  /**
+   * One attempt. The timeout covers the whole exchange: connecting, the answer's headers
+   * and its whole body (a server that dribbles a body is as good as none), extended only
+   * by a change-wait's own time.
+   */
+  private once(method: string, target: string, options: SendOptions, timeoutMs: number): Promise<GuestResponse> {
     return new Promise((resolve, reject) => {
       const req = http.request({ ...this.connection(), method, path: target, headers: { Host: 'apollo', ...options.headers } });
       const timer = setTimeout(() => {
-        const error = Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' });
-        req.destroy(error);
+        req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
       }, timeoutMs + (options.waitMs ?? 0));
-      req.once('response', (res) => {
-        clearTimeout(timer);
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.once('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-        res.once('error', reject);
-      });
-      req.once('error', (error) => {
+      const fail = (error: unknown) => {
         clearTimeout(timer);
         reject(error);
+      };
+      req.once('response', (res) => {
+        const status = res.statusCode ?? 0;
+        const limit = status >= 400 ? answerLimits.errorBytes : (options.maxBytes ?? answerLimits.jsonBytes);
+        readBody(req, res, limit, this.socketPath).then((body) => {
+          clearTimeout(timer);
+          resolve({ status, headers: res.headers, body });
+        }, fail);
       });
+      req.on('error', fail);
       req.end(options.body);
     });
   }
@@ -196,4 +243,43 @@ export class GuestClient {
         });
     }
   }
+}
+
+/**
+ * An answer's body, at most `limit` bytes: a larger one (declared or sent) ends the
+ * exchange with an error (exit 1). Errors of the request (its timeout) reject too.
+ */
+function readBody(req: http.ClientRequest, res: http.IncomingMessage, limit: number, socket: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const tooLarge = () => {
+      req.destroy();
+      reject(
+        new ApolloError(
+          'internal',
+          `the answer on ${socket} is larger than ${sizeText(limit)}, more than devapollo-guest reads: refusing it`,
+        ),
+      );
+    };
+    const declared = Number(res.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      tooLarge();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    res.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        res.removeAllListeners('data');
+        tooLarge();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    res.once('end', () => resolve(Buffer.concat(chunks)));
+    // The request's own error (its timeout) ends the body too; the first settlement wins,
+    // and later errors (an abort after a refusal) are heard, never thrown.
+    res.on('error', reject);
+    req.on('error', reject);
+  });
 }

@@ -14,7 +14,7 @@ export function buildGuestCli(argv: readonly string[]): Argv {
     .scriptName('devapollo-guest')
     .usage('$0 <command>\n\nRead this container\'s config and meta-data from the devapollo socket.')
     .option('socket', { type: 'string', global: true, describe: 'the socket (env APOLLO_SOCKET)', defaultDescription: '/dev/apollo/sock' })
-    .option('connect-timeout', { type: 'number', global: true, default: 5, describe: 'seconds to wait for the daemon' });
+    .option('connect-timeout', { type: 'number', global: true, default: 5, describe: 'seconds an answer may take, body included (a wait adds its own time)' });
   for (const command of guestCommands) cli = cli.command(command);
   return finishCli(cli, 'devapollo-guest', async (words, argv) => {
     if (words.length !== 1 || (words[0] !== 'get' && words[0] !== 'wait')) return [];

@@ -12,17 +12,19 @@ import { packageVersion } from '../shared/version.js';
 import type { StatusWire } from '../shared/wire.js';
 import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
-import { subordinateRange } from './containers/launcher.js';
+import { subordinateRange } from './containers/idmap.js';
 import type { EventHub } from './events/hub.js';
 import { createGuestServer, type GuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
 import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
+import { closeInheritedOnExec } from './kernel/descriptors.js';
 import { errno, Errno, flock } from './kernel/libc.js';
 import { namespaceKeysAreIds } from './kernel/namespaces.js';
 import { peerPidfdSupported, readPeerCredentials } from './kernel/peer.js';
 import { boundPath } from './kernel/socket-path.js';
 import { type LogFormat, Logger, type LogLevel, RateLimitedLog } from './log.js';
 import { daemonPaths, type DaemonPaths } from './paths.js';
+import { SocketKeeper } from './socket-keeper.js';
 import { ContainerStore, StateFileError } from './state/container-store.js';
 
 export interface ServeOptions {
@@ -30,6 +32,8 @@ export interface ServeOptions {
   readonly logLevel: LogLevel;
   readonly logFormat: LogFormat;
   readonly maxValueBytes: number;
+  /** Each container's output log is rotated at this size. */
+  readonly maxLogBytes: number;
   readonly adminGroup: string | undefined;
   readonly stopTimeoutSeconds: number;
   readonly guestLimits: GuestServerLimits;
@@ -48,18 +52,30 @@ const LOCK_EX = 2;
 const LOCK_NB = 4;
 
 export async function serve(options: ServeOptions): Promise<Daemon> {
+  // Before anything is started: no container may get a descriptor the daemon inherited.
+  const inheritedFds = closeInheritedOnExec();
   const logger = new Logger(options.logLevel, options.logFormat);
+  if (inheritedFds.length > 0) logger.debug('inherited descriptors marked close-on-exec', { fds: inheritedFds.join(',') });
   const paths = daemonPaths(options.dir);
   const startedAt = new Date();
 
   const adminGid = options.adminGroup === undefined ? undefined : groupId(options.adminGroup);
-  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o700 });
-  // 0700; with an admin group, that group may pass through (not list) to reach the admin socket.
-  fs.chmodSync(paths.dir, adminGid === undefined ? 0o700 : 0o710);
-  if (adminGid !== undefined) fs.chownSync(paths.dir, 0, adminGid);
+  // Nothing is changed in DIR before the lock is ours: a second daemon that the lock
+  // refuses must leave the first one's DIR exactly as it found it. Creating a missing DIR
+  // (the lock file lives in it) is the one thing done before.
+  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o711 });
+  assertOwnedByRoot(paths.dir);
   const lockFd = acquireLock(paths.lockFile);
 
   try {
+    if (adminGid !== undefined) {
+      logger.warn('the admin group has host root: its members can launch privileged containers and exec into them', {
+        admin_group: options.adminGroup,
+        gid: adminGid,
+      });
+    }
+    const guestDirMissing = !fs.existsSync(paths.guestDir);
+    layOutDir(paths, lockFd);
     const store = new ContainerStore(paths.containersDir);
     let records;
     try {
@@ -68,13 +84,9 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       if (error instanceof StateFileError) throw new ApolloError('internal', error.message, { cause: error });
       throw error;
     }
-    // DIR/devapollo is bind-mounted into running containers: fix its mode, never replace it.
-    fs.mkdirSync(paths.guestDir, { recursive: true, mode: 0o755 });
-    fs.chmodSync(paths.guestDir, 0o755);
-    for (const dir of [paths.containersDir, paths.logsDir, paths.stageDir]) {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      fs.chmodSync(dir, 0o700);
-    }
+    // Missing while containers may run, DIR/devapollo was deleted under them (the keeper
+    // reports it); layOutDir above has just re-created it.
+    const guestDirWasMissing = guestDirMissing && records.some((record) => record.init !== null);
 
     const features = await checkPeerCredentials(paths.dir);
 
@@ -88,6 +100,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       uids: subordinateRange('/etc/subuid'),
       gids: subordinateRange('/etc/subgid'),
       stopTimeoutMs: options.stopTimeoutSeconds * 1000,
+      maxLogBytes: options.maxLogBytes,
     });
     await manager.restore(records);
 
@@ -116,8 +129,20 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       limits: guestLimitsWire(options.guestLimits),
       identity: features,
       socket_activation: inherited !== undefined,
+      socket_repairs: keeper.repairs(),
     });
     const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render() }, manager, observer, adminGid);
+    // Read by status() only once the daemon answers, after this line.
+    const keeper = new SocketKeeper({
+      directory: paths.guestDir,
+      directoryMode: 0o755,
+      sockets: [
+        { api: 'guest', server: guest, path: paths.guestSocket, mode: 0o666, inherited: inherited !== undefined },
+        { api: 'admin', server: admin, path: paths.adminSocket, mode: 0o660, gid: adminGid, inherited: inherited !== undefined },
+      ],
+      manager,
+      logger,
+    });
 
     if (inherited !== undefined) {
       // Sockets from the service manager: listen on them as they are, never unlink them.
@@ -128,6 +153,8 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       await listenSocket(guest, paths.guestSocket, 0o666);
       await listenSocket(admin, paths.adminSocket, 0o660, adminGid);
     }
+
+    keeper.start(guestDirWasMissing);
 
     // Once listening, a server emits 'error' only when an accept fails (out of descriptors
     // with libuv's reserve descriptor gone, out of memory). Unheard, that event would end
@@ -173,6 +200,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
           process.exit(stopped ? 0 : 1);
         }, stopTimeoutMs).unref();
         const { running } = manager.counts();
+        keeper.close();
         const closing = [closeServer(guest), closeServer(admin)];
         // Every stream, change-wait and queued request ends with its connection.
         guestServer.closeAllConnections();
@@ -191,6 +219,36 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
   } catch (error) {
     fs.closeSync(lockFd);
     throw error;
+  }
+}
+
+/**
+ * The modes of PROTOCOL.md section 1, set on every start (whatever an earlier version or
+ * a hand left): DIR 0711, so that an unprivileged runtime (LXC with lxc.idmap, whose
+ * root is a mapped uid) can pass through it to bind-mount DIR/devapollo, but nobody can
+ * list it; everything secret below it closed on its own (0700 directories, a 0600 lock,
+ * 0600 state files); only DIR/devapollo (0755) and its socket (0666) open to all.
+ */
+function layOutDir(paths: DaemonPaths, lockFd: number): void {
+  fs.chmodSync(paths.dir, 0o711);
+  fs.fchmodSync(lockFd, 0o600);
+  // DIR/devapollo is bind-mounted into running containers: fix its mode, never replace it.
+  fs.mkdirSync(paths.guestDir, { recursive: true, mode: 0o755 });
+  fs.chmodSync(paths.guestDir, 0o755);
+  for (const dir of [paths.containersDir, paths.logsDir, paths.stageDir]) {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o700);
+  }
+}
+
+/** DIR owned by another user is refused: that user could swap what the daemon keeps there. */
+function assertOwnedByRoot(dir: string): void {
+  const owner = fs.statSync(dir).uid;
+  if (owner !== 0) {
+    throw new ApolloError(
+      'forbidden',
+      `${dir} is owned by uid ${owner}, not root: its owner could replace what the daemon keeps there (chown root ${dir})`,
+    );
   }
 }
 
@@ -324,7 +382,13 @@ async function checkPeerCredentials(dir: string): Promise<StatusWire['identity']
   const probe = path.join(dir, `.probe-${process.pid}.sock`);
   fs.rmSync(probe, { force: true });
   const server = net.createServer();
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(probe, resolve));
+  // 0600 from the first instant: nothing in DIR but DIR/devapollo is open to others.
+  const previous = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(probe, resolve));
+  } finally {
+    process.umask(previous);
+  }
   try {
     const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
     const client = net.connect(probe);

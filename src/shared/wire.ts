@@ -10,10 +10,16 @@ export interface ContainerWire {
   /** The init's start time in clock ticks since boot; null when stopped. */
   readonly start_time: string | null;
   readonly privileged: boolean;
-  readonly origin: 'launch' | 'register';
+  /** `create`: not yet started; `launch`: devapollo runs it; `register`: another runtime does. */
+  readonly origin: 'create' | 'launch' | 'register';
   readonly command: readonly string[] | null;
   readonly config: Readonly<Record<string, string>>;
   readonly created_at: string;
+  /**
+   * The container's own host id range (security.idmap.isolated), from its first start
+   * with the key until it is deleted; null while it has none (the shared range).
+   */
+  readonly idmap: { readonly uid_base: number; readonly gid_base: number; readonly count: number } | null;
 }
 
 /** `devapollo status`. */
@@ -48,6 +54,17 @@ export interface StatusWire {
   readonly identity: { readonly peer_pidfd: boolean; readonly namespace_ids: boolean };
   /** Whether the sockets came from a service manager (systemd socket activation). */
   readonly socket_activation: boolean;
+  /**
+   * Socket paths the daemon re-created since it started, after they went missing or were
+   * replaced (DIR/devapollo, its socket, the admin socket), and the running containers
+   * that still have a DIR/devapollo that is not the one there now.
+   */
+  readonly socket_repairs: {
+    readonly count: number;
+    readonly last_at: string | null;
+    readonly last: string | null;
+    readonly stranded_containers: readonly string[];
+  };
 }
 
 /** GET /1.0 on the guest socket. */

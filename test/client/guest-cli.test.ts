@@ -37,7 +37,9 @@ describe('devapollo-guest', () => {
     await daemon?.destroy();
   });
 
-  const guest = (args: string[], env?: NodeJS.ProcessEnv) => daemon.guest('g', args, env ? { env: { ...process.env, ...env } } : {});
+  /** devapollo-guest in the container, with `env` in its environment (exec --env). */
+  const guest = (args: string[], env: Readonly<Record<string, string>> = {}) =>
+    daemon.cli(['exec', 'g', ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--', process.execPath, guestTool(), ...args]);
 
   test('get prints exact bytes, whatever they hold', async () => {
     for (const value of ['with %s and %d', 'trailing newlines\n\n', 'no newline', '  spaces  ', 'ünïcödé 😀', 'a\u0000b']) {

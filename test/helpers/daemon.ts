@@ -96,12 +96,20 @@ export class TestDaemon {
   private log = '';
   private exited: Promise<void> = Promise.resolve();
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    /** The daemon's environment, also when it is spawned again (default: the test's). */
+    private readonly env?: NodeJS.ProcessEnv,
+    /** Descriptors the daemon inherits from 3 on (a test's leak), at every start. */
+    private readonly inherit: readonly ('ignore' | number)[] = [],
+  ) {}
 
   /** Starts a daemon on a fresh temporary DIR (or the given one) and waits until it answers. */
-  static async start(options: { dir?: string; args?: readonly string[] } = {}): Promise<TestDaemon> {
+  static async start(
+    options: { dir?: string; args?: readonly string[]; env?: NodeJS.ProcessEnv; inherit?: readonly ('ignore' | number)[] } = {},
+  ): Promise<TestDaemon> {
     const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-test-'));
-    const daemon = new TestDaemon(dir);
+    const daemon = new TestDaemon(dir, options.env, options.inherit);
     live.add(daemon);
     await daemon.spawn(options.args ?? []);
     return daemon;
@@ -119,8 +127,9 @@ export class TestDaemon {
   /** Starts the daemon process (again) and waits for its admin socket to answer. */
   async spawn(args: readonly string[] = []): Promise<void> {
     const child = spawn(process.execPath, [hostCli, 'serve', '--dir', this.dir, ...args], {
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', 'ignore', 'pipe', ...this.inherit],
       detached: true,
+      env: this.env ?? process.env,
     });
     this.process = child;
     const from = this.log.length;
@@ -211,6 +220,26 @@ export class TestDaemon {
     return pids;
   }
 
+  /**
+   * Inits whose mount namespace holds this DIR's guest directory (at /dev/apollo): found
+   * even when a test corrupted the state files that name them.
+   */
+  private initsByMount(): number[] {
+    const guestDir = ` ${path.join(this.dir, 'devapollo')} `;
+    const pids: number[] = [];
+    for (const entry of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const nspid = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1]?.trim().split(/\s+/) ?? [];
+        if (nspid.length < 2 || nspid[nspid.length - 1] !== '1') continue;
+        if (fs.readFileSync(`/proc/${entry}/mountinfo`, 'utf8').includes(guestDir)) pids.push(Number(entry));
+      } catch {
+        // Gone, or not ours to read.
+      }
+    }
+    return pids;
+  }
+
   /** Kills every container, stops the daemon and removes DIR. */
   async destroy(): Promise<void> {
     this.killContainers();
@@ -232,7 +261,7 @@ export class TestDaemon {
   }
 
   private killContainers(): void {
-    for (const pid of this.runningInits()) {
+    for (const pid of new Set([...this.runningInits(), ...this.initsByMount()])) {
       try {
         process.kill(pid, 'SIGKILL');
       } catch {

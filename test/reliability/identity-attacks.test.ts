@@ -30,9 +30,14 @@ while True:
     if not chunk: break
     answer += chunk
 print(answer.decode().split('\\r\\n')[0] + ' ' + answer.decode().split('\\r\\n\\r\\n', 1)[1], flush=True)
+conn.sendall(b'x')
 `;
 
-/** Connects to the devapollo socket at argv[2] and hands the connection to the receiver named argv[1]. */
+/**
+ * Connects to the devapollo socket at argv[2] and hands the connection to the receiver
+ * named argv[1]; stays alive until the receiver has its answer, since a connection whose
+ * process exited before the daemon read it is nobody's (a loaded daemon may accept late).
+ */
 const sender = `
 import socket, sys
 api = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -40,6 +45,7 @@ api.connect(sys.argv[2])
 peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 peer.connect('\\0' + sys.argv[1])
 socket.send_fds(peer, [b'x'], [api.fileno()])
+peer.recv(1)
 `;
 
 /**
@@ -63,6 +69,36 @@ if os.fork() == 0:
     os._exit(0)
 os._exit(0)
 `;
+
+/**
+ * A process whose main thread exits (pthread_exit) while a second thread runs on: the
+ * second thread waits until the main thread is a zombie, then asks argv[1] for user.foo
+ * and prints the status line and the body.
+ */
+const leaderless = `
+import ctypes, os, socket, sys, threading, time
+def state():
+    return open('/proc/self/stat').read().rsplit(')', 1)[1].split()[0]
+def ask():
+    while state() != 'Z':
+        time.sleep(0.01)
+    api = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    api.connect(sys.argv[1])
+    api.sendall(b'GET /1.0/config/user.foo HTTP/1.1\\r\\nHost: apollo\\r\\nConnection: close\\r\\n\\r\\n')
+    answer = b''
+    while True:
+        chunk = api.recv(4096)
+        if not chunk: break
+        answer += chunk
+    head, body = answer.decode().split('\\r\\n\\r\\n', 1)
+    os.write(1, (state() + ' ' + head.split('\\r\\n')[0] + ' ' + body).encode())
+    os._exit(0)
+threading.Thread(target=ask).start()
+ctypes.CDLL(None).pthread_exit(None)
+`;
+
+/** Kernel features a daemon can be told to do without (src/server/kernel/legacy.ts). */
+const legacyKernel = { ...process.env, DEVAPOLLO_TEST_LEGACY_KERNEL: 'peer-pidfd,pidfd-namespace,ns-get-id' };
 
 describe('identity attacks', () => {
   let daemon: TestDaemon;
@@ -177,6 +213,30 @@ require('http').get({ socketPath: process.argv[2], path: '/1.0/config/user.foo' 
     assert.doesNotMatch(r.out, /alice|bob/);
   });
 
+  test('a process whose main thread has exited is still served, on the current and the legacy kernel paths', async (t) => {
+    if (python === undefined) {
+      t.skip('needs /usr/bin/python3 for a process whose main thread exits');
+      return;
+    }
+    const script = guestScript('leaderless.py', leaderless);
+    const asked = await daemon.exec('alice', [python, script, '/dev/apollo/sock']);
+    assert.equal(asked.out, 'Z HTTP/1.1 200 OK alice-secret', asked.stderr);
+    // Seen from the host, such a process is nobody, as every host process is.
+    const host = await run(python, [script, sock()]);
+    assert.match(host.out, /^Z HTTP\/1\.1 403 /);
+    const legacy = await TestDaemon.start({ env: legacyKernel });
+    try {
+      const identity = JSON.parse((await legacy.cli(['status', '--format', 'json'])).out) as { identity: Record<string, boolean> };
+      assert.deepEqual(identity.identity, { peer_pidfd: false, namespace_ids: false });
+      await legacy.launch('carol', { config: { 'user.foo': 'carol-secret' } });
+      const old = await legacy.exec('carol', [python, script, '/dev/apollo/sock']);
+      assert.equal(old.out, 'Z HTTP/1.1 200 OK carol-secret', old.stderr);
+      assert.match((await run(python, [script, path.join(legacy.dir, 'devapollo/sock')])).out, /^Z HTTP\/1\.1 403 /);
+    } finally {
+      await legacy.destroy();
+    }
+  });
+
   test('the guest socket reaches no admin operation', async () => {
     for (const [method, target] of [
       ['GET', '/1.0/containers'],
@@ -237,7 +297,7 @@ require('http').get({ socketPath: process.argv[2], path: '/1.0/config/user.foo' 
       assert.match(member.out, /"version"/);
       const stranger = await run('setpriv', [...asUser('').slice(1), 'curl', '-sS', '--unix-socket', socket, 'http://d/1.0']);
       assert.notEqual(stranger.code, 0);
-      assert.equal(fs.statSync(grouped.dir).mode & 0o777, 0o710);
+      assert.equal(fs.statSync(grouped.dir).mode & 0o777, 0o711);
       assert.equal(fs.statSync(path.join(grouped.dir, 'containers')).mode & 0o777, 0o700);
     } finally {
       await grouped.destroy();

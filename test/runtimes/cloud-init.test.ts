@@ -103,11 +103,20 @@ describe('cloud-init (Debian, DataSourceLXD unchanged)', () => {
     return JSON.parse(r.out) as Read;
   };
 
-  const assertReadsExactly = (result: Read, name: string) => {
+  /** The instance-id the daemon keeps: the data was set after launch, so it is no longer NAME. */
+  const instanceIdOf = async (name: string) => {
+    const r = await daemon.cli(['config', 'get', name, 'volatile.cloud-init.instance-id']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.out, /^[0-9a-f-]{36}$/);
+    return r.out;
+  };
+
+  const assertReadsExactly = async (result: Read, name: string) => {
+    const instanceId = await instanceIdOf(name);
     assert.equal(result.viable, true);
     const crawled = result.crawled;
     assert.ok(crawled);
-    assert.equal(crawled['meta-data'], `#cloud-config\ninstance-id: ${name}\nlocal-hostname: ${name}\n${userMetaData}`);
+    assert.equal(crawled['meta-data'], `#cloud-config\ninstance-id: ${instanceId}\nlocal-hostname: ${name}\n${userMetaData}`);
     assert.equal(crawled['user-data'], userData);
     assert.equal(crawled['vendor-data'], vendorData);
     assert.equal(crawled['network-config'], networkConfig);
@@ -124,7 +133,7 @@ describe('cloud-init (Debian, DataSourceLXD unchanged)', () => {
     assert.equal(result.vendordata_raw, vendorData);
     assert.deepEqual(result.network_config, { version: 2, ethernets: { eth0: { dhcp4: true } } });
     assert.deepEqual(result.metadata, {
-      'instance-id': name,
+      'instance-id': instanceId,
       'local-hostname': name,
       'public-keys': ['ssh-ed25519 AAAA… ñandú@example'],
       region: 'zürich',
@@ -132,7 +141,7 @@ describe('cloud-init (Debian, DataSourceLXD unchanged)', () => {
   };
 
   test('the datasource pointed at /dev/apollo/sock reads everything exactly as set', async () => {
-    assertReadsExactly(await read('cloudy', '/dev/apollo/sock'), 'cloudy');
+    await assertReadsExactly(await read('cloudy', '/dev/apollo/sock'), 'cloudy');
   });
 
   test('stock cloud-init finds nothing at /dev/lxd/sock without lxd-compat', async () => {
@@ -144,13 +153,28 @@ describe('cloud-init (Debian, DataSourceLXD unchanged)', () => {
   test('with security.devapollo.lxd-compat=true the unmodified datasource reads /dev/lxd/sock', async () => {
     const result = await read('compat');
     assert.equal(result.socket, '/dev/lxd/sock');
-    assertReadsExactly(result, 'compat');
+    await assertReadsExactly(result, 'compat');
   });
 
-  test('a change on the host is what the datasource reads next', async () => {
+  test('a change on the host is what the datasource reads next, as a new instance', async () => {
+    const before = await instanceIdOf('compat');
+    assert.equal((await read('compat')).metadata?.['instance-id'], before);
     const changed = `${userData}\n# changed: ✓`;
     assert.equal((await daemon.cli(['config', 'set', 'compat', 'cloud-init.user-data', '-'], { input: changed })).code, 0);
     const result = await read('compat');
     assert.equal(result.userdata_raw, changed);
+    // cloud-init runs its per-instance modules again only for a new instance-id.
+    const after = await instanceIdOf('compat');
+    assert.notEqual(after, before);
+    assert.equal(result.metadata?.['instance-id'], after);
+  });
+
+  test('values given at launch keep the instance-id NAME; a later user-data makes a new one', async () => {
+    await daemon.launch('fresh', { config: { 'security.devapollo.lxd-compat': 'true', 'cloud-init.user-data': userData } });
+    const first = await read('fresh');
+    assert.equal(first.userdata_raw, userData);
+    assert.equal(first.metadata?.['instance-id'], 'fresh');
+    assert.equal((await daemon.cli(['config', 'set', 'fresh', 'cloud-init.user-data', '-'], { input: `${userData}\n# v2` })).code, 0);
+    assert.equal((await read('fresh')).metadata?.['instance-id'], await instanceIdOf('fresh'));
   });
 });

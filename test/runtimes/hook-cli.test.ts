@@ -89,6 +89,75 @@ describe('devapollo hook (by hand)', () => {
     assert.equal((await list()).find((c) => c.name === 'own')?.state, 'Running');
   });
 
+  test('a start hook binds to a created container, keeping its keys; devapollo start then refuses it', async () => {
+    assert.equal((await daemon.cli(['create', 'made', '-c', 'user.foo=created', '-c', 'user.bar=created'])).code, 0);
+    // A stop hook of a container that never ran (its start hook failed) has nothing to do.
+    const early = await oci('poststop', { id: 'made', pid: 0, status: 'stopped' });
+    assert.equal(early.code, 0, early.stderr);
+    assert.equal(early.stderr, '');
+    const { pid } = (await list()).find((c) => c.name === 'first') ?? {};
+    assert.equal(pid, 0, 'the foreign init is free again');
+    const bound = await oci('createRuntime', { id: 'made', pid: init, annotations: { 'apollo.user.bar': 'annotation' } });
+    assert.equal(bound.code, 0, bound.stderr);
+    const made = (await list()).find((c) => c.name === 'made');
+    assert.deepEqual([made?.state, made?.pid, made?.origin], ['Running', init, 'register']);
+    assert.deepEqual(made?.config, { 'user.bar': 'annotation', 'user.foo': 'created' });
+    assert.equal((await oci('poststop', { id: 'made', pid: 0, status: 'stopped' })).code, 0);
+    // Bound once to another runtime, always: devapollo start refuses it after its stop.
+    const start = await daemon.cli(['start', 'made']);
+    assert.equal(start.code, 1);
+    assert.equal(start.stderr, 'Error: container made was started by another runtime: start it there\n');
+  });
+
+  test('a container created with a command is for devapollo start, not for a hook', async () => {
+    assert.equal((await daemon.cli(['create', 'withcmd', '--', 'sleep', '1'])).code, 0);
+    const r = await oci('createRuntime', { id: 'withcmd', pid: init });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, 'Error: cannot register OCI container withcmd: container withcmd was created with a command for devapollo to run: start it with devapollo start\n');
+    assert.equal((await list()).find((c) => c.name === 'withcmd')?.origin, 'create');
+  });
+
+  test("a hook's config at every start: the same user-data again keeps the instance-id, new user-data makes a new one", async () => {
+    const instanceId = async () => (await list()).find((c) => c.name === 'cfg')?.config['volatile.cloud-init.instance-id'];
+    const start = async (userData: string) => {
+      const r = await oci('createRuntime', { id: 'cfg', pid: init, annotations: { 'apollo.cloud-init.user-data': userData } });
+      assert.equal(r.code, 0, r.stderr);
+    };
+    const stop = async () => assert.equal((await oci('poststop', { id: 'cfg', pid: 0, status: 'stopped' })).code, 0);
+    await start('#cloud-config\n');
+    await stop();
+    await start('#cloud-config\n');
+    assert.equal(await instanceId(), undefined);
+    await stop();
+    await start('#cloud-config\nruncmd: [new]\n');
+    assert.match((await instanceId()) ?? '', /^[0-9a-f-]{36}$/);
+    await stop();
+  });
+
+  test('a late stop hook for another run leaves the running one registered, with a warning (LXC by pid, OCI by id and bundle)', async () => {
+    const lxc = await daemon.cli(['hook', 'lxc', 'late', 'lxc', 'start-host'], { env: lxcEnv(init) });
+    assert.equal(lxc.code, 0, lxc.stderr);
+    const stale = await daemon.cli(['hook', 'lxc', 'late', 'lxc', 'post-stop'], { env: lxcEnv(init + 100000) });
+    assert.equal(stale.code, 0, stale.stderr);
+    assert.equal(stale.stderr, `Warning: LXC container late runs again with init pid ${init}, not ${init + 100000}: left registered\n`);
+    assert.equal((await list()).find((c) => c.name === 'late')?.state, 'Running');
+    const own = await daemon.cli(['hook', 'lxc', 'late', 'lxc', 'post-stop'], { env: lxcEnv(init) });
+    assert.deepEqual([own.code, own.stderr], [0, '']);
+    assert.equal((await list()).find((c) => c.name === 'late')?.state, 'Stopped');
+
+    const named = { 'devapollo.name': 'twin' };
+    assert.equal((await oci('createRuntime', { id: 'twin-2', bundle: '/b2', pid: init, annotations: named })).code, 0);
+    for (const state of [{ id: 'twin-1', bundle: '/b2' }, { id: 'twin-2', bundle: '/b1' }]) {
+      const old = await oci('poststop', { ...state, pid: 0, status: 'stopped', annotations: named });
+      assert.equal(old.code, 0, old.stderr);
+      assert.match(old.stderr, /^Warning: OCI container twin runs again with init pid \d+, not the run this OCI stop hook is for: left registered\n$/);
+      assert.equal((await list()).find((c) => c.name === 'twin')?.state, 'Running', JSON.stringify(state));
+    }
+    const mine = await oci('poststop', { id: 'twin-2', bundle: '/b2', pid: 0, status: 'stopped', annotations: named });
+    assert.deepEqual([mine.code, mine.stderr], [0, '']);
+    assert.equal((await list()).find((c) => c.name === 'twin')?.state, 'Stopped');
+  });
+
   test('usage errors: an unknown stage or hook type, a state that is not JSON', async () => {
     const stage = await daemon.cli(['hook', 'oci', 'poststart'], { input: '{}' });
     assert.equal(stage.code, 2);

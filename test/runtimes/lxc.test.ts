@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { after, before, describe } from 'node:test';
 import { guestTool, TestDaemon } from '../helpers/daemon.js';
 import { gatedTest } from '../helpers/env.js';
-import { listed, LxcHost, lxcUnavailable } from '../helpers/runtimes.js';
+import { BusyboxSyslog, listed, LxcHost, lxcUnavailable, syslogUnavailable } from '../helpers/runtimes.js';
 
 describe('LXC', () => {
   const test = gatedTest(lxcUnavailable);
@@ -96,6 +96,26 @@ describe('LXC', () => {
     assert.equal((await lxc.curl('two', '/1.0/config/user.foo')).out, 'two');
   });
 
+  test('devapollo create, keys set before the first boot, then lxc-start: the start hook binds to it', async () => {
+    assert.equal((await daemon.cli(['create', 'three', '-c', 'user.foo=created'])).code, 0);
+    const userData = '#cloud-config\nruncmd: [touch, /first-boot]\n';
+    assert.equal((await daemon.cli(['config', 'set', 'three', 'cloud-init.user-data', '-'], { input: userData })).code, 0);
+    await lxc.create('three', { dir: daemon.dir, config: { 'user.hook': 'from the hook' } });
+    await started('three');
+    const { pid } = await lxc.info('three');
+    const three = await entry('three');
+    assert.deepEqual([three?.state, three?.pid, three?.origin], ['Running', pid, 'register']);
+    assert.equal((await lxc.curl('three', '/1.0/config/user.foo')).out, 'created');
+    assert.equal((await lxc.curl('three', '/1.0/config/cloud-init.user-data')).out, userData);
+    assert.equal((await lxc.curl('three', '/1.0/config/user.hook')).out, 'from the hook');
+    assert.equal((await lxc.stop('three')).code, 0);
+    assert.equal((await entry('three'))?.state, 'Stopped');
+    // LXC runs it now: devapollo's own start refuses, and says where to start it.
+    const start = await daemon.cli(['start', 'three']);
+    assert.equal(start.code, 1);
+    assert.equal(start.stderr, 'Error: container three was started by another runtime: start it there\n');
+  });
+
   test('with the daemon down a start hook fails and LXC refuses to start; a stop hook only warns', async () => {
     await daemon.signal('SIGTERM');
     try {
@@ -103,10 +123,21 @@ describe('LXC', () => {
       const stopped = await lxc.stop('one');
       assert.equal(stopped.code, 0, stopped.stderr);
       assert.equal((await lxc.info('one')).state, 'STOPPED');
-      // ...and cannot start unserved.
-      const start = await lxc.start('one');
-      assert.notEqual(start.code, 0);
-      assert.equal((await lxc.info('one')).state, 'STOPPED');
+      // ...and cannot start unserved; why goes to syslog too (a real syslogd of the test's own).
+      const syslog = syslogUnavailable ? undefined : await new BusyboxSyslog().start();
+      try {
+        const start = await lxc.start('one', syslog && { ...process.env, APOLLO_SYSLOG_SOCKET: syslog.socket });
+        assert.notEqual(start.code, 0);
+        assert.equal((await lxc.info('one')).state, 'STOPPED');
+        if (syslog !== undefined) {
+          assert.match(
+            syslog.lines('start-host hook')[0] ?? '',
+            /daemon\.err devapollo\[\d+\]: LXC start-host hook for container "one": Error: cannot register LXC container one: no devapollo daemon answers on .*; refusing to start/,
+          );
+        }
+      } finally {
+        await syslog?.stop();
+      }
       // LXC logs what a hook printed (at DEBUG level), then why it gave up.
       const log = fs.readFileSync(lxc.logFile('one'), 'utf8');
       assert.match(log, /produced output: Warning: no daemon to tell that LXC container one stopped/);
@@ -122,5 +153,73 @@ describe('LXC', () => {
     assert.equal((await entry('one'))?.state, 'Stopped');
     await started('one');
     assert.equal((await lxc.curl('one', '/1.0/config/user.foo')).out, 'one');
+  });
+});
+
+// An unprivileged LXC container (lxc.idmap: its root is host uid 1000000) with the same
+// lines: it can mount DIR/devapollo because DIR is 0711, its root reads its own keys, and
+// nothing else of DIR is open to it, not even when DIR itself is bound into it.
+describe('LXC, unprivileged', () => {
+  const test = gatedTest(lxcUnavailable);
+  let daemon: TestDaemon;
+  let lxc: LxcHost;
+  const name = 'mapped';
+  const dirInside = '/mnt/apollo-dir';
+  /** Connects to the Unix socket argv[1]; fails with the error's code (curl only says "Couldn't connect"). */
+  const connectScript = "require('net').connect(process.argv[1]).on('connect', () => process.exit(0)).on('error', (e) => { console.error(e.code); process.exit(1); })";
+
+  before(async () => {
+    if (lxcUnavailable) return;
+    daemon = await TestDaemon.start();
+    lxc = new LxcHost();
+    await lxc.create(name, {
+      dir: daemon.dir,
+      unprivileged: true,
+      config: { 'user.foo': 'mapped' },
+      extraLines: [`lxc.mount.entry = ${daemon.dir} ${dirInside.slice(1)} none ro,bind,create=dir 0 0`],
+    });
+  });
+
+  after(async () => {
+    await lxc?.destroy();
+    await daemon?.destroy();
+  });
+
+  test('it boots with DIR/devapollo at /dev/apollo; its root, host uid 1000000, reads its own keys', async () => {
+    const r = await lxc.start(name);
+    assert.equal(r.code, 0, `lxc-start ${name}: ${r.stderr}\n${fs.readFileSync(lxc.logFile(name), 'utf8')}`);
+    assert.equal((await lxc.attach(name, ['cat', '/proc/self/uid_map'])).out.trim().split(/\s+/).join(' '), '0 1000000 65536');
+    assert.equal((await listed(daemon, name))?.pid, (await lxc.info(name)).pid);
+    assert.equal((await lxc.curl(name, '/1.0/config/user.foo')).out, 'mapped');
+    const guest = await lxc.attach(name, [process.execPath, guestTool(), 'get', 'user.foo']);
+    assert.equal(guest.out, 'mapped', guest.stderr);
+    assert.equal((await lxc.curl(name, '/1.0/meta-data')).out, `#cloud-config\ninstance-id: ${name}\nlocal-hostname: ${name}\n`);
+  });
+
+  test('another uid of the container gets 401, as in LXD', async () => {
+    const r = await lxc.attach(name, ['/usr/bin/curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'], { uid: 1000, gid: 1000 });
+    assert.equal(JSON.parse(r.out).error_code, 401, r.out);
+  });
+
+  test("the host's DIR stays closed to it: no listing, no state, logs, keys or admin socket", async () => {
+    assert.equal(fs.statSync(daemon.dir).mode & 0o777, 0o711);
+    const denied = async (command: string[]) => {
+      const r = await lxc.attach(name, command);
+      assert.notEqual(r.code, 0, `${command.join(' ')} worked inside: ${r.out}`);
+      assert.match(r.stderr, /Permission denied|EACCES/, command.join(' '));
+    };
+    await denied(['ls', dirInside]);
+    for (const entry of fs.readdirSync(daemon.dir, { withFileTypes: true })) {
+      const inside = `${dirInside}/${entry.name}`;
+      if (entry.name === 'devapollo' || entry.name === 'public') continue; // open by design
+      if (entry.isDirectory()) await denied(['ls', inside]);
+      else if (entry.isSocket()) await denied([process.execPath, '-e', connectScript, inside]);
+      else await denied(['cat', inside]);
+    }
+    // Its state file, by its exact path, is closed too.
+    await denied(['cat', `${dirInside}/containers/${name}.json`]);
+    // The guest socket is the one thing it reaches, by either path.
+    const direct = await lxc.attach(name, ['/usr/bin/curl', '-sS', '--unix-socket', `${dirInside}/devapollo/sock`, 'http://apollo/1.0/config/user.foo']);
+    assert.equal(direct.out, 'mapped', direct.stderr);
   });
 });

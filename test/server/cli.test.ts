@@ -130,9 +130,11 @@ describe('host CLI', () => {
     assert.match(missing.stderr, /^Error: cannot run no-such-command-here/);
   });
 
-  test('exec runs with the caller environment and forwards signals', async () => {
-    const env = await daemon.exec('web', ['sh', '-c', 'echo "$APOLLO_TEST_VAR"'], { env: { ...process.env, APOLLO_TEST_VAR: 'carried' } });
-    assert.equal(env.out, 'carried\n');
+  test('exec runs with a fresh environment (never the caller\'s), --env, and forwards signals', async () => {
+    const env = await daemon.cli(['exec', 'web', '--env', 'GIVEN=yes', '--', 'sh', '-c', 'echo "[${APOLLO_TEST_VAR-}] [$GIVEN] [$HOME]"'], {
+      env: { ...process.env, APOLLO_TEST_VAR: 'not carried' },
+    });
+    assert.equal(env.out, '[] [yes] [/root]\n');
     const child = spawn(process.execPath, [hostCli, '--dir', daemon.dir, 'exec', 'web', '--', 'sh', '-c', 'trap "exit 42" TERM; echo ready; while :; do sleep 0.05; done'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -150,6 +152,18 @@ describe('host CLI', () => {
     const r = await daemon.exec('idle', ['true']);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^Error: container idle is not running\n$/);
+  });
+
+  test('config show prints tabs, newlines and escape sequences in a value as visible escapes', async () => {
+    const value = 'a\tb\nc \u001b[31mred\u001b[0m';
+    assert.equal((await daemon.cli(['config', 'set', 'web', 'user.raw', '-'], { input: value })).code, 0);
+    const table = (await daemon.cli(['config', 'show', 'web'])).out;
+    assert.match(table, /│ user\.raw +│ a\\tb\\nc \\x1b\[31mred\\x1b\[0m +│/);
+    assert.equal(/[\t\u001b]/.test(table), false);
+    const json = JSON.parse((await daemon.cli(['config', 'show', 'web', '--format', 'json'])).out) as Record<string, string>;
+    assert.equal(json['user.raw'], value);
+    assert.equal((await daemon.cli(['config', 'get', 'web', 'user.raw'])).out, value);
+    assert.equal((await daemon.cli(['config', 'unset', 'web', 'user.raw'])).code, 0);
   });
 
   test('launch of an existing name fails and changes nothing', async () => {

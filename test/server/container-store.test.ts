@@ -6,11 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ApolloError } from '../../dist/shared/errors.js';
-import { ContainerStore, StateFileError, type ContainerRecord } from '../../dist/server/state/container-store.js';
+import { ContainerStore, StateFileError, stateSchemaVersion, type ContainerRecord } from '../../dist/server/state/container-store.js';
 
 function record(name: string, overrides: Partial<ContainerRecord> = {}): ContainerRecord {
   return {
-    schema: 1,
+    schema: stateSchemaVersion,
     name,
     uuid: `00000000-0000-4000-8000-${name.padStart(12, '0').slice(-12)}`,
     created_at: '2024-01-02T03:04:05.000Z',
@@ -24,6 +24,7 @@ function record(name: string, overrides: Partial<ContainerRecord> = {}): Contain
     state_revision: 0,
     guest_state: 'Started',
     init: null,
+    idmap: null,
     ...overrides,
   };
 }
@@ -121,15 +122,52 @@ describe('ContainerStore', () => {
     const store = new ContainerStore(dir);
     await store.load();
     const file = path.join(dir, 'alpha.json');
-    const text = JSON.stringify({ ...record('alpha'), schema: 2 });
+    const newer = stateSchemaVersion + 1;
+    const text = JSON.stringify({ ...record('alpha'), schema: newer });
     fs.writeFileSync(file, text);
     await assert.rejects(store.load(), (error: unknown) => {
       assert.ok(error instanceof StateFileError);
       assert.ok(error.message.includes(file), error.message);
-      assert.match(error.message, /schema 2/);
+      assert.match(error.message, new RegExp(`schema ${newer}, newer than this devapollo \\(${stateSchemaVersion}\\)`));
       return true;
     });
     assert.equal(fs.readFileSync(file, 'utf8'), text);
+  });
+
+  test('schema 1 files (before create) load as they are; only schema 2 knows the origin "create"', async () => {
+    const dir = freshDir();
+    const store = new ContainerStore(dir);
+    await store.load();
+    const old = record('alpha', { schema: 1, origin: 'register', config: { 'user.a': 'b' } });
+    fs.writeFileSync(path.join(dir, 'alpha.json'), JSON.stringify(old));
+    const created = record('beta', { schema: 2, origin: 'create' });
+    fs.writeFileSync(path.join(dir, 'beta.json'), JSON.stringify(created));
+    assert.deepEqual(await store.load(), [{ ...old, schema: 2 }, created]);
+    fs.writeFileSync(path.join(dir, 'beta.json'), JSON.stringify({ ...created, schema: 1 }));
+    await assert.rejects(store.load(), /beta\.json is invalid: origin/);
+  });
+
+  test('a schema 1 file (before idmap) loads with no id range of its own, and is saved as the current schema', async () => {
+    const dir = freshDir();
+    const store = new ContainerStore(dir);
+    await store.load();
+    const { idmap: _, ...old } = record('alpha', { schema: 1, config: { 'user.a': '1' } });
+    fs.writeFileSync(path.join(dir, 'alpha.json'), JSON.stringify(old));
+    const [loaded] = await store.load();
+    assert.deepEqual(loaded, { ...old, schema: stateSchemaVersion, idmap: null });
+    await store.save(loaded as ContainerRecord);
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'alpha.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(saved['schema'], stateSchemaVersion);
+    assert.equal(saved['idmap'], null);
+  });
+
+  test('an id range round-trips', async () => {
+    const dir = freshDir();
+    const store = new ContainerStore(dir);
+    await store.load();
+    const alpha = record('alpha', { idmap: { uid_base: 1065536, gid_base: 1065536, count: 65536 } });
+    await store.save(alpha);
+    assert.deepEqual(await new ContainerStore(dir).load(), [alpha]);
   });
 
   test('a file whose name does not match its record is refused', async () => {
@@ -158,9 +196,12 @@ describe('ContainerStore', () => {
       { ...record('alpha'), revision: 1.5 },
       { ...record('alpha'), list_revision: -1 },
       { ...record('alpha'), key_revisions: { 'user.a': 'x' } },
+      { ...record('alpha'), idmap: { uid_base: 1065536, gid_base: 'x', count: 65536 } },
+      { ...record('alpha'), idmap: [] },
       { ...record('alpha'), key_revisions: [] },
       { ...record('alpha'), guest_state: 'Stopped' },
       { ...record('alpha'), init: { pid: '1' } },
+      { ...record('alpha'), init: { pid: 1, start_time: '1', boot_id: 'b', runtime_id: 7 } },
     ];
     for (const value of invalid) {
       const dir = freshDir();

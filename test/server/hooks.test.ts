@@ -96,6 +96,7 @@ describe('OCI names and annotations', () => {
       name: 'web',
       pid: 4242,
       config: { 'user.foo': 'bar' },
+      runtimeId: '["oci","web","/srv/web"]',
     });
     assert.equal(ociHookRequest('prestart', crunState()).action, 'register');
     assert.deepEqual(ociHookRequest('poststop', crunState({ pid: 0, status: 'stopped' })), {
@@ -103,7 +104,12 @@ describe('OCI names and annotations', () => {
       runtime: 'OCI',
       name: 'web',
       pid: undefined,
+      runtimeId: '["oci","web","/srv/web"]',
     });
+    // Another run of the same devapollo.name (another id, or the same id in another bundle).
+    const other = (fields: Record<string, unknown>) => ociHookRequest('poststop', crunState({ pid: 0, status: 'stopped', ...fields }));
+    assert.notEqual(other({ id: 'web-2', annotations: { 'devapollo.name': 'web' } }).runtimeId, ociHookRequest('createRuntime', crunState()).runtimeId);
+    assert.notEqual(other({ bundle: '/srv/other' }).runtimeId, ociHookRequest('createRuntime', crunState()).runtimeId);
     rejects(
       () => ociHookRequest('createRuntime', crunState({ pid: 0, status: 'stopped' })),
       'bad-request',

@@ -118,6 +118,10 @@ describe('daemon lifecycle', () => {
     let three = (await list(daemon)).find((c) => c.name === 'three');
     assert.equal(three?.state, 'Stopped');
     assert.equal(three?.pid, 0);
+    assert.equal(three?.guest_state, 'Started', 'JSON keeps the fields of the contract');
+    // The table and CSV show a stopped container as LXD does: no guest state, no pid.
+    assert.match((await daemon.cli(['list'])).out, /│ three +│ Stopped +│ +│ +│ unprivileged +│/);
+    assert.ok((await daemon.cli(['list', '--format', 'csv'])).out.split('\r\n').includes('three,Stopped,,,unprivileged'));
     const again = await daemon.cli(['stop', 'three']);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /^Error: container three is not running\n$/);
@@ -211,17 +215,17 @@ describe('state on disk', () => {
       assert.equal(r.out, '403');
       const record = JSON.parse(fs.readFileSync(path.join(daemon.dir, 'containers/recycled.json'), 'utf8')) as { init: unknown; schema: number };
       assert.equal(record.init, null);
-      assert.equal(record.schema, 1);
+      assert.equal(record.schema, 2);
     } finally {
       await daemon.destroy();
     }
   });
 
-  test('DIR is 0700, the guest directory 0755, the guest socket 0666, the admin socket 0660', async () => {
+  test('DIR is 0711, the guest directory 0755, the guest socket 0666, the admin socket 0660', async () => {
     const daemon = await TestDaemon.start();
     try {
       const mode = (p: string) => fs.statSync(path.join(daemon.dir, p)).mode & 0o777;
-      assert.equal(mode('.'), 0o700);
+      assert.equal(mode('.'), 0o711);
       assert.equal(mode('devapollo'), 0o755);
       assert.equal(mode('devapollo/sock'), 0o666);
       assert.equal(mode('unix.socket'), 0o660);

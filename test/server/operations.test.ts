@@ -1,63 +1,37 @@
 // Operating the daemon: inherited sockets (as systemd passes them), the unit files,
 // logs, metrics and status.
 import assert from 'node:assert/strict';
-import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
+import { ActivatedDaemon } from '../helpers/activation.js';
 import { eventually, hostCli, repoRoot, run, TestDaemon } from '../helpers/daemon.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 
-const activator = path.join(repoRoot, 'test/helpers/activate.pl');
-
 describe('socket activation (descriptors passed as systemd passes them)', () => {
   const test = gatedTest(curlUnavailable);
-  let dir: string;
-  let holder: ChildProcessWithoutNullStreams | undefined;
-  let log = '';
-
-  before(() => {
-    if (curlUnavailable) return;
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-activated-'));
-    fs.mkdirSync(path.join(dir, 'devapollo'), { mode: 0o755 });
-  });
+  let daemon: ActivatedDaemon | undefined;
 
   after(async () => {
-    if (holder !== undefined) {
-      holder.stdin.end();
-      await new Promise((resolve) => holder?.once('close', resolve));
-    }
-    if (dir !== undefined) {
-      // A daemon started by the holder may have launched containers: stop them too.
-      for (const entry of fs.existsSync(path.join(dir, 'containers')) ? fs.readdirSync(path.join(dir, 'containers')) : []) {
-        const record = JSON.parse(fs.readFileSync(path.join(dir, 'containers', entry), 'utf8')) as { init: { pid: number } | null };
-        if (record.init !== null) spawnSync('kill', ['-9', String(record.init.pid)]);
-      }
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    await daemon?.destroy();
   });
 
-  const cli = (args: string[]) => run(process.execPath, [hostCli, '--dir', dir, ...args]);
-
   test('the daemon serves inherited sockets, never unlinks them, and queued connections survive a restart', async () => {
+    daemon = await ActivatedDaemon.start();
+    const { dir } = daemon;
+    const cli = (args: string[]) => (daemon as ActivatedDaemon).cli(args);
     const guestSocket = path.join(dir, 'devapollo/sock');
-    holder = spawn('perl', [activator, guestSocket, path.join(dir, 'unix.socket'), '--', process.execPath, hostCli, 'serve', '--dir', dir]);
-    holder.stderr.on('data', (c: Buffer) => (log += c.toString('utf8')));
-    let started = '';
-    holder.stdout.on('data', (c: Buffer) => (started += c.toString('utf8')));
-    await eventually(() => log.includes('devapollo started'), 'the daemon starts on inherited sockets');
-    assert.match(log, /socket_activation=true/);
+    assert.match(daemon.log, /socket_activation=true/);
     const status = JSON.parse((await cli(['status', '--format', 'json'])).out) as { socket_activation: boolean };
     assert.equal(status.socket_activation, true);
     assert.equal((await cli(['launch', 'act', '-c', 'user.foo=activated'])).code, 0);
     assert.equal((await cli(['exec', 'act', '--', 'curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'])).out, 'activated');
 
     // Stop the daemon: the sockets stay, and a connection made now waits for the next daemon.
-    const daemonPid = Number(/started (\d+)/.exec(started)?.[1]);
-    process.kill(daemonPid, 'SIGTERM');
-    await eventually(() => log.includes('devapollo stopped'), 'the daemon stops');
+    await daemon.stop();
     assert.ok(fs.existsSync(guestSocket), 'the guest socket is not unlinked');
     assert.ok(fs.existsSync(path.join(dir, 'unix.socket')), 'the admin socket is not unlinked');
     const queued = new Promise<string>((resolve, reject) => {
@@ -69,18 +43,21 @@ describe('socket activation (descriptors passed as systemd passes them)', () => 
       socket.write('GET /1.0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
     });
     await new Promise((resolve) => setTimeout(resolve, 300));
-    holder.stdin.write('start\n');
+    const restarted = daemon.startAgain();
     // Answered (a host process gets 403), not refused: no connection attempt was dropped.
     assert.match(await queued, /^HTTP\/1\.1 403 /);
+    await restarted;
     assert.equal((await cli(['exec', 'act', '--', 'curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'])).out, 'activated');
     assert.equal((await cli(['delete', 'act', '--force'])).code, 0);
   });
 
   test('descriptors without the names guest and admin are refused clearly', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-activated-'));
     const r = spawnSync('sh', ['-c', `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=other exec ${process.execPath} ${hostCli} serve --dir ${dir}-x`], { encoding: 'utf8' });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /^Error: socket activation needs two sockets named "guest" and "admin"/);
     fs.rmSync(`${dir}-x`, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });
 

@@ -3,7 +3,42 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ApolloError } from '../../dist/shared/errors.js';
-import { renderCsv, renderJson, renderTable, runCli, useColor } from '../../dist/shared/output.js';
+import { renderCsv, renderEventLine, renderJson, renderTable, runCli, safeJson, useColor, visible } from '../../dist/shared/output.js';
+
+describe('control characters from elsewhere', () => {
+  const hostile = 'a\tb\nc\r\u001b]0;t\u0007\u001b[2J\u007f\u009b\u202e\u2028z';
+
+  test('visible escapes them all, and leaves other text alone', () => {
+    assert.equal(visible(hostile), 'a\\tb\\nc\\r\\x1b]0;t\\x07\\x1b[2J\\x7f\\x9b\\u202e\\u2028z');
+    assert.equal(visible('plain ü ✓ \\ "quoted"'), 'plain ü ✓ \\ "quoted"');
+  });
+
+  test('table cells show them escaped: one line per row, no escape sequence', async () => {
+    const table = await renderTable(['KEY', 'VALUE'], [['user.t', hostile]]);
+    assert.equal(table.split('\n').length, 5);
+    assert.match(table, /a\\tb\\nc\\r\\x1b\]0;t/);
+    assert.equal(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u2028]/.test(table), false);
+  });
+
+  test('event lines show them escaped, in every field', async () => {
+    const line = await renderEventLine({
+      type: 'config',
+      timestamp: hostile,
+      container: hostile,
+      metadata: { key: hostile, old_value: hostile, value: hostile },
+    });
+    assert.equal(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u2028]/.test(line), false);
+    assert.ok(line.endsWith('\n') && line.indexOf('\n') === line.length - 1);
+  });
+
+  test('JSON escapes what JSON.stringify leaves raw, and means the same', () => {
+    const value = { [hostile]: hostile };
+    for (const text of [safeJson(value), renderJson(value)]) {
+      assert.equal(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u2028]/.test(text), false);
+      assert.deepEqual(JSON.parse(text), value);
+    }
+  });
+});
 
 describe('renderTable', () => {
   test('a head prints as the first row', async () => {
@@ -135,6 +170,13 @@ describe('runCli', () => {
       });
       assert.equal(result.exitCode, exit, code);
     }
+  });
+
+  test('a message is printed with its control characters escaped', async () => {
+    const result = await capture(async () => {
+      throw new ApolloError('forbidden', 'Forbidden \u001b]0;pwned\u0007\u001b[2J\r');
+    });
+    assert.equal(result.stderr, 'Error: Forbidden \\x1b]0;pwned\\x07\\x1b[2J\\r\n');
   });
 
   test('only the first line of a multi-line message is printed', async () => {

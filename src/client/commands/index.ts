@@ -1,7 +1,7 @@
 /** Every guest command, one declarative object each: parse, call an operation, print. */
 import type { CommandModule } from 'yargs';
 import { ApolloError } from '../../shared/errors.js';
-import { type OutputFormat, render, renderEventLine, writeOut, writeValue } from '../../shared/output.js';
+import { type OutputFormat, render, renderEventLine, safeJson, writeOut, writeValue } from '../../shared/output.js';
 import type { GuestInfoWire } from '../../shared/wire.js';
 import { GuestClient } from '../api-client.js';
 import { getValue, readAllValues, setReady, waitForKey, watchEvents, writeSeed } from '../operations.js';
@@ -87,7 +87,7 @@ const watch: CommandModule<GuestGlobals, GuestGlobals & { type: string; format: 
     try {
       await watchEvents(guestClient(argv), types as ('config' | 'lifecycle')[], (event) => {
         printing = printing.then(async () =>
-          writeOut(argv.format === 'json' ? `${JSON.stringify(event)}\n` : await renderEventLine(event)),
+          writeOut(argv.format === 'json' ? `${safeJson(event)}\n` : await renderEventLine(event)),
         );
       }, stop.signal);
       await printing;

@@ -3,6 +3,7 @@
  * the configured admin group) reaches it; no guest can.
  */
 import { ApolloError } from '../../shared/errors.js';
+import { keyMap } from '../../shared/key-map.js';
 import type { ContainerWire, StatusWire } from '../../shared/wire.js';
 import type { Container } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
@@ -22,7 +23,8 @@ export const adminRoutes: readonly Route<AdminContext>[] = [
   { method: 'GET', path: '/1.0', handler: getStatus },
   { method: 'GET', path: '/metrics', handler: getMetrics },
   { method: 'GET', path: '/1.0/containers', handler: listContainers },
-  { method: 'POST', path: '/1.0/containers', handler: launchContainer },
+  // {"name", "config", "privileged", "command", "start"}: "start": false only creates it.
+  { method: 'POST', path: '/1.0/containers', handler: createContainer },
   { method: 'GET', path: '/1.0/containers/:name', handler: getContainer },
   { method: 'DELETE', path: '/1.0/containers/:name', handler: deleteContainer },
   { method: 'PUT', path: '/1.0/containers/:name/state', handler: changeState },
@@ -45,14 +47,18 @@ function listContainers({ manager }: AdminContext) {
   return json(manager.list().map(containerWire));
 }
 
-async function launchContainer({ manager }: AdminContext, request: RequestInfo) {
+/** Creates a container and, unless `"start": false`, starts it (launch). */
+async function createContainer({ manager }: AdminContext, request: RequestInfo) {
   const body = objectBody(request);
-  const container = await manager.launch({
+  const start = body['start'] ?? true;
+  if (typeof start !== 'boolean') throw new ApolloError('bad-request', 'start must be true or false');
+  const definition = {
     name: stringField(body, 'name'),
     config: configField(body),
     privileged: body['privileged'] === true,
     command: commandField(body),
-  });
+  };
+  const container = start ? await manager.launch(definition) : await manager.create(definition);
   return json(containerWire(container), { status: 201 });
 }
 
@@ -86,17 +92,29 @@ async function registerInit({ manager }: AdminContext, request: RequestInfo) {
   const body = objectBody(request);
   const pid = body['pid'];
   if (typeof pid !== 'number') throw new ApolloError('bad-request', 'pid must be a number');
-  const container = await manager.register(param(request, 'name'), pid, configField(body));
+  const runtimeId = body['runtime_id'];
+  if (runtimeId !== undefined && typeof runtimeId !== 'string') throw new ApolloError('bad-request', 'runtime_id must be a string');
+  const container = await manager.register(param(request, 'name'), pid, { config: configField(body), runtimeId });
   return json(containerWire(container));
 }
 
+/**
+ * `?pid=N` and `?runtime_id=S` name the run a stop hook is for: another run of the name
+ * is left registered, and the answer shows it still Running.
+ */
 async function unregisterInit({ manager }: AdminContext, request: RequestInfo) {
-  return json(containerWire(await manager.unregister(param(request, 'name'))));
+  const pidText = request.query.get('pid');
+  const pid = pidText === null ? undefined : Number(pidText);
+  if (pid !== undefined && !(/^[0-9]+$/.test(pidText ?? '') && Number.isSafeInteger(pid) && pid > 0)) {
+    throw new ApolloError('bad-request', `invalid pid ${JSON.stringify(pidText)}`);
+  }
+  const run = { pid, runtimeId: request.query.get('runtime_id') ?? undefined };
+  return json(containerWire(await manager.unregister(param(request, 'name'), run)));
 }
 
 async function patchConfig({ manager }: AdminContext, request: RequestInfo) {
   const body = objectBody(request);
-  const changes: Record<string, string | null> = {};
+  const changes = keyMap<string | null>();
   for (const [key, value] of Object.entries(body)) {
     if (value !== null && typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string or null`);
     changes[key] = value;
@@ -139,6 +157,7 @@ export function containerWire(container: Container): ContainerWire {
     command: record.command,
     config: record.config,
     created_at: record.created_at,
+    idmap: record.idmap,
   };
 }
 
@@ -165,10 +184,12 @@ function configField(body: Record<string, unknown>): Record<string, string> {
   if (typeof config !== 'object' || config === null || Array.isArray(config)) {
     throw new ApolloError('bad-request', 'config must be an object');
   }
+  const out = keyMap<string>();
   for (const [key, value] of Object.entries(config)) {
     if (typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string`);
+    out[key] = value;
   }
-  return config as Record<string, string>;
+  return out;
 }
 
 function commandField(body: Record<string, unknown>): string[] | null {

@@ -1,7 +1,8 @@
 /**
- * The HTTP server behind DIR/unix.socket. Besides the socket's file mode (0660, DIR 0700)
- * the peer's credentials are checked: host root, or a member of the admin group, and
- * never a process inside a managed container (a privileged container's root is uid 0).
+ * The HTTP server behind DIR/unix.socket. Besides the socket's file mode (0660, group
+ * root or the admin group) the peer's credentials are checked: host root, or a member of
+ * the admin group, and never a process inside a managed container (a privileged
+ * container's root is uid 0).
  */
 import fs from 'node:fs';
 import http from 'node:http';

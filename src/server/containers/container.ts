@@ -1,6 +1,7 @@
 /**
  * A container the daemon manages, and the running instance of it (one per start).
  */
+import { asKeyMap } from '../../shared/key-map.js';
 import type { ContainerRecord } from '../state/container-store.js';
 import { pidfdIsAlive } from '../kernel/pidfd.js';
 import { type ChangeTopic, changeTopics, ChangeWaiters, metaDataKeys } from './change-waiters.js';
@@ -92,8 +93,26 @@ export class Container {
   busy: string | undefined;
   private tail: Promise<unknown> = Promise.resolve();
 
-  constructor(public record: ContainerRecord) {
-    this.notifiedRecord = record;
+  private current!: ContainerRecord;
+
+  constructor(record: ContainerRecord) {
+    this.record = record;
+    this.notifiedRecord = this.record;
+  }
+
+  /**
+   * The container's record. Its `config` and `key_revisions` have no prototype, however
+   * the record was made (loaded, built by the record rules, by a test): every lookup by
+   * a key a user typed (`config[key]`) answers only what is set (src/shared/key-map.ts).
+   */
+  get record(): ContainerRecord {
+    return this.current;
+  }
+
+  set record(next: ContainerRecord) {
+    const config = asKeyMap(next.config);
+    const keyRevisions = asKeyMap(next.key_revisions);
+    this.current = config === next.config && keyRevisions === next.key_revisions ? next : { ...next, config, key_revisions: keyRevisions };
   }
 
   /**

@@ -2,26 +2,24 @@
  * Starts a container through libexec/container.pl and walks it through the hand-shake:
  * the launcher reports the init's host pid, then "ready" once /dev, /proc and the
  * hostname are in place; the daemon registers the init (pidfd, namespace, state on disk)
- * and only then answers "go", so the container's first request is already served.
+ * and only then answers "go", so the container's first request is already served; the
+ * launcher then says "running" once the command runs (or the init idles), or why the
+ * command could not be executed.
  *
  * The container is detached from the daemon from the first instant: its own session, its
- * output appended to a log file under DIR, nothing on a pipe to the daemon. Stopping,
- * killing or restarting the daemon never stops a container.
+ * output written by its own monitor process (container.pl) to a capped log under DIR,
+ * nothing on a pipe to the daemon, and the process the daemon spawns exits at once, so
+ * the daemon holds nothing per container but the init's pidfd. Stopping, killing or
+ * restarting the daemon never stops a container.
  */
 import { spawn } from 'node:child_process';
-import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
 import { readLines } from '../../shared/lines.js';
+import type { IdRange } from './idmap.js';
 
 const launcherScript = fileURLToPath(new URL('../../../libexec/container.pl', import.meta.url));
-
-/** The range of host uids a container's root and users map to. */
-export interface IdRange {
-  readonly base: number;
-  readonly count: number;
-}
 
 export interface LaunchSpec {
   readonly name: string;
@@ -31,14 +29,19 @@ export interface LaunchSpec {
   readonly guestDir: string | null;
   readonly lxdCompat: boolean;
   readonly stageDir: string;
+  /** DIR/logs/NAME.log; the monitor rotates it to NAME.log.1 at `maxLogBytes`. */
   readonly logFile: string;
+  readonly maxLogBytes: number;
   readonly uids: IdRange;
   readonly gids: IdRange;
 }
 
+/** PATH inside containers, for their init and for `exec`. */
+export const containerPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
 /** The environment every container starts with; the host's is not leaked into it. */
 const containerEnvironment = {
-  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  PATH: containerPath,
   HOME: '/root',
   LANG: 'C.UTF-8',
   container: 'devapollo',
@@ -49,9 +52,11 @@ const handshakeTimeoutMs = 30_000;
 /**
  * Runs the launcher; `register(pid)` is called once the init is ready and must make the
  * daemon serve it. Resolves with the init's host pid once the command (if any) runs.
+ * When it throws after `register` succeeded (the command could not be executed, the
+ * init died), the caller must undo the registration; the launcher kills the init too.
  */
 export async function launchContainer(spec: LaunchSpec, register: (pid: number) => Promise<void>): Promise<number> {
-  const args = [launcherScript, '--name', spec.name, '--stage', spec.stageDir];
+  const args = [launcherScript, '--name', spec.name, '--stage', spec.stageDir, '--log', spec.logFile, '--max-log-size', String(spec.maxLogBytes)];
   if (spec.guestDir !== null) args.push('--devapollo', spec.guestDir);
   if (spec.lxdCompat) args.push('--lxd-compat');
   if (!spec.privileged) {
@@ -59,23 +64,12 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
   }
   args.push('--', ...(spec.command ?? []));
 
-  let log: number;
-  try {
-    log = fs.openSync(spec.logFile, 'a', 0o600);
-  } catch (error) {
-    throw cannotStart(spec.name, error);
-  }
-  let child;
-  try {
-    child = spawn('perl', args, {
-      detached: true,
-      stdio: ['ignore', log, log, 'pipe'],
-      env: { ...containerEnvironment, HOSTNAME: spec.name },
-      cwd: '/',
-    });
-  } finally {
-    fs.closeSync(log);
-  }
+  const child = spawn('perl', args, {
+    detached: true,
+    stdio: ['ignore', 'ignore', 'ignore', 'pipe'],
+    env: { ...containerEnvironment, HOSTNAME: spec.name },
+    cwd: '/',
+  });
   // Listened for first: a spawn that fails (out of descriptors, no perl) says so with an
   // 'error' event on the next tick, and an 'error' nobody listens for ends the daemon.
   const spawnFailed = new Promise<never>((_, reject) => child.on('error', (error) => reject(cannotStart(spec.name, error))));
@@ -88,16 +82,18 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
     throw new ApolloError('internal', 'the launcher has no control channel');
   }
 
-  const exited = new Promise<number>((resolve) => child.on('close', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+  // The launcher itself exits as soon as it has forked the monitor; its status matters
+  // only when the hand-shake ends without a word (it died on its arguments).
+  const exited = new Promise<number>((resolve) => child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 : 1))));
   // A write to a launcher that has just exited fails with EPIPE: the handshake and the
   // exit code already tell what happened, so the stream's error is not news.
   control.on('error', () => undefined);
 
-  let pid = 0;
   let timer: NodeJS.Timeout | undefined;
   const handshake = (async () => {
+    let pid = 0;
     let registered = false;
-    // Read to the end: the channel closes when the launcher exits after "go".
+    // The channel stays open until the set-up process has said whether the command runs.
     for await (const line of readLines(control)) {
       if (line.startsWith('pid ')) {
         pid = Number(line.slice(4));
@@ -106,15 +102,19 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
         await register(pid);
         registered = true;
         control.end('go\n');
+      } else if (line === 'running' && registered) {
+        return pid;
       } else if (line.startsWith('error ')) {
-        throw new ApolloError('internal', `cannot start container ${spec.name}: ${line.slice(6)}`);
+        // After "go" the only error is the command's own: the request named a command
+        // that cannot be executed.
+        throw new ApolloError(registered ? 'bad-request' : 'internal', `cannot start container ${spec.name}: ${line.slice(6)}`);
       }
     }
-    if (!registered) {
-      throw new ApolloError('internal', `cannot start container ${spec.name}: the launcher exited (see ${spec.logFile})`);
-    }
-    return pid;
+    if (registered) throw new ApolloError('internal', `cannot start container ${spec.name}: its init exited before it ran its command`);
+    const code = await exited;
+    throw new ApolloError('internal', `cannot start container ${spec.name}: the launcher exited with status ${code}`);
   })();
+  handshake.catch(() => undefined);
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
       () => reject(new ApolloError('internal', `container ${spec.name} did not start within ${handshakeTimeoutMs / 1000} s`)),
@@ -123,12 +123,9 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
   });
 
   try {
-    const initPid = await Promise.race([handshake, spawnFailed, timeout]);
-    const code = await exited;
-    if (code !== 0) throw new ApolloError('internal', `the launcher of ${spec.name} failed with status ${code} (see ${spec.logFile})`);
-    return initPid;
+    return await Promise.race([handshake, spawnFailed, timeout]);
   } catch (error) {
-    // Closing the channel makes the launcher kill the half-built container.
+    // Closing the channel makes the set-up kill the half-built container.
     control.destroy();
     if (child.exitCode === null && child.pid !== undefined) {
       try {
@@ -150,25 +147,4 @@ function cannotStart(name: string, error: unknown): ApolloError {
     return new ApolloError('unavailable', `cannot start container ${name}: the daemon is out of file descriptors; try again`, { cause: error });
   }
   return new ApolloError('internal', `cannot start container ${name}: ${(error as Error).message}`, { cause: error });
-}
-
-/**
- * The subordinate id range for root's containers: the first range of `root` (or uid 0)
- * in /etc/subuid (/etc/subgid) with at least 65536 ids, as LXD does; 1000000:65536 when
- * the file has none (root may map any range; the file only keeps ranges apart).
- */
-export function subordinateRange(file: '/etc/subuid' | '/etc/subgid', read = (f: string) => fs.readFileSync(f, 'utf8')): IdRange {
-  let text = '';
-  try {
-    text = read(file);
-  } catch {
-    // No file: the default range.
-  }
-  for (const line of text.split('\n')) {
-    const [owner, start, count] = line.trim().split(':');
-    if ((owner === 'root' || owner === '0') && Number(count) >= 65536 && Number(start) > 0) {
-      return { base: Number(start), count: 65536 };
-    }
-  }
-  return { base: 1_000_000, count: 65536 };
 }

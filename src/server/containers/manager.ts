@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
+import { keyMap } from '../../shared/key-map.js';
 import { assertConfigKey, assertContainerName, isGuestReadableKey } from '../../shared/names.js';
 import type { ExitWatcher } from '../kernel/exit-watcher.js';
 import { namespaceKey, namespaceKeysAreIds, openPidNamespace } from '../kernel/namespaces.js';
@@ -18,13 +19,24 @@ import {
   type ContainerRecord,
   type ContainerStore,
   type GuestState,
+  type IdmapRecord,
   stateSchemaVersion,
 } from '../state/container-store.js';
 import { Container, Instance } from './container.js';
-import { type IdRange, launchContainer } from './launcher.js';
+import { allocateRange, containerIdCount, type IdRange, type ReadFile, rootRanges } from './idmap.js';
+import { assertInstanceId, instanceIdKey, withNewInstanceId } from './instance-id.js';
+import { launchContainer } from './launcher.js';
 
 /** Keys the daemon itself reads; their values must be booleans. */
-export const booleanKeys = new Set(['security.devapollo', 'security.devapollo.users', 'security.devapollo.lxd-compat']);
+export const booleanKeys = new Set([
+  'security.devapollo',
+  'security.devapollo.users',
+  'security.devapollo.lxd-compat',
+  'security.idmap.isolated',
+]);
+
+/** A container's own uid/gid range instead of the shared one; read at each start. */
+const isolatedKey = 'security.idmap.isolated';
 
 export interface ManagerOptions {
   readonly paths: DaemonPaths;
@@ -32,9 +44,14 @@ export interface ManagerOptions {
   readonly watcher: ExitWatcher;
   readonly logger: Logger;
   readonly maxValueBytes: number;
+  /** The shared ranges every unprivileged container maps to by default. */
   readonly uids: IdRange;
   readonly gids: IdRange;
   readonly stopTimeoutMs: number;
+  /** Each container's output log is rotated at this size (`serve --max-log-size`). */
+  readonly maxLogBytes: number;
+  /** Reads /etc/subuid and /etc/subgid (isolated ranges); the real files by default. */
+  readonly readIdFile?: ReadFile;
 }
 
 /** What happened to a container, for event streams (guest and host). */
@@ -43,6 +60,20 @@ export interface ContainerEvent {
   readonly container: string;
   readonly timestamp: string;
   readonly metadata: Readonly<Record<string, unknown>>;
+}
+
+/** Which run of a registered container a stop hook is for; unset fields match any. */
+export interface RunOfContainer {
+  /** The init's host pid (LXC's stop hooks have it). */
+  readonly pid?: number | undefined;
+  /** What its runtime calls the run (`InitRecord.runtime_id`). */
+  readonly runtimeId?: string | undefined;
+}
+
+/** How a runtime's start hook names the run it registers. */
+export interface RegisterOptions {
+  readonly config?: Readonly<Record<string, string>>;
+  readonly runtimeId?: string | undefined;
 }
 
 export interface LaunchRequest {
@@ -56,6 +87,12 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   private readonly containers = new Map<string, Container>();
   /** Running instances by pid-namespace key: the whole identity lookup, O(1). */
   private readonly byNamespace = new Map<bigint, Instance>();
+  /**
+   * Every container's own id range, by container name: from the records, and from the
+   * moment one is allocated (before its record is on disk), so two starts at once can
+   * never be given the same range.
+   */
+  private readonly idmaps = new Map<string, IdmapRecord>();
   private closed = false;
 
   constructor(private readonly options: ManagerOptions) {
@@ -69,6 +106,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     for (const record of records) {
       const container = new Container(record);
       this.containers.set(record.name, container);
+      if (record.idmap !== null) this.idmaps.set(record.name, record.idmap);
       const init = record.init;
       if (init === null) continue;
       const adopted = init.boot_id === bootId ? this.tryAdopt(container, init.pid, init.start_time) : undefined;
@@ -100,19 +138,47 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     return { total: this.containers.size, running };
   }
 
+  /**
+   * Defines a container without starting it: Stopped, its keys settable before anything
+   * runs; `start` runs it with devapollo's launcher, or a runtime's start hook binds to
+   * it (`register`), whichever comes first.
+   */
+  async create(request: LaunchRequest): Promise<Container> {
+    return this.define(request, undefined);
+  }
+
   /** Creates a container and starts it; returns once it runs and is served. */
   async launch(request: LaunchRequest): Promise<Container> {
+    const container = await this.define(request, 'starting');
+    try {
+      await this.startInstance(container);
+    } catch (error) {
+      // A launch that cannot start leaves nothing behind, so it can simply be retried.
+      this.containers.delete(container.name);
+      this.idmaps.delete(container.name);
+      await this.options.store.remove(container.name).catch(() => undefined);
+      await this.removeLogs(container.name);
+      throw error;
+    } finally {
+      container.busy = undefined;
+    }
+    return container;
+  }
+
+  /** Checks and saves a new container's record (origin `create`), busy with `busy`. */
+  private async define(request: LaunchRequest, busy: string | undefined): Promise<Container> {
     assertContainerName(request.name);
     const config = this.validatedConfig(request.config);
     if (request.command !== null && request.command.length === 0) {
       throw new ApolloError('bad-request', 'the command is empty');
     }
+    if (request.privileged && config[isolatedKey] === 'true') throw privilegedIsolated(request.name);
     if (this.containers.has(request.name)) {
       throw new ApolloError('conflict', `container ${JSON.stringify(request.name)} already exists`);
     }
-    const record = newRecord(request.name, 'launch', request.privileged, request.command);
-    const container = new Container(withConfig(record, config) ?? record);
-    container.busy = 'starting';
+    const record = newRecord(request.name, 'create', request.privileged, request.command);
+    const container = new Container(withConfig(record, config, 'creation') ?? record);
+    container.busy = busy;
     this.containers.set(record.name, container);
     try {
       await this.options.store.save(container.record);
@@ -121,16 +187,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       throw error;
     }
     this.emitLifecycle(container, 'created');
-    try {
-      await this.startInstance(container);
-    } catch (error) {
-      // A launch that cannot start leaves nothing behind, so it can simply be retried.
-      this.containers.delete(record.name);
-      await this.options.store.remove(record.name).catch(() => undefined);
-      throw error;
-    } finally {
-      container.busy = undefined;
-    }
+    this.options.logger.info('container created', { container: record.name });
     return container;
   }
 
@@ -183,7 +240,8 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       }
       await container.serialize(() => this.options.store.remove(name));
       this.containers.delete(name);
-      await fsp.rm(this.logFile(name), { force: true });
+      this.idmaps.delete(name);
+      await this.removeLogs(name);
       this.emitLifecycle(container, 'deleted');
       this.options.logger.info('container deleted', { container: name });
     } finally {
@@ -195,14 +253,18 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
    * Adopts a container another runtime started (LXC, OCI), by its init's pid. The pid must
    * be the init of its own pid namespace, and no other container may hold that namespace.
    */
-  async register(name: string, pid: number, config: Readonly<Record<string, string>> = {}): Promise<Container> {
+  async register(name: string, pid: number, options: RegisterOptions = {}): Promise<Container> {
     assertContainerName(name);
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new ApolloError('bad-request', `invalid pid ${String(pid)}`);
-    const changes = this.validatedConfig(config);
+    const changes = this.validatedConfig(options.config ?? {});
+    const runtimeId = options.runtimeId;
     const existing = this.containers.get(name);
     if (existing !== undefined) {
-      if (existing.record.origin !== 'register') {
+      if (existing.record.origin === 'launch') {
         throw new ApolloError('conflict', `container ${name} was launched by devapollo; choose another name`);
+      }
+      if (existing.record.origin === 'create' && existing.record.command !== null) {
+        throw new ApolloError('conflict', `container ${name} was created with a command for devapollo to run: start it with devapollo start`);
       }
       if (existing.instance?.running) throw new ApolloError('conflict', `container ${name} is already registered and running`);
     }
@@ -221,18 +283,31 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       this.claim(container, 'registering');
       claimed = true;
       const instance = this.adopt(container, pid, pidfd, startTime);
+      // A hook's -c at every start sets the same values again: those are no change.
+      const when = existing === undefined ? 'creation' : 'change';
+      let before = container.record.config;
       try {
-        await this.update(container, (r) => ({
-          ...withGuestState(withConfig(r, changes) ?? r, 'Started'),
-          privileged: instance.rootUid === 0,
-          init: { pid, start_time: startTime, boot_id: currentBootId() },
-        }));
+        await this.update(container, (r) => {
+          before = r.config;
+          return {
+            ...withGuestState(withConfig(r, changes, when) ?? r, 'Started'),
+            origin: 'register',
+            privileged: instance.rootUid === 0,
+            init: {
+              pid,
+              start_time: startTime,
+              boot_id: currentBootId(),
+              ...(runtimeId === undefined ? {} : { runtime_id: runtimeId }),
+            },
+          };
+        });
       } catch (error) {
         this.unmap(instance);
         throw error;
       }
       this.containers.set(name, container);
       this.watch(instance);
+      if (existing !== undefined) this.announceConfigChanges(container, before);
       this.emitLifecycle(container, 'started');
       this.options.logger.info('container registered', { container: name, pid });
       return container;
@@ -247,14 +322,25 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   /**
    * Lets go of a registered container's init without stopping it (another runtime's stop
    * hook): its namespace no longer maps, its record and config stay for the next start.
+   * A created container that never ran has nothing to let go of. A stop hook runs late,
+   * after the name may run again: with `run`, only that run is let go, any other is left
+   * alone (the answer then shows it still Running).
    */
-  async unregister(name: string): Promise<Container> {
+  async unregister(name: string, run: RunOfContainer = {}): Promise<Container> {
     const container = this.get(name);
-    if (container.record.origin !== 'register') {
+    if (container.record.origin === 'launch') {
       throw new ApolloError('conflict', `container ${name} was launched by devapollo: use stop`);
     }
     const instance = container.instance;
-    if (instance !== undefined) await this.release(instance, 'unregistered');
+    if (instance === undefined) return container;
+    const other =
+      (run.pid !== undefined && run.pid !== instance.pid) ||
+      (run.runtimeId !== undefined && run.runtimeId !== container.record.init?.runtime_id);
+    if (other) {
+      this.options.logger.warn('a stop hook for another run of this container left it registered', { container: name, pid: instance.pid });
+      return container;
+    }
+    await this.release(instance, 'unregistered');
     return container;
   }
 
@@ -262,25 +348,30 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   async setConfig(name: string, changes: Readonly<Record<string, string | null>>): Promise<Container> {
     const container = this.get(name);
     const validated = this.validatedConfig(changes);
-    let before: Readonly<Record<string, string>> = {};
+    if (validated[isolatedKey] === 'true' && container.record.privileged) throw privilegedIsolated(name);
+    let before: Readonly<Record<string, string>> = keyMap();
     const changed = await this.update(container, (r) => {
       before = r.config;
-      return withConfig(r, validated);
+      return withConfig(r, validated, 'change');
     });
-    if (changed) {
-      const after = container.record.config;
-      for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
-        if (before[key] === after[key]) continue;
-        this.options.logger.info('config changed', { container: name, key });
-        this.emitEvent(container, 'config', {
-          key,
-          old_value: before[key] ?? '',
-          value: after[key] ?? '',
-          etag: container.keyEtag(key),
-        });
-      }
-    }
+    if (changed) this.announceConfigChanges(container, before);
     return container;
+  }
+
+  /** A config event (and a log line) for each key that differs from `before`. */
+  private announceConfigChanges(container: Container, before: Readonly<Record<string, string>>): void {
+    const after = container.record.config;
+    const value = (config: Readonly<Record<string, string>>, key: string) => (Object.hasOwn(config, key) ? config[key] : undefined);
+    for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+      if (value(before, key) === value(after, key)) continue;
+      this.options.logger.info('config changed', { container: container.name, key });
+      this.emitEvent(container, 'config', {
+        key,
+        old_value: value(before, key) ?? '',
+        value: value(after, key) ?? '',
+        etag: container.keyEtag(key),
+      });
+    }
   }
 
   /** The guest's own state (PATCH /1.0): stored, shown in list, reset at every start. */
@@ -305,6 +396,12 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     return path.join(this.options.paths.logsDir, `${name}.log`);
   }
 
+  /** NAME.log and its rotated NAME.log.1 (a monitor still draining finds them gone and stops). */
+  private async removeLogs(name: string): Promise<void> {
+    const log = this.logFile(name);
+    await Promise.all([fsp.rm(log, { force: true }), fsp.rm(`${log}.1`, { force: true })]).catch(() => undefined);
+  }
+
   private claim(container: Container, what: string): void {
     if (container.busy !== undefined) {
       throw new ApolloError('conflict', `container ${container.name} is busy (${container.busy})`);
@@ -313,46 +410,106 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   }
 
   private async startInstance(container: Container): Promise<void> {
+    const ids = await this.idRangesFor(container);
     const { record } = container;
     let instance: Instance | undefined;
-    await launchContainer(
-      {
-        name: record.name,
-        privileged: record.privileged,
-        command: record.command,
-        guestDir: record.config['security.devapollo'] === 'false' ? null : this.options.paths.guestDir,
-        lxdCompat: record.config['security.devapollo.lxd-compat'] === 'true',
-        stageDir: this.options.paths.stageDir,
-        logFile: this.logFile(record.name),
-        uids: this.options.uids,
-        gids: this.options.gids,
-      },
-      async (pid) => {
-        // The launcher keeps the init unreaped until we answer, so this pid cannot be recycled.
-        const { fd: pidfd, errno } = openPidfd(pid);
-        if (pidfd < 0) throw new ApolloError('internal', `cannot open the init of ${record.name} (errno ${errno})`);
-        const startTime = processStartTime(pid);
-        if (startTime === undefined) {
-          closeFd(pidfd);
-          throw new ApolloError('internal', `the init of ${record.name} exited during start-up`);
-        }
-        instance = this.adopt(container, pid, pidfd, startTime);
-        try {
+    try {
+      await launchContainer(
+        {
+          name: record.name,
+          privileged: record.privileged,
+          command: record.command,
+          guestDir: record.config['security.devapollo'] === 'false' ? null : this.options.paths.guestDir,
+          lxdCompat: record.config['security.devapollo.lxd-compat'] === 'true',
+          stageDir: this.options.paths.stageDir,
+          logFile: this.logFile(record.name),
+          maxLogBytes: this.options.maxLogBytes,
+          uids: ids.uids,
+          gids: ids.gids,
+        },
+        async (pid) => {
+          // The launcher keeps the init unreaped until we answer, so this pid cannot be recycled.
+          const { fd: pidfd, errno } = openPidfd(pid);
+          if (pidfd < 0) throw new ApolloError('internal', `cannot open the init of ${record.name} (errno ${errno})`);
+          const startTime = processStartTime(pid);
+          if (startTime === undefined) {
+            closeFd(pidfd);
+            throw new ApolloError('internal', `the init of ${record.name} exited during start-up`);
+          }
+          try {
+            instance = this.adopt(container, pid, pidfd, startTime);
+          } catch (error) {
+            closeFd(pidfd);
+            throw error;
+          }
           await this.update(container, (r) => ({
             ...withGuestState(r, 'Started'),
+            origin: 'launch',
             init: { pid, start_time: startTime, boot_id: currentBootId() },
           }));
-        } catch (error) {
-          this.unmap(instance);
-          instance = undefined;
-          throw error;
-        }
-      },
-    );
+        },
+      );
+    } catch (error) {
+      // Registered, and then the command could not be executed, the init died or the
+      // state could not be written: the init is killed and the registration undone.
+      if (instance !== undefined) {
+        signalPidfd(instance.pidfd, 'SIGKILL');
+        if (instance.claimRelease()) await this.forget(instance);
+      }
+      throw error;
+    }
     if (instance === undefined) throw new ApolloError('internal', `container ${record.name} did not register`);
     this.watch(instance);
     this.emitLifecycle(container, 'started');
     this.options.logger.info('container started', { container: record.name, pid: instance.pid });
+  }
+
+  /**
+   * The host ranges the container is started with: its own with security.idmap.isolated
+   * (allocated and recorded at its first such start, kept until it is deleted), else the
+   * shared ones. A range it no longer uses stays reserved: files its root wrote under it
+   * must not become another container's.
+   */
+  private async idRangesFor(container: Container): Promise<{ uids: IdRange; gids: IdRange }> {
+    const { record } = container;
+    if (record.privileged || record.config[isolatedKey] !== 'true') return { uids: this.options.uids, gids: this.options.gids };
+    let idmap = this.idmaps.get(record.name) ?? record.idmap;
+    if (idmap === null) {
+      const own = this.allocateIdmap(record.name);
+      this.idmaps.set(record.name, own);
+      try {
+        await this.update(container, (r) => ({ ...r, idmap: own }));
+      } catch (error) {
+        this.idmaps.delete(record.name);
+        throw error;
+      }
+      this.options.logger.info('container given its own id range', { container: record.name, uid_base: own.uid_base, gid_base: own.gid_base });
+      idmap = own;
+    }
+    return { uids: { base: idmap.uid_base, count: idmap.count }, gids: { base: idmap.gid_base, count: idmap.count } };
+  }
+
+  /** A uid and a gid range that no container holds and that are not the shared ones. */
+  private allocateIdmap(name: string): IdmapRecord {
+    const pick = (file: '/etc/subuid' | '/etc/subgid', shared: IdRange, base: (m: IdmapRecord) => number): number => {
+      const reserved: IdRange[] = [shared];
+      for (const idmap of this.idmaps.values()) reserved.push({ base: base(idmap), count: idmap.count });
+      const ranges = rootRanges(file, this.options.readIdFile);
+      const range = allocateRange(ranges, reserved);
+      if (range === undefined) {
+        const held = this.idmaps.size;
+        throw new ApolloError(
+          'conflict',
+          `cannot give container ${name} its own id range: ${ranges.length === 0 ? `root has no range in ${file}` : `root's ranges in ${file} have no ${containerIdCount} ids left (${held} isolated container${held === 1 ? '' : 's'} hold${held === 1 ? 's' : ''} them)`}; add a range for root there, or unset ${isolatedKey}`,
+        );
+      }
+      return range.base;
+    };
+    return {
+      uid_base: pick('/etc/subuid', this.options.uids, (m) => m.uid_base),
+      gid_base: pick('/etc/subgid', this.options.gids, (m) => m.gid_base),
+      count: containerIdCount,
+    };
   }
 
   /** Re-adopts an init after a daemon restart, if the same process still runs. */
@@ -427,6 +584,17 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   private async release(instance: Instance, why: 'exited' | 'unregistered'): Promise<void> {
     if (this.closed || !instance.claimRelease()) return;
     const container = instance.container;
+    await this.forget(instance);
+    this.emitLifecycle(container, 'stopped');
+    this.options.logger.info(why === 'exited' ? 'container stopped' : 'container unregistered', {
+      container: container.name,
+      pid: instance.pid,
+    });
+  }
+
+  /** Unmaps an instance the caller has claimed, closes its descriptors, records it as stopped. */
+  private async forget(instance: Instance): Promise<void> {
+    const container = instance.container;
     this.unmap(instance);
     this.options.watcher.unwatch(instance.pidfd);
     closeFd(instance.pidfd);
@@ -440,11 +608,6 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     } finally {
       instance.settle();
     }
-    this.emitLifecycle(container, 'stopped');
-    this.options.logger.info(why === 'exited' ? 'container stopped' : 'container unregistered', {
-      container: container.name,
-      pid: instance.pid,
-    });
   }
 
   private async terminate(instance: Instance, force: boolean, timeoutMs: number): Promise<void> {
@@ -481,7 +644,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
 
   /** Checks keys and values; returns the changes with "" normalised to null (unset). */
   private validatedConfig(changes: Readonly<Record<string, string | null>>): Record<string, string | null> {
-    const out: Record<string, string | null> = {};
+    const out = keyMap<string | null>();
     for (const [key, value] of Object.entries(changes)) {
       assertConfigKey(key);
       if (value === null || value === '') {
@@ -499,6 +662,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       if (booleanKeys.has(key) && value !== 'true' && value !== 'false') {
         throw new ApolloError('bad-request', `${key} must be "true" or "false", not ${JSON.stringify(value)}`);
       }
+      if (key === instanceIdKey) assertInstanceId(value);
       out[key] = value;
     }
     return out;
@@ -528,26 +692,40 @@ export function newRecord(
     origin,
     privileged,
     command,
-    config: {},
+    config: keyMap(),
     revision: 0,
-    key_revisions: {},
+    key_revisions: keyMap(),
     list_revision: 0,
     state_revision: 0,
     guest_state: 'Started',
     init: null,
+    idmap: null,
   };
+}
+
+function privilegedIsolated(name: string): ApolloError {
+  return new ApolloError(
+    'bad-request',
+    `container ${name}: ${isolatedKey}=true needs an unprivileged container (a privileged one keeps host root and maps no ids)`,
+  );
 }
 
 /**
  * The record with `changes` applied (null unsets), or undefined when nothing changes.
  * Each changed key gets the new revision, and so does the key list when a readable key
- * comes or goes: their ETags change exactly when what they answer does.
+ * comes or goes: their ETags change exactly when what they answer does. A `change` (not
+ * the values a container is created with) to cloud-init's data also gives it a new
+ * instance-id, in this same record.
  */
-function withConfig(record: ContainerRecord, changes: Readonly<Record<string, string | null>>): ContainerRecord | undefined {
-  const config = mergeConfig(record.config, changes);
+function withConfig(
+  record: ContainerRecord,
+  changes: Readonly<Record<string, string | null>>,
+  when: 'creation' | 'change',
+): ContainerRecord | undefined {
+  const config = mergeConfig(record.config, when === 'change' ? withNewInstanceId(record.config, changes) : changes);
   if (sameConfig(config, record.config)) return undefined;
   const revision = record.revision + 1;
-  const keyRevisions: Record<string, number> = { ...record.key_revisions };
+  const keyRevisions = keyMap(Object.entries(record.key_revisions));
   let listChanged = false;
   for (const key of new Set([...Object.keys(record.config), ...Object.keys(config)])) {
     if (record.config[key] === config[key]) continue;
@@ -574,12 +752,12 @@ function mergeConfig(
   current: Readonly<Record<string, string>>,
   changes: Readonly<Record<string, string | null>>,
 ): Record<string, string> {
-  const next: Record<string, string> = { ...current };
+  const next = keyMap(Object.entries(current));
   for (const [key, value] of Object.entries(changes)) {
     if (value === null) delete next[key];
     else next[key] = value;
   }
-  return Object.fromEntries(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+  return keyMap(Object.entries(next).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 function sameConfig(a: Readonly<Record<string, string>>, b: Readonly<Record<string, string>>): boolean {

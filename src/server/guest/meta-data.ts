@@ -1,17 +1,21 @@
 /**
- * cloud-init meta-data for a container: the generated instance-id and local-hostname,
+ * cloud-init meta-data for a container: the generated instance-id (NAME, or
+ * `volatile.cloud-init.instance-id` once cloud-init's data changed) and local-hostname,
  * then `user.meta-data` verbatim. A top-level entry of `user.meta-data` that sets one of
  * the generated keys takes that key's place instead of repeating it (a repeated key is
  * invalid YAML, and cloud-init would reject the whole document). The entry moves whole:
  * its key line and the indented lines that continue its value.
  */
-const generatedKeys = ['instance-id', 'local-hostname'] as const;
 
 /** A top-level YAML key line for one of the generated keys, plain or quoted. */
 const overrideLine = /^(?:"(instance-id|local-hostname)"|'(instance-id|local-hostname)'|(instance-id|local-hostname))\s*:(?:\s|$)/;
 
-export function buildMetaData(name: string, userMetaData: string | undefined): string {
-  const generated = new Map<string, string>(generatedKeys.map((key) => [key, `${key}: ${name}`]));
+/** The meta-data of container `name` whose instance-id is `instanceId` (NAME unless changed). */
+export function buildMetaData(name: string, userMetaData: string | undefined, instanceId = name): string {
+  const generated = new Map<string, string>([
+    ['instance-id', `instance-id: ${instanceId}`],
+    ['local-hostname', `local-hostname: ${name}`],
+  ]);
   let rest = '';
   if (userMetaData !== undefined) {
     const lines = userMetaData.split('\n');

@@ -7,6 +7,7 @@ import { ApolloError } from '../../shared/errors.js';
 import { isGuestReadableKey } from '../../shared/names.js';
 import { changeTopics } from '../containers/change-waiters.js';
 import type { Container, Instance } from '../containers/container.js';
+import { instanceIdOf } from '../containers/instance-id.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
@@ -79,8 +80,10 @@ function getConfigKey({ container }: GuestContext, request: RequestInfo) {
   return text(value, { etag });
 }
 
+/** Its ETag changes with `user.meta-data` and with the instance-id, whichever changed last. */
 function getMetaData({ container }: GuestContext) {
-  return text(buildMetaData(container.name, container.record.config['user.meta-data']), { etag: container.metaDataEtag() });
+  const { record } = container;
+  return text(buildMetaData(container.name, record.config['user.meta-data'], instanceIdOf(record)), { etag: container.metaDataEtag() });
 }
 
 function listDevices({ container }: GuestContext) {

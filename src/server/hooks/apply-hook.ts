@@ -13,11 +13,12 @@
  *   report a stop error for a container that did stop.
  */
 import { ApolloError } from '../../shared/errors.js';
+import type { ContainerWire } from '../../shared/wire.js';
 import type { AdminClient } from '../cli/admin-client.js';
 import type { HookRequest, RegisterRequest, UnregisterRequest } from './hook-request.js';
 
 /** What a hook needs of the admin client. */
-export type HookAdmin = Pick<AdminClient, 'json' | 'container'>;
+export type HookAdmin = Pick<AdminClient, 'json'>;
 
 const initPath = (name: string) => `/1.0/containers/${encodeURIComponent(name)}/init`;
 
@@ -28,7 +29,7 @@ export function applyHook(request: HookRequest, admin: HookAdmin): Promise<strin
 
 async function register(request: RegisterRequest, admin: HookAdmin): Promise<undefined> {
   try {
-    await admin.json('PUT', initPath(request.name), { pid: request.pid, config: request.config });
+    await admin.json('PUT', initPath(request.name), { pid: request.pid, config: request.config, runtime_id: request.runtimeId });
   } catch (error) {
     if (!(error instanceof ApolloError)) throw error;
     const refusal =
@@ -44,16 +45,17 @@ async function register(request: RegisterRequest, admin: HookAdmin): Promise<und
 
 async function unregister(request: UnregisterRequest, admin: HookAdmin): Promise<string | undefined> {
   try {
-    if (request.pid !== undefined) {
-      // The init is gone by now; if the name runs again under another init, that is a
-      // newer instance this (late) stop hook must leave alone.
-      const current = await admin.container(request.name);
-      if (current.state === 'Running' && current.pid !== request.pid) {
-        return `${request.runtime} container ${request.name} runs again with init pid ${current.pid}, not ${request.pid}: left registered`;
-      }
-    }
-    await admin.json('DELETE', initPath(request.name));
-    return undefined;
+    // The run this hook is for has stopped; if the name runs again as another run (a
+    // newer init, another OCI container with the same devapollo.name), the daemon leaves
+    // that one alone, and its answer still says Running.
+    const query = new URLSearchParams();
+    if (request.pid !== undefined) query.set('pid', String(request.pid));
+    if (request.runtimeId !== undefined) query.set('runtime_id', request.runtimeId);
+    const suffix = query.size > 0 ? `?${query}` : '';
+    const after = await admin.json<ContainerWire>('DELETE', `${initPath(request.name)}${suffix}`);
+    if (after.state !== 'Running') return undefined;
+    const which = request.pid !== undefined ? `not ${request.pid}` : `not the run this ${request.runtime} stop hook is for`;
+    return `${request.runtime} container ${request.name} runs again with init pid ${after.pid}, ${which}: left registered`;
   } catch (error) {
     if (!(error instanceof ApolloError)) throw error;
     // Never registered (its start hook failed, or it ran before devapollo knew it).

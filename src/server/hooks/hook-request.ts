@@ -12,6 +12,8 @@ export interface RegisterRequest {
   readonly name: string;
   readonly pid: number;
   readonly config: Readonly<Record<string, string>>;
+  /** What the runtime calls this run (OCI: id and bundle), for its stop hook to name it. */
+  readonly runtimeId?: string;
 }
 
 /** Stop hooks: let go of the container, keeping its record and config for the next start. */
@@ -21,9 +23,11 @@ export interface UnregisterRequest {
   readonly name: string;
   /**
    * The init the stopping container had, when the runtime says (LXC does, OCI's poststop
-   * state has pid 0): a stale stop hook must not let go of a newer instance.
+   * state has pid 0), and what the runtime calls the run (OCI: id and bundle): a late stop
+   * hook must not let go of a newer run of the same name.
    */
   readonly pid: number | undefined;
+  readonly runtimeId?: string;
 }
 
 export type HookRequest = RegisterRequest | UnregisterRequest;

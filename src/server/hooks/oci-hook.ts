@@ -14,6 +14,7 @@
  * what keeps a container from running with a socket that knows nothing about it.
  */
 import { ApolloError } from '../../shared/errors.js';
+import { ownValue } from '../../shared/key-map.js';
 import { isConfigKey, isContainerName } from '../../shared/names.js';
 import type { HookRequest } from './hook-request.js';
 
@@ -78,7 +79,7 @@ export function parseOciState(text: string): OciState {
 
 /** The devapollo name of an OCI container: the `devapollo.name` annotation, else its id. */
 export function ociContainerName(state: OciState): string {
-  const named = state.annotations[nameAnnotation];
+  const named = ownValue(state.annotations, nameAnnotation);
   const name = named ?? state.id;
   if (isContainerName(name)) return name;
   const rule = 'a letter, then letters, digits and "-", at most 63 characters';
@@ -109,11 +110,23 @@ export function configFromAnnotations(annotations: Readonly<Record<string, strin
   return config;
 }
 
+/**
+ * What names one run of an OCI container, from the state every hook of that run gets:
+ * its id (unique among a runtime's live containers; podman's are 64 hex digits) and its
+ * bundle (two containers of one id under different runtime roots have different ones).
+ * Two runs of one devapollo.name differ in it, so the poststop of a deleted old run, which
+ * has no pid, cannot let go of the newer one.
+ */
+export function ociRuntimeId(state: OciState): string {
+  return JSON.stringify(['oci', state.id, state.bundle]);
+}
+
 /** What an OCI hook at `stage` asks, given the state the runtime wrote on its stdin. */
 export function ociHookRequest(stage: OciStage, stateText: string): HookRequest {
   const state = parseOciState(stateText);
   const name = ociContainerName(state);
-  if (ociStages[stage] === 'unregister') return { action: 'unregister', runtime: 'OCI', name, pid: undefined };
+  const runtimeId = ociRuntimeId(state);
+  if (ociStages[stage] === 'unregister') return { action: 'unregister', runtime: 'OCI', name, pid: undefined, runtimeId };
   if (state.pid <= 0) {
     throw new ApolloError(
       'bad-request',
@@ -121,5 +134,5 @@ export function ociHookRequest(stage: OciStage, stateText: string): HookRequest 
         `use "devapollo hook oci ${stage}" as a ${stage} hook, when the container's process exists`,
     );
   }
-  return { action: 'register', runtime: 'OCI', name, pid: state.pid, config: configFromAnnotations(state.annotations) };
+  return { action: 'register', runtime: 'OCI', name, pid: state.pid, config: configFromAnnotations(state.annotations), runtimeId };
 }

@@ -59,6 +59,18 @@ export const ioctlBuffer = lib.func('ioctl', 'int', ['int', 'ulong', '_Out_ uint
 
 export const close = lib.func('int close(int fd)') as (fd: number) => number;
 
+/** fcntl(fd, command, integer argument): F_GETFD, F_SETFD. */
+export const fcntlValue = lib.func('fcntl', 'int', ['int', 'int', 'long']) as (fd: number, command: number, arg: number) => number;
+
+/** struct termios (60 bytes with glibc on Linux) in caller-owned buffers. */
+export const tcgetattr = lib.func('int tcgetattr(int fd, _Out_ uint8_t *termios)') as (fd: number, termios: Buffer) => number;
+export const tcsetattr = lib.func('int tcsetattr(int fd, int when, uint8_t *termios)') as (
+  fd: number,
+  when: number,
+  termios: Buffer,
+) => number;
+export const cfmakeraw = lib.func('void cfmakeraw(_Inout_ uint8_t *termios)') as (termios: Buffer) => void;
+
 /**
  * fstat and fstatfs into caller-owned buffers (struct stat is 144 bytes on x86_64 and
  * arm64, with st_ino at offset 8; struct statfs starts with f_type). Undefined where
@@ -89,6 +101,16 @@ export function pidfdSendSignal(pidfd: number, signal: number): number {
 }
 
 export const flock = lib.func('int flock(int fd, int operation)') as (fd: number, op: number) => number;
+
+export const socket = lib.func('int socket(int domain, int type, int protocol)') as (domain: number, type: number, protocol: number) => number;
+export const sendto = lib.func('long sendto(int fd, uint8_t *buffer, ulong length, int flags, uint8_t *address, uint32_t addressLength)') as (
+  fd: number,
+  buffer: Buffer,
+  length: number,
+  flags: number,
+  address: Buffer,
+  addressLength: number,
+) => number;
 
 export const epollCreate1 = lib.func('int epoll_create1(int flags)') as (flags: number) => number;
 export const epollCtl = lib.func('int epoll_ctl(int epfd, int op, int fd, uint8_t *event)') as (

@@ -9,6 +9,7 @@
  * reused while it is mapped.
  */
 import fs from 'node:fs';
+import { forcedOff } from './legacy.js';
 import { close, errno, Errno, ioctlBuffer, ioctlValue, throwIfOutOfDescriptors } from './libc.js';
 
 const NS_GET_PARENT = 0xb702;
@@ -18,7 +19,7 @@ const PIDFD_GET_PID_NAMESPACE = 0xff05;
 /** Nesting limit of pid namespaces in Linux; bounds every walk up the tree. */
 export const maxPidNamespaceDepth = 33;
 
-let nsGetIdWorks: boolean | undefined;
+let nsGetIdWorks: boolean | undefined = forcedOff('ns-get-id') ? false : undefined;
 const idBuffer = Buffer.alloc(8);
 
 /** The never-reused key of the namespace behind `nsfd`. */
@@ -62,7 +63,7 @@ export function parentNamespace(nsfd: number): number {
   return -1;
 }
 
-let pidfdNamespaceWorks: boolean | undefined;
+let pidfdNamespaceWorks: boolean | undefined = forcedOff('pidfd-namespace') ? false : undefined;
 
 /**
  * The pid namespace a pidfd's process lives in, as a new descriptor, or -1 when the
@@ -70,6 +71,20 @@ let pidfdNamespaceWorks: boolean | undefined;
  * PIDFD_GET_PID_NAMESPACE (Linux 6.11+) there is no race. Before that, /proc/PID/ns/pid
  * is opened and the pidfd is checked afterwards: if the process still runs, the pid was
  * not recycled in between, so the namespace is the peer's.
+ *
+ * A process whose main thread has exited (pthread_exit in main) while other threads run
+ * on is still a process of its container. What the kernel (6.18) answers for one, seen
+ * from a connection one of its other threads made (test/reliability/identity-attacks):
+ * SO_PEERCRED gives the thread-group id, the pid of the exited main thread; SO_PEERPIDFD
+ * a pidfd of the thread group; a poll of that pidfd says it still runs (a pidfd turns
+ * readable only once the whole thread group has exited); PIDFD_GET_PID_NAMESPACE fails
+ * with ESRCH, because the exited main thread has dropped its namespaces (nsproxy). So
+ * ESRCH from a pidfd that still polls alive means "main thread gone, process alive", and
+ * the namespace is read from /proc as on older kernels: /proc/PID/ns/pid still answers
+ * for the exited main thread (the pid namespace is that of its pid, which it keeps until
+ * the last thread exits), and /proc/PID/task/TID/ns/pid for any live thread is the same
+ * namespace (every thread of a process shares one). The pidfd is checked afterwards as
+ * always, so a recycled pid is never read.
  */
 export function pidNamespaceOfPidfd(pidfd: number, pid: number, isAlive: (pidfd: number) => boolean): number {
   if (pidfdNamespaceWorks !== false) {
@@ -79,24 +94,49 @@ export function pidNamespaceOfPidfd(pidfd: number, pid: number, isAlive: (pidfd:
       return nsfd;
     }
     const err = errno();
-    if (err === Errno.ESRCH) return -1;
+    if (err === Errno.ESRCH) return isAlive(pidfd) ? pidNamespaceFromProc(pidfd, pid, isAlive) : -1;
     throwIfOutOfDescriptors(err, "the peer's pid namespace");
     if (err !== Errno.ENOTTY && err !== Errno.EINVAL) return -1;
     pidfdNamespaceWorks = false;
   }
-  let nsfd: number;
+  return pidNamespaceFromProc(pidfd, pid, isAlive);
+}
+
+/**
+ * /proc/PID/ns/pid, else that of a thread of PID (/proc/PID/task/TID/ns/pid), as a new
+ * descriptor; -1 when none opens or the pidfd says the process has exited by then.
+ */
+function pidNamespaceFromProc(pidfd: number, pid: number, isAlive: (pidfd: number) => boolean): number {
+  let nsfd = openNamespaceFile(`/proc/${pid}/ns/pid`);
+  if (nsfd < 0) {
+    let threads: string[] = [];
+    try {
+      threads = fs.readdirSync(`/proc/${pid}/task`);
+    } catch {
+      // Gone.
+    }
+    // The kernel lists a process's threads under its own directory only.
+    for (const tid of threads) {
+      if (tid === String(pid)) continue;
+      nsfd = openNamespaceFile(`/proc/${pid}/task/${tid}/ns/pid`);
+      if (nsfd >= 0) break;
+    }
+  }
+  if (nsfd >= 0 && !isAlive(pidfd)) {
+    close(nsfd);
+    return -1;
+  }
+  return nsfd;
+}
+
+function openNamespaceFile(file: string): number {
   try {
-    nsfd = fs.openSync(`/proc/${pid}/ns/pid`, 'r');
+    return fs.openSync(file, 'r');
   } catch (error) {
     // Node's errno is the negated error number.
     throwIfOutOfDescriptors(-((error as NodeJS.ErrnoException).errno ?? 0), "the peer's pid namespace");
     return -1;
   }
-  if (!isAlive(pidfd)) {
-    close(nsfd);
-    return -1;
-  }
-  return nsfd;
 }
 
 /** Opens /proc/PID/ns/pid; the caller must make sure PID is the process it means. */

@@ -11,6 +11,7 @@
 import { ApolloError } from '../../shared/errors.js';
 import { closeFd, openPidfd, pidfdIsAlive, processIdOfPidfd } from './pidfd.js';
 import { getsockopt, errno, Errno, OutOfDescriptors, throwIfOutOfDescriptors } from './libc.js';
+import { forcedOff } from './legacy.js';
 import { maxPidNamespaceDepth, namespaceKey, parentNamespace, pidNamespaceOfPidfd } from './namespaces.js';
 
 const SOL_SOCKET = 1;
@@ -27,7 +28,7 @@ const credBuffer = Buffer.alloc(12);
 const credLength = new Uint32Array(1);
 const pidfdBuffer = Buffer.alloc(4);
 const pidfdLength = new Uint32Array(1);
-let peerPidfdWorks: boolean | undefined;
+let peerPidfdWorks: boolean | undefined = forcedOff('peer-pidfd') ? false : undefined;
 
 /** SO_PEERCRED of a connected socket; throws when the descriptor is not a Unix socket. */
 export function readPeerCredentials(fd: number): PeerCredentials {
@@ -196,6 +197,7 @@ export function unreadablePeerError(error: unknown): ApolloError {
 
 /** Whether this kernel hands out SO_PEERPIDFD (Linux 6.5+), tried on a connected socket. */
 export function peerPidfdSupported(fd: number): boolean {
+  if (peerPidfdWorks === false) return false;
   pidfdLength[0] = 4;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, pidfdBuffer, pidfdLength) !== 0) return false;
   closeFd(pidfdBuffer.readInt32LE(0));

@@ -15,15 +15,39 @@ import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
 import { isConfigKey, isContainerName } from '../../shared/names.js';
 
-export const stateSchemaVersion = 1;
+/**
+ * Schema 2 added the origin `create` and `idmap`. Files of schema 1 still load (a schema 2
+ * record that cannot be `create`, with `idmap: null`) and are written as schema 2 at their
+ * next change. A newer schema is refused, never misread: a daemon that only knows schema 1
+ * refuses schema 2 files rather than drop a container's id range.
+ */
+export const stateSchemaVersion = 2;
 
 export type GuestState = 'Started' | 'Ready';
+
+export type ContainerOrigin = 'create' | 'launch' | 'register';
 
 /** Where a container's init ran; only meaningful under the same boot id. */
 export interface InitRecord {
   readonly pid: number;
   readonly start_time: string;
   readonly boot_id: string;
+  /**
+   * What the runtime that started this run calls it, as its hooks give it (OCI: the
+   * container id and bundle; an OCI poststop state has no pid): a stop hook for another
+   * run of the same name leaves this one alone. Absent for devapollo's own and LXC runs.
+   */
+  readonly runtime_id?: string;
+}
+
+/**
+ * A container's own host id range (`security.idmap.isolated`): allocated at its first
+ * start with the key set, kept until the container is deleted, never shared.
+ */
+export interface IdmapRecord {
+  readonly uid_base: number;
+  readonly gid_base: number;
+  readonly count: number;
 }
 
 export interface ContainerRecord {
@@ -32,8 +56,17 @@ export interface ContainerRecord {
   /** Distinguishes this container from an earlier one of the same name (ETags). */
   readonly uuid: string;
   readonly created_at: string;
-  /** `launch`: devapollo runs it; `register`: another runtime started it. */
-  readonly origin: 'launch' | 'register';
+  /**
+   * Who runs the container:
+   * - `create`: nobody yet (`devapollo create`). The first start decides: `devapollo
+   *   start` makes it `launch`, a runtime's start hook (register) makes it `register`.
+   * - `launch`: devapollo's launcher. start, stop and delete are devapollo's, and no
+   *   hook or `register` may take the name.
+   * - `register`: another runtime (LXC, OCI). Its hooks bind and let go of each run;
+   *   devapollo's start and stop refuse (start and stop it there).
+   * Once decided it never changes: to move a container, delete it and create it again.
+   */
+  readonly origin: ContainerOrigin;
   readonly privileged: boolean;
   readonly command: readonly string[] | null;
   readonly config: Readonly<Record<string, string>>;
@@ -50,6 +83,7 @@ export interface ContainerRecord {
   readonly state_revision: number;
   readonly guest_state: GuestState;
   readonly init: InitRecord | null;
+  readonly idmap: IdmapRecord | null;
 }
 
 /** A state file that cannot be used; the daemon refuses to start on it. */
@@ -167,7 +201,8 @@ function parseRecord(file: string, text: string): ContainerRecord {
   if (typeof r['name'] !== 'string' || !isContainerName(r['name'])) bad('name');
   if (typeof r['uuid'] !== 'string') bad('uuid');
   if (typeof r['created_at'] !== 'string') bad('created_at');
-  if (r['origin'] !== 'launch' && r['origin'] !== 'register') bad('origin');
+  const origins: readonly unknown[] = r['schema'] === 1 ? ['launch', 'register'] : ['create', 'launch', 'register'];
+  if (!origins.includes(r['origin'])) bad('origin');
   if (typeof r['privileged'] !== 'boolean') bad('privileged');
   const command = r['command'];
   if (command !== null && !(Array.isArray(command) && command.every((c) => typeof c === 'string'))) bad('command');
@@ -190,6 +225,15 @@ function parseRecord(file: string, text: string): ContainerRecord {
     if (typeof i !== 'object' || typeof i['pid'] !== 'number' || typeof i['start_time'] !== 'string' || typeof i['boot_id'] !== 'string') {
       bad('init');
     }
+    if (i['runtime_id'] !== undefined && typeof i['runtime_id'] !== 'string') bad('init.runtime_id');
   }
-  return value as ContainerRecord;
+  const idmap = r['idmap'] ?? null;
+  if (idmap !== null) {
+    const m = idmap as Record<string, unknown>;
+    const isId = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
+    if (typeof m !== 'object' || Array.isArray(m) || !isId(m['uid_base']) || !isId(m['gid_base']) || !isId(m['count'])) bad('idmap');
+  }
+  // A schema 1 record is a schema 2 record that cannot be `create` and has no id range of
+  // its own: upgraded in memory, written as the current schema by the next save.
+  return { ...(value as ContainerRecord), schema: stateSchemaVersion, idmap: idmap as IdmapRecord | null };
 }

@@ -1,6 +1,7 @@
 /** `devapollo config set|get|unset|show`. */
 import type { Argv, CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
+import { keyMap } from '../../../shared/key-map.js';
 import { type OutputFormat, render, writeOut, writeValue } from '../../../shared/output.js';
 import { adminClient, parseAssignment, readStdinText, stdinArgument } from './shared.js';
 
@@ -19,7 +20,7 @@ const set: CommandModule<Global, Global & { name: string; assignments: string[] 
       .example('$0 config set web cloud-init.user-data - < user-data.yaml', 'a value from stdin, byte for byte') as never,
   handler: async (argv) => {
     const args = argv.assignments.map(String);
-    const changes: Record<string, string> = {};
+    const changes = keyMap<string>();
     if (args.length === 2 && !(args[0] as string).includes('=')) {
       const [key, value] = args as [string, string];
       changes[key] = value === stdinArgument ? await readStdinText() : value;
@@ -56,7 +57,7 @@ const unset: CommandModule<Global, Global & { name: string; key: string }> = {
       .positional('key', { type: 'string', demandOption: true })
       .example('$0 config unset web user.foo', '') as never,
   handler: async (argv) => {
-    await adminClient(argv).json('PATCH', configPath(argv.name), { [argv.key]: null });
+    await adminClient(argv).json('PATCH', configPath(argv.name), keyMap([[argv.key, null]]));
   },
 };
 

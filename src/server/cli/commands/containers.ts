@@ -1,11 +1,9 @@
-/** Container commands: launch, exec, list, start, stop, delete, register. */
-import { spawn } from 'node:child_process';
-import { constants } from 'node:os';
-import { fileURLToPath } from 'node:url';
+/** Container commands: create, launch, exec, list, start, stop, delete, register. */
 import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
 import { type OutputFormat, render, writeOut } from '../../../shared/output.js';
 import type { ContainerWire } from '../../../shared/wire.js';
+import { execEnvironment, runExec } from '../exec-session.js';
 import { adminClient, note, parseAssignments } from './shared.js';
 
 type Global = { dir?: string | undefined };
@@ -13,65 +11,95 @@ type WithDashDash = { '--'?: (string | number)[] };
 
 const nameArg = (y: Argv) => y.positional('name', { type: 'string', demandOption: true, describe: 'container name' });
 
-const launch: CommandModule<Global, Global & { name: string; config: string[]; privileged: boolean } & WithDashDash> = {
+type DefineArgs = Global & { name: string; config: string[]; privileged: boolean } & WithDashDash;
+
+/** What create and launch both take: NAME, -c KEY=VALUE..., --privileged, -- CMD. */
+const defineOptions = (y: Argv) =>
+  nameArg(y)
+    .option('config', { alias: 'c', type: 'string', array: true, default: [], describe: 'KEY=VALUE config (repeatable)' })
+    .option('privileged', { type: 'boolean', default: false, describe: 'keep host root (no user namespace; no security boundary)' });
+
+/** POST /1.0/containers: the same definition for both; `start` says whether it runs now. */
+function defineContainer(argv: DefineArgs, start: boolean): Promise<ContainerWire> {
+  const command = (argv['--'] ?? []).map(String);
+  const body = {
+    name: argv.name,
+    config: parseAssignments(argv.config),
+    privileged: argv.privileged,
+    command: command.length > 0 ? command : null,
+    start,
+  };
+  return adminClient(argv).json<ContainerWire>('POST', '/1.0/containers', body);
+}
+
+const create: CommandModule<Global, DefineArgs> = {
+  command: 'create <name>',
+  describe: "Create a Stopped container: set its keys, then start it or let a runtime's hook bind it",
+  builder: (y) =>
+    defineOptions(y)
+      .usage(
+        '$0 create <name> [-c KEY=VALUE]... [--privileged] [-- <command> [args...]]\n\n' +
+          'Create a Stopped container whose keys can be set before anything runs\n\n' +
+          "`devapollo start` runs it with devapollo's launcher (and its command, if given); without a " +
+          'command, an LXC or OCI start hook with the same name may bind to it instead. The first start ' +
+          'decides which of them runs it from then on.',
+      )
+      .example('$0 create web -c user.foo=bar', 'define it; set keys; start it later')
+      .example('$0 config set web cloud-init.user-data - < ud.yaml', "user-data before the first boot")
+      .example('$0 start web', "then run it with devapollo's launcher")
+      .example('lxc-start -n web', '...or with LXC, whose start hook binds to it') as never,
+  handler: async (argv) => {
+    const container = await defineContainer(argv, false);
+    note(`Created ${container.name}`);
+  },
+};
+
+const launch: CommandModule<Global, DefineArgs> = {
   command: 'launch <name>',
   describe: 'Create and start a container; returns once it runs and is served',
   builder: (y) =>
-    nameArg(y)
+    defineOptions(y)
       .usage('$0 launch <name> [-c KEY=VALUE]... [--privileged] [-- <command> [args...]]\n\nCreate and start a container; returns once it runs and is served')
-      .option('config', { alias: 'c', type: 'string', array: true, default: [], describe: 'KEY=VALUE config (repeatable)' })
-      .option('privileged', { type: 'boolean', default: false, describe: 'keep host root (no user namespace; no security boundary)' })
       .example('$0 launch web -c user.foo=bar', 'an idle container with one key')
       .example('$0 launch job -- sh -c "devapollo-guest get user.foo"', 'run a command as its init') as never,
   handler: async (argv) => {
-    const command = (argv['--'] ?? []).map(String);
-    const body = {
-      name: argv.name,
-      config: parseAssignments(argv.config),
-      privileged: argv.privileged,
-      command: command.length > 0 ? command : null,
-    };
-    const container = await adminClient(argv).json<ContainerWire>('POST', '/1.0/containers', body);
+    const container = await defineContainer(argv, true);
     note(`Launched ${container.name} (init pid ${container.pid})`);
   },
 };
 
-const execCommand: CommandModule<Global, Global & { name: string } & WithDashDash> = {
+const execCommand: CommandModule<
+  Global,
+  Global & { name: string; env: string[]; cwd: string; 'force-interactive': boolean; 'force-noninteractive': boolean } & WithDashDash
+> = {
   command: 'exec <name>',
-  describe: "Run a command in a running container (stdio, signals and exit code are the command's)",
+  describe: 'Run a command in a running container, as its root, in a fresh environment',
   builder: (y) =>
     nameArg(y)
-      .usage("$0 exec <name> -- <command> [args...]\n\nRun a command in a running container (stdio, signals and exit code are the command's)")
-      .example('$0 exec web -- curl -s --unix-socket /dev/apollo/sock http://apollo/1.0/config', 'ask the socket from inside') as never,
+      .usage(
+        "$0 exec <name> [--env KEY=VALUE]... [--cwd DIR] [-t|-T] -- <command> [args...]\n\nRun a command in a running container, as its root, in a fresh environment\n\nIt gets PATH, HOME=/root, USER=root, TERM and LANG (when set here) and the --env variables, nothing else of yours. With a terminal on stdin (or -t) it runs on a new pseudo-terminal inside the container; otherwise (or -T) on pipes, byte for byte. Stdin, stdout, stderr, signals and the exit code (128+N for signal N) pass through; the command never holds your terminal or anything else of yours.",
+      )
+      .option('env', { type: 'string', array: true, default: [], describe: "KEY=VALUE in the command's environment (repeatable)" })
+      .option('cwd', { type: 'string', default: '/', describe: 'the directory to run it in, inside the container' })
+      .option('force-interactive', { alias: 't', type: 'boolean', default: false, describe: 'a pseudo-terminal even when stdin is not a terminal' })
+      .option('force-noninteractive', { alias: 'T', type: 'boolean', default: false, describe: 'pipes even when stdin is a terminal' })
+      .example('$0 exec web -- curl -s --unix-socket /dev/apollo/sock http://apollo/1.0/config', 'ask the socket from inside')
+      .example('$0 exec web -- sh', 'an interactive shell (on a terminal)')
+      .example('$0 exec web --env DEBUG=1 --cwd /tmp -T -- ./run.sh < input > output', 'pipes, byte for byte') as never,
   handler: async (argv) => {
     const command = (argv['--'] ?? []).map(String);
     if (command.length === 0) throw new ApolloError('usage', 'exec needs a command after "--"');
+    if (argv['force-interactive'] && argv['force-noninteractive']) throw new ApolloError('usage', '-t and -T cannot be used together');
+    if (!argv.cwd.startsWith('/')) throw new ApolloError('usage', `--cwd must be an absolute path inside the container, got ${JSON.stringify(argv.cwd)}`);
+    const environment = execEnvironment(process.env, argv.env);
+    const terminal = argv['force-interactive'] || (!argv['force-noninteractive'] && process.stdin.isTTY === true);
     const container = await adminClient(argv).container(argv.name);
     if (container.state !== 'Running' || container.start_time === null) {
       throw new ApolloError('conflict', `container ${argv.name} is not running`);
     }
-    process.exitCode = await runInContainer(container.pid, container.start_time, command);
+    process.exitCode = await runExec({ pid: container.pid, startTime: container.start_time, command, environment, cwd: argv.cwd, terminal });
   },
 };
-
-const execHelper = fileURLToPath(new URL('../../../../libexec/exec.pl', import.meta.url));
-const forwardedSignals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
-
-/** Runs the exec helper with our stdio and environment; resolves with the exit code. */
-function runInContainer(pid: number, startTime: string, command: string[]): Promise<number> {
-  const child = spawn('perl', [execHelper, '--pid', String(pid), '--start-time', startTime, '--cwd', process.cwd(), '--', ...command], {
-    stdio: 'inherit',
-  });
-  const forward = (signal: NodeJS.Signals) => child.kill(signal);
-  for (const signal of forwardedSignals) process.on(signal, forward);
-  return new Promise((resolve, reject) => {
-    child.once('error', (error) => reject(new ApolloError('internal', `cannot run perl: ${error.message}`)));
-    child.once('exit', (code, signal) => {
-      for (const s of forwardedSignals) process.off(s, forward);
-      resolve(code ?? 128 + (signal ? constants.signals[signal] : 0));
-    });
-  });
-}
 
 const list: CommandModule<Global, Global & { format: OutputFormat }> = {
   command: 'list',
@@ -83,9 +111,14 @@ const list: CommandModule<Global, Global & { format: OutputFormat }> = {
       .example('$0 list --format json', 'every container with its config') as never,
   handler: async (argv) => {
     const containers = await adminClient(argv).list();
+    // As LXD's `lxc list`: a stopped container has no pid and no guest to be in a state,
+    // so the table leaves both empty; JSON and YAML keep pid 0 and guest_state (the contract).
     const output = await render(argv.format, containers, () => ({
       head: ['NAME', 'STATE', 'GUEST STATE', 'PID', 'TYPE'],
-      rows: containers.map((c) => [c.name, c.state, c.guest_state, String(c.pid), containerType(c)]),
+      rows: containers.map((c) => {
+        const running = c.state === 'Running';
+        return [c.name, c.state, running ? c.guest_state : '', running ? String(c.pid) : '', containerType(c)];
+      }),
     }));
     await writeOut(output);
   },
@@ -98,7 +131,7 @@ function containerType(c: ContainerWire): string {
 
 const start: CommandModule<Global, Global & { name: string }> = {
   command: 'start <name>',
-  describe: 'Start a stopped container',
+  describe: "Start a created or stopped container with devapollo's launcher",
   builder: (y) => nameArg(y).example('$0 start web', '') as never,
   handler: async (argv) => {
     await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, { action: 'start' });
@@ -153,7 +186,7 @@ const register: CommandModule<Global, Global & { name: string; pid: number; conf
   },
 };
 
-export const containerCommands = [launch, execCommand, list, start, stop, deleteCommand, register] as unknown as CommandModule<
+export const containerCommands = [create, launch, execCommand, list, start, stop, deleteCommand, register] as unknown as CommandModule<
   Global,
   ArgumentsCamelCase<Global>
 >[];

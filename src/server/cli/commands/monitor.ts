@@ -1,6 +1,6 @@
 /** `devapollo monitor [NAME]`: events as they happen, for one container or all. */
 import type { CommandModule } from 'yargs';
-import { renderEventLine, writeOut } from '../../../shared/output.js';
+import { renderEventLine, safeJson, writeOut } from '../../../shared/output.js';
 import { adminClient } from './shared.js';
 
 type Global = { dir?: string | undefined };
@@ -19,7 +19,7 @@ export const monitorCommand: CommandModule<Global, Global & { name?: string; typ
     if (argv.name !== undefined) query.set('container', argv.name);
     let printing = Promise.resolve();
     await adminClient(argv).stream(`/1.0/events?${query}`, (line) => {
-      printing = printing.then(async () => writeOut(argv.format === 'json' ? `${line}\n` : await renderEventLine(JSON.parse(line))));
+      printing = printing.then(async () => writeOut(argv.format === 'json' ? `${safeJson(JSON.parse(line))}\n` : await renderEventLine(JSON.parse(line))));
     });
     await printing;
   },

@@ -9,6 +9,7 @@ type ServeArgs = Global & {
   'log-level': LogLevel;
   'log-format': LogFormat;
   'max-value-size': number;
+  'max-log-size': number;
   'admin-group'?: string | undefined;
   'stop-timeout': number;
   'events-heartbeat': number;
@@ -25,6 +26,7 @@ type ServeArgs = Global & {
 /** Options that must be numbers of at least `min` (integers where `integer`). */
 const numeric: [keyof ServeArgs, number, boolean][] = [
   ['max-value-size', 1, true],
+  ['max-log-size', 4096, true],
   ['stop-timeout', 0, false],
   ['events-heartbeat', 0.001, false],
   ['rate-limit', 0, false],
@@ -45,7 +47,15 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const })
       .option('log-requests', { type: 'boolean', default: false, describe: 'one log line per request (never a value)' })
       .option('max-value-size', { type: 'number', default: 1024 * 1024, describe: 'largest config value, in bytes' })
-      .option('admin-group', { type: 'string', describe: 'a group that may use the admin socket besides root' })
+      .option('max-log-size', {
+        type: 'number',
+        default: 10 * 1024 * 1024,
+        describe: "largest size of a container's output log, in bytes (then rotated once, to NAME.log.1)",
+      })
+      .option('admin-group', {
+        type: 'string',
+        describe: 'a group that may use the admin socket besides root; this gives its members host root (launch --privileged, exec)',
+      })
       .option('stop-timeout', { type: 'number', default: 10, describe: 'default seconds between SIGTERM and SIGKILL on stop; also the most the daemon takes to exit on SIGTERM' })
       .option('events-heartbeat', { type: 'number', default: 15, describe: 'seconds between heartbeats on event streams' })
       .option('rate-limit', { type: 'number', default: 1024, describe: 'guest requests per second per container (0: no limit)' })
@@ -71,6 +81,7 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       logLevel: argv['log-level'],
       logFormat: argv['log-format'],
       maxValueBytes: argv['max-value-size'],
+      maxLogBytes: argv['max-log-size'],
       adminGroup: argv['admin-group'],
       stopTimeoutSeconds: argv['stop-timeout'],
       logRequests: argv['log-requests'],

@@ -1,5 +1,7 @@
 /** Small helpers every host command uses. */
 import { ApolloError } from '../../../shared/errors.js';
+import { keyMap } from '../../../shared/key-map.js';
+import { visible } from '../../../shared/output.js';
 import { AdminClient } from '../admin-client.js';
 import { resolveDir } from '../../paths.js';
 
@@ -21,7 +23,7 @@ export function parseAssignment(text: string): [string, string] {
 }
 
 export function parseAssignments(texts: readonly string[]): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out = keyMap<string>();
   for (const text of texts) {
     const [key, value] = parseAssignment(text);
     out[key] = value;
@@ -43,5 +45,5 @@ export async function readStdinText(): Promise<string> {
 
 /** A short note for a person at a terminal; scripts see nothing. */
 export function note(message: string): void {
-  if (process.stderr.isTTY) process.stderr.write(`${message}\n`);
+  if (process.stderr.isTTY) process.stderr.write(`${visible(message)}\n`);
 }

@@ -1,6 +1,7 @@
 /** `devapollo status`: the daemon's health at a glance. */
 import type { CommandModule } from 'yargs';
 import { render, writeOut } from '../../../shared/output.js';
+import type { StatusWire } from '../../../shared/wire.js';
 import { adminClient } from './shared.js';
 
 type Global = { dir?: string | undefined };
@@ -25,7 +26,16 @@ export const statusCommand: CommandModule<Global, Global & { format: 'table' | '
       ['change-waits', `${status.connections.change_waits} (at most ${status.limits.change_waits_per_container} per container)`],
       ['peer pidfd', status.identity.peer_pidfd ? 'yes' : 'no'],
       ['namespace ids', status.identity.namespace_ids ? 'yes' : 'no (inode numbers, pinned)'],
+      ['socket re-created', socketRepairs(status.socket_repairs)],
     ];
+    const stranded = status.socket_repairs.stranded_containers;
+    if (stranded.length > 0) rows.push(['cut off (restart them)', `${stranded.length}: ${stranded.slice(0, 10).join(', ')}${stranded.length > 10 ? ', ...' : ''}`]);
     await writeOut(await render(argv.format, status, () => ({ head: ['', ''], rows })));
   },
 };
+
+/** "never", or how often and the last time, with what was found. */
+function socketRepairs(repairs: StatusWire['socket_repairs']): string {
+  if (repairs.count === 0) return 'never';
+  return `${repairs.count} time${repairs.count === 1 ? '' : 's'}, last at ${repairs.last_at ?? '?'} (${repairs.last ?? '?'})`;
+}

