@@ -11,7 +11,7 @@ import { packageVersion } from './version.js';
 export type DynamicCompletion = (words: readonly string[], argv: Readonly<Record<string, unknown>>) => Promise<string[]>;
 
 /** Completion, help, version, strictness, and usage errors as ApolloErrors (exit 2). */
-export function finishCli(cli: Argv, name: string, dynamic?: DynamicCompletion): Argv {
+export function finishCli<T>(cli: Argv<T>, name: string, dynamic?: DynamicCompletion): Argv<T> {
   return cli
     .completion('completion', 'Print a bash/zsh completion script (source it from your shell rc)', completeWith(dynamic))
     .demandCommand(1, 'Pick a command')
@@ -33,7 +33,7 @@ export function finishCli(cli: Argv, name: string, dynamic?: DynamicCompletion):
  * request is answered here, without a parse: a parse would validate the half-typed
  * command line while the completions are still being fetched from the daemon.
  */
-export async function parseOrComplete(cli: Argv, argv: readonly string[]): Promise<void> {
+export async function parseOrComplete<T>(cli: Argv<T>, argv: readonly string[]): Promise<void> {
   // Only before "--": what follows it belongs to a command run inside a container.
   const dashes = argv.indexOf('--');
   const request = argv.slice(0, dashes === -1 ? argv.length : dashes).indexOf('--get-yargs-completions');

@@ -1,20 +1,16 @@
 /** `devapollo monitor [NAME]`: events as they happen, for one container or all. */
-import type { CommandModule } from 'yargs';
 import { renderEventLine, safeJson, writeOut } from '../../../shared/output.js';
-import { adminClient } from './shared.js';
+import { adminClient, hostCommand } from './shared.js';
 
-type Global = { dir?: string | undefined };
-
-export const monitorCommand: CommandModule<Global, Global & { name?: string; type: string; format: 'text' | 'json' }> = {
-  command: 'monitor [name]',
-  describe: 'Show config and lifecycle events as they happen (all containers, or one)',
-  builder: (y) =>
+/** `monitor`. */
+export const monitor = hostCommand(
+  (y) =>
     y
       .positional('name', { type: 'string', describe: 'only this container' })
       .option('type', { type: 'string', default: 'config,lifecycle', describe: 'config, lifecycle or both' })
       .option('format', { alias: 'f', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'json: one object per line' })
-      .example('$0 monitor web --type config', '') as never,
-  handler: async (argv) => {
+      .example('$0 monitor web --type config', ''),
+  async (argv) => {
     const query = new URLSearchParams({ type: argv.type });
     if (argv.name !== undefined) query.set('container', argv.name);
     let printing = Promise.resolve();
@@ -23,4 +19,4 @@ export const monitorCommand: CommandModule<Global, Global & { name?: string; typ
     });
     await printing;
   },
-};
+);

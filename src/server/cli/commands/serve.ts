@@ -1,30 +1,10 @@
 /** `devapollo serve`: the daemon in the foreground. */
-import type { CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
-import type { LogFormat, LogLevel } from '../../log.js';
 import { resolveDir } from '../../paths.js';
-
-type Global = { dir?: string | undefined };
-type ServeArgs = Global & {
-  'log-level': LogLevel;
-  'log-format': LogFormat;
-  'max-value-size': number;
-  'max-log-size': number;
-  'admin-group'?: string | undefined;
-  'stop-timeout': number;
-  'events-heartbeat': number;
-  'rate-limit': number;
-  'rate-burst': number;
-  'max-connections': number;
-  'max-container-connections': number;
-  'max-event-streams': number;
-  'header-timeout': number;
-  'idle-timeout': number;
-  'log-requests': boolean;
-};
+import { hostCommand } from './shared.js';
 
 /** Options that must be numbers of at least `min` (integers where `integer`). */
-const numeric: [keyof ServeArgs, number, boolean][] = [
+const numeric: [string, number, boolean][] = [
   ['max-value-size', 1, true],
   ['max-log-size', 4096, true],
   ['stop-timeout', 0, false],
@@ -38,10 +18,9 @@ const numeric: [keyof ServeArgs, number, boolean][] = [
   ['idle-timeout', 0.001, false],
 ];
 
-export const serveCommand: CommandModule<Global, ServeArgs> = {
-  command: 'serve',
-  describe: 'Run the daemon in the foreground (SIGINT/SIGTERM stop it; containers keep running)',
-  builder: (y) =>
+/** `serve`. */
+export const serve = hostCommand(
+  (y) =>
     y
       .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })
       .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const })
@@ -66,17 +45,17 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       .option('header-timeout', { type: 'number', default: 5, describe: 'seconds a guest has to send its request headers' })
       .option('idle-timeout', { type: 'number', default: 30, describe: 'seconds an idle kept-alive guest connection stays open' })
       .example('$0 serve --dir /var/lib/apollo', '')
-      .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs') as never,
-  handler: async (argv) => {
+      .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs'),
+  async (argv) => {
     for (const [option, min, integer] of numeric) {
-      const value = argv[option] as number;
+      const value = argv[option];
       if (typeof value !== 'number' || !(value >= min) || (integer && !Number.isSafeInteger(value))) {
         throw new ApolloError('usage', `--${option} must be a number${integer ? ' (whole)' : ''} of at least ${min}`);
       }
     }
     if (process.getuid?.() !== 0) throw new ApolloError('forbidden', 'devapollo serve must run as root');
-    const [{ serve }, { defaultGuestLimits }] = await Promise.all([import('../../daemon.js'), import('../../guest/server.js')]);
-    const daemon = await serve({
+    const [{ serve: startDaemon }, { defaultGuestLimits }] = await Promise.all([import('../../daemon.js'), import('../../guest/server.js')]);
+    const daemon = await startDaemon({
       dir: resolveDir(argv.dir),
       logLevel: argv['log-level'],
       logFormat: argv['log-format'],
@@ -113,4 +92,4 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
     process.on('SIGHUP', () => undefined);
     await daemon.closed;
   },
-};
+);

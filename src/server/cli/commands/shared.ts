@@ -1,9 +1,30 @@
 /** Small helpers every host command uses. */
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { type CommandBody, commandBody } from '../../../shared/commands.js';
 import { ApolloError } from '../../../shared/errors.js';
 import { keyMap } from '../../../shared/key-map.js';
 import { visible } from '../../../shared/output.js';
 import { AdminClient } from '../admin-client.js';
 import { resolveDir } from '../../paths.js';
+
+/** The options every host command has (main declares them). */
+export interface HostGlobals {
+  readonly dir: string | undefined;
+}
+
+/** A host command's body: its builder starts from the global options. */
+export function hostCommand<A>(
+  builder: (cli: Argv<HostGlobals>) => Argv<A>,
+  handler: (argv: ArgumentsCamelCase<A>) => Promise<number | void> | number | void,
+): CommandBody<HostGlobals> {
+  return commandBody(builder, handler);
+}
+
+/** What follows "--" on the command line (a command to run in a container), as typed. */
+export function afterDashes(argv: { readonly [option: string]: unknown }): string[] {
+  const rest = argv['--'];
+  return Array.isArray(rest) ? rest.map(String) : [];
+}
 
 /**
  * yargs drops a lone "-" argument; `config set NAME KEY -` needs it, so main passes it
