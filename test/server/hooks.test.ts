@@ -5,10 +5,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { AdminClient } from '../../dist/server/cli/admin-client.js';
-import { applyHook } from '../../dist/server/hooks/apply-hook.js';
-import { lxcHookRequest } from '../../dist/server/hooks/lxc-hook.js';
-import { configFromAnnotations, ociContainerName, ociHookRequest, parseOciState } from '../../dist/server/hooks/oci-hook.js';
+import { AdminClient } from '../../dist/server/admin/client.js';
+import { applyHook } from '../../dist/server/admin/hooks/apply-hook.js';
+import { lxcHookRequest } from '../../dist/server/admin/hooks/lxc-hook.js';
+import { configFromAnnotations, ociContainerName, ociHookRequest, parseOciState } from '../../dist/server/admin/hooks/oci-hook.js';
 import { ApolloError } from '../../dist/shared/errors.js';
 
 /** A state document as crun writes it on a createRuntime hook's stdin. */

@@ -4,7 +4,7 @@
  * neither the daemon (`serve`) nor exec's terminal code nor the hooks.
  */
 import type { CommandEntry } from '../../shared/commands.js';
-import { ociStages } from '../hooks/oci-hook.js';
+import { ociStages } from '../admin/hooks/oci-hook.js';
 import type { HostGlobals } from './commands/shared.js';
 
 const containers = () => import('./commands/containers.js');

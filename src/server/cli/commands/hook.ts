@@ -4,10 +4,10 @@
  * hands a hook is read in src/server/hooks; this module only parses and prints.
  */
 import { ApolloError } from '../../../shared/errors.js';
-import { applyHook } from '../../hooks/apply-hook.js';
-import type { HookRequest } from '../../hooks/hook-request.js';
-import { lxcHookRequest } from '../../hooks/lxc-hook.js';
-import { isOciStage, nameAnnotation, ociHookRequest, ociStages } from '../../hooks/oci-hook.js';
+import { applyHook } from '../../admin/hooks/apply-hook.js';
+import type { HookRequest } from '../../admin/hooks/hook-request.js';
+import { lxcHookRequest } from '../../admin/hooks/lxc-hook.js';
+import { isOciStage, nameAnnotation, ociHookRequest, ociStages } from '../../admin/hooks/oci-hook.js';
 import { adminClient, type HostGlobals, hostCommand, parseAssignments, readStdinText } from './shared.js';
 
 /** Where a hook is, for the syslog line: what the runtime told it, even if it is unusable. */

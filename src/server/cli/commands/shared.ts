@@ -4,7 +4,7 @@ import { type CommandBody, commandBody } from '../../../shared/commands.js';
 import { ApolloError } from '../../../shared/errors.js';
 import { keyMap } from '../../../shared/key-map.js';
 import { visible } from '../../../shared/output.js';
-import { AdminClient } from '../admin-client.js';
+import { AdminClient } from '../../admin/client.js';
 import { resolveDir } from '../../paths.js';
 
 /** The options every host command has (main declares them). */
