@@ -1,19 +1,19 @@
 /**
- * The host CLI's client for the admin API on DIR/unix.socket (got over a Unix socket).
- * Errors come back as ApolloErrors rebuilt from the daemon's answer, so the CLI exits
- * with the code that matches it.
+ * The host CLI's client for the admin API on DIR/unix.socket (and the hooks'), on the
+ * Unix-socket HTTP both CLIs share (src/shared/unix-http.ts). Errors come back as
+ * ApolloErrors rebuilt from the daemon's answer, so the CLI exits with the code that
+ * matches it.
  */
-import http from 'node:http';
-import type { Got } from 'got';
 import { ApolloError, errorFromResponse } from '../../shared/errors.js';
 import { readLines } from '../../shared/lines.js';
+import { exchange, openStream } from '../../shared/unix-http.js';
 import type { ContainerWire, StatusWire } from '../../shared/wire.js';
 import { daemonPaths } from '../paths.js';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
+/** The admin API, as the host CLI and the hooks call it. */
 export class AdminClient {
-  private client: Got | undefined;
   readonly socket: string;
 
   /** `timeoutMs` bounds each request whole (hooks must not hang a container's start); none by default. */
@@ -25,19 +25,26 @@ export class AdminClient {
   }
 
   async request(method: Method, path: string, body?: unknown): Promise<{ status: number; body: Buffer }> {
-    const client = await this.got();
+    const json = body === undefined ? undefined : JSON.stringify(body);
     let response;
     try {
-      response = await client(path.replace(/^\//, ''), {
+      response = await exchange({
+        socketPath: this.socket,
         method,
-        ...(body === undefined ? {} : { json: body }),
-        responseType: 'buffer',
+        path,
+        headers: {
+          Host: 'devapollo',
+          'User-Agent': 'devapollo',
+          ...(json === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(json) }),
+        },
+        body: json,
+        timeoutMs: this.timeoutMs,
       });
     } catch (error) {
       throw connectionError(this.socket, error);
     }
-    if (response.statusCode >= 400) throw errorFromResponse(response.statusCode, response.body.toString('utf8'));
-    return { status: response.statusCode, body: response.body };
+    if (response.status >= 400) throw errorFromResponse(response.status, response.body.toString('utf8'));
+    return { status: response.status, body: response.body };
   }
 
   async json<T>(method: Method, path: string, body?: unknown): Promise<T> {
@@ -57,36 +64,29 @@ export class AdminClient {
     return this.json('GET', `/1.0/containers/${encodeURIComponent(name)}`);
   }
 
-  /** Streams one JSON object per line to `onLine` until the daemon ends the stream. */
-  async stream(path: string, onLine: (line: string) => void): Promise<void> {
-    const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
-      const req = http.request({ socketPath: this.socket, path, headers: { Host: 'devapollo' } });
-      req.once('response', resolve);
-      req.once('error', (error) => reject(connectionError(this.socket, error)));
-      req.end();
-    });
-    if ((response.statusCode ?? 0) >= 400) {
-      const chunks: Buffer[] = [];
-      for await (const chunk of response as AsyncIterable<Buffer>) chunks.push(chunk);
-      throw errorFromResponse(response.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
+  /**
+   * Streams one JSON object per line to `onLine` until the daemon ends the stream (or
+   * `signal` aborts it). Resolves when it ends; a broken stream rejects as `no-daemon`.
+   */
+  async stream(path: string, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+    let opened;
+    try {
+      opened = await openStream({ socketPath: this.socket, method: 'GET', path, headers: { Host: 'devapollo', 'User-Agent': 'devapollo' } });
+    } catch (error) {
+      throw error instanceof ApolloError ? error : connectionError(this.socket, error);
     }
-    // Empty lines are heartbeats.
-    for await (const line of readLines(response)) if (line.trim() !== '') onLine(line);
-  }
-
-  private async got(): Promise<Got> {
-    if (this.client === undefined) {
-      const { default: got } = await import('got');
-      this.client = got.extend({
-        prefixUrl: `http://unix:${this.socket}:`,
-        enableUnixSockets: true,
-        throwHttpErrors: false,
-        retry: { limit: 0 },
-        headers: { 'user-agent': 'devapollo' },
-        ...(this.timeoutMs === undefined ? {} : { timeout: { request: this.timeoutMs } }),
-      });
+    const { res, req } = opened;
+    const stop = () => req.destroy();
+    signal?.addEventListener('abort', stop, { once: true });
+    try {
+      // Empty lines are heartbeats.
+      for await (const line of readLines(res)) if (line.trim() !== '') onLine(line);
+    } catch (error) {
+      if (signal?.aborted) return;
+      throw connectionError(this.socket, error);
+    } finally {
+      signal?.removeEventListener('abort', stop);
     }
-    return this.client;
   }
 }
 
