@@ -23,8 +23,32 @@ export function finishCli<T>(cli: Argv<T>, name: string, dynamic?: DynamicComple
     .wrap(Math.min(100, process.stdout.columns || 100))
     .fail((message, error) => {
       if (error) throw error;
-      throw Object.assign(new ApolloError('usage', message ?? 'invalid usage'), { usage: `Run "${name} --help" for usage.` });
+      throw Object.assign(new ApolloError('usage', oneLine(message ?? 'invalid usage')), { usage: `Run "${name} --help" for usage.` });
     });
+}
+
+/** One of yargs' lines for a value outside an option's `choices`. */
+const invalidChoice = /^\s*Argument: (.+?), Given: (.+), Choices: (.+)$/;
+
+/**
+ * yargs' message in one line, as the error line must be: a value outside an option's
+ * `choices` comes as "Invalid values:" with the option, the value and the choices on the
+ * lines below, which a one-line error would drop; they become `--format "xml" is not one
+ * of "table", "json"`.
+ */
+export function oneLine(message: string): string {
+  const [first = '', ...rest] = message.split('\n').filter((line) => line.trim() !== '');
+  if (rest.length === 0) return first;
+  const choices = rest.map((line) => line.match(invalidChoice));
+  if (choices.every((match) => match !== null)) {
+    return choices
+      .map((match) => {
+        const [, option = '', given = '', allowed = ''] = match ?? [];
+        return `${option.length === 1 ? '-' : '--'}${option} ${given} is not one of ${allowed}`;
+      })
+      .join('; ');
+  }
+  return [first, ...rest.map((line) => line.trim())].join(' ');
 }
 
 /**

@@ -169,7 +169,7 @@ describe('hooks when no daemon answers', () => {
         error instanceof ApolloError &&
         error.exitCode === 69 &&
         error.message ===
-          `cannot register LXC container c1: no devapollo daemon answers on ${dir}/unix.socket: start it with "devapollo serve"; ` +
+          `cannot register LXC container c1: no devapollo daemon answers on ${dir}/unix.socket: start it with "devapollo serve --dir ${dir}"; ` +
             'refusing to start the container: its /dev/apollo/sock would answer nothing about it',
     );
   });

@@ -8,7 +8,7 @@ import { ApolloError, errorFromResponse } from '../../shared/errors.js';
 import { readLines } from '../../shared/lines.js';
 import { exchange, openStream } from '../../shared/unix-http.js';
 import type { ContainerWire, StatusWire } from '../../shared/wire.js';
-import { daemonPaths } from '../paths.js';
+import { daemonPaths, defaultDir } from '../paths.js';
 
 type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
@@ -18,7 +18,7 @@ export class AdminClient {
 
   /** `timeoutMs` bounds each request whole (hooks must not hang a container's start); none by default. */
   constructor(
-    dir: string,
+    private readonly dir: string,
     private readonly timeoutMs?: number,
   ) {
     this.socket = daemonPaths(dir).adminSocket;
@@ -41,7 +41,7 @@ export class AdminClient {
         timeoutMs: this.timeoutMs,
       });
     } catch (error) {
-      throw connectionError(this.socket, error);
+      throw connectionError(this.dir, this.socket, error);
     }
     if (response.status >= 400) throw errorFromResponse(response.status, response.body.toString('utf8'));
     return { status: response.status, body: response.body };
@@ -73,7 +73,7 @@ export class AdminClient {
     try {
       opened = await openStream({ socketPath: this.socket, method: 'GET', path, headers: { Host: 'devapollo', 'User-Agent': 'devapollo' } });
     } catch (error) {
-      throw error instanceof ApolloError ? error : connectionError(this.socket, error);
+      throw error instanceof ApolloError ? error : connectionError(this.dir, this.socket, error);
     }
     const { res, req } = opened;
     const stop = () => req.destroy();
@@ -83,19 +83,23 @@ export class AdminClient {
       for await (const line of readLines(res)) if (line.trim() !== '') onLine(line);
     } catch (error) {
       if (signal?.aborted) return;
-      throw connectionError(this.socket, error);
+      throw connectionError(this.dir, this.socket, error);
     } finally {
       signal?.removeEventListener('abort', stop);
     }
   }
 }
 
-function connectionError(socket: string, error: unknown): ApolloError {
+/** A failure to reach the daemon on `socket` (in `dir`) as the error it means, with what to do about it. */
+function connectionError(dir: string, socket: string, error: unknown): ApolloError {
   const code = (error as { code?: string }).code;
   if (code === 'ENOENT' || code === 'ECONNREFUSED') {
-    return new ApolloError('no-daemon', `no devapollo daemon answers on ${socket}: start it with "devapollo serve"`, {
+    return new ApolloError('no-daemon', `no devapollo daemon answers on ${socket}: start it with "${serveCommand(dir)}"`, {
       cause: error,
     });
+  }
+  if (code === 'ENOTDIR') {
+    return new ApolloError('no-daemon', `no devapollo daemon answers on ${socket}: ${dir} is not a directory (see --dir)`, { cause: error });
   }
   if (code === 'ETIMEDOUT') {
     return new ApolloError('no-daemon', `the daemon did not answer on ${socket} in time`, { cause: error });
@@ -106,4 +110,11 @@ function connectionError(socket: string, error: unknown): ApolloError {
   return new ApolloError('no-daemon', `cannot talk to the daemon on ${socket}: ${(error as Error).message}`, {
     cause: error,
   });
+}
+
+/** The command that starts a daemon on `dir`: the user's --dir (or APOLLO_DIR) kept, quoted for a shell where it must be. */
+export function serveCommand(dir: string): string {
+  if (dir === defaultDir) return 'devapollo serve';
+  const quoted = /^[\w@%+=:,./-]+$/.test(dir) ? dir : `'${dir.replace(/'/g, `'\\''`)}'`;
+  return `devapollo serve --dir ${quoted}`;
 }

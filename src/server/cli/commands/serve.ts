@@ -1,22 +1,60 @@
 /** `devapollo serve`: the daemon in the foreground. */
+import fs from 'node:fs';
 import { ApolloError } from '../../../shared/errors.js';
+import { defaultGuestLimits } from '../../guest/server.js';
 import { resolveDir } from '../../paths.js';
 import { hostCommand } from './shared.js';
 
-/** Options that must be numbers of at least `min` (integers where `integer`). */
-const numeric: [string, number, boolean][] = [
+/** The longest time a Node timer waits (2^31 - 1 ms): a longer one fires at once. */
+const longestWaitSeconds = 2_147_483;
+
+/** The time a guest has for its whole request (headers and body), which its headers' time cannot pass. */
+const requestSeconds = defaultGuestLimits.requestTimeoutMs / 1000;
+
+/** Options that must be numbers from `min` to `max` (integers where `integer`), and why the max. */
+const numeric: [option: string, min: number, integer: boolean, max?: [number, string]][] = [
   ['max-value-size', 1, true],
   ['max-log-size', 4096, true],
-  ['stop-timeout', 0, false],
-  ['events-heartbeat', 0.001, false],
+  ['stop-timeout', 0, false, [longestWaitSeconds, 'the longest a timer waits']],
+  ['events-heartbeat', 0.001, false, [longestWaitSeconds, 'the longest a timer waits']],
   ['rate-limit', 0, false],
   ['rate-burst', 1, true],
   ['max-connections', 1, true],
   ['max-container-connections', 1, true],
   ['max-event-streams', 1, true],
-  ['header-timeout', 0.001, false],
-  ['idle-timeout', 0.001, false],
+  ['header-timeout', 0.001, false, [requestSeconds, 'the time a guest has for its whole request']],
+  ['idle-timeout', 0.001, false, [longestWaitSeconds, 'the longest a timer waits']],
 ];
+
+/** Each numeric option's value in range, or a usage error that names it, the range and the value. */
+function checkNumbers(argv: { readonly [option: string]: unknown }): void {
+  for (const [option, min, integer, max] of numeric) {
+    const value = argv[option];
+    if (typeof value !== 'number' || !(value >= min) || (integer && !Number.isSafeInteger(value))) {
+      throw new ApolloError('usage', `--${option} must be a number${integer ? ' (whole)' : ''} of at least ${min}`);
+    }
+    if (max !== undefined && value > max[0]) {
+      throw new ApolloError('usage', `--${option} must be at most ${max[0]} seconds (${max[1]}), not ${value}`);
+    }
+  }
+}
+
+/**
+ * DIR must be a directory, or not exist yet (serve makes it): a file there would fail
+ * deep in the start-up, with a bare EEXIST or ENOTDIR.
+ */
+function checkDirectory(dir: string): void {
+  let stat;
+  try {
+    stat = fs.statSync(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return;
+    if (code === 'ENOTDIR') throw new ApolloError('usage', `--dir ${dir} cannot be a directory: a part of its path is a file`);
+    throw new ApolloError('usage', `--dir ${dir} cannot be used: ${(error as Error).message}`);
+  }
+  if (!stat.isDirectory()) throw new ApolloError('usage', `--dir ${dir} is not a directory`);
+}
 
 /** `serve`. */
 export const serve = hostCommand(
@@ -47,16 +85,13 @@ export const serve = hostCommand(
       .example('$0 serve --dir /var/lib/apollo', '')
       .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs'),
   async (argv) => {
-    for (const [option, min, integer] of numeric) {
-      const value = argv[option];
-      if (typeof value !== 'number' || !(value >= min) || (integer && !Number.isSafeInteger(value))) {
-        throw new ApolloError('usage', `--${option} must be a number${integer ? ' (whole)' : ''} of at least ${min}`);
-      }
-    }
+    checkNumbers(argv);
+    const dir = resolveDir(argv.dir);
+    checkDirectory(dir);
     if (process.getuid?.() !== 0) throw new ApolloError('forbidden', 'devapollo serve must run as root');
-    const [{ serve: startDaemon }, { defaultGuestLimits }] = await Promise.all([import('../../daemon.js'), import('../../guest/server.js')]);
+    const { serve: startDaemon } = await import('../../daemon.js');
     const daemon = await startDaemon({
-      dir: resolveDir(argv.dir),
+      dir,
       logLevel: argv['log-level'],
       logFormat: argv['log-format'],
       maxValueBytes: argv['max-value-size'],
