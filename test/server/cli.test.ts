@@ -303,3 +303,49 @@ describe('host CLI without a daemon', () => {
     assert.equal(direct.out, version.out);
   });
 });
+
+describe('devapollo monitor across a daemon restart', () => {
+  const test = gatedTest(containersUnavailable);
+
+  test('it reconnects, keeps printing, and reports a change made before it was back exactly once', async () => {
+    const daemon = await TestDaemon.start();
+    await daemon.launch('web', {});
+    const monitor = spawn(process.execPath, [hostCli, '--dir', daemon.dir, 'monitor', 'web', '--type', 'config', '--format', 'json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    monitor.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    monitor.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => monitor.once('exit', (code) => resolve(code)));
+    const seen = (key: string, value: string) =>
+      out
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as { metadata: { key?: string; value?: string } })
+        .filter((event) => event.metadata.key === key && event.metadata.value === value).length;
+    try {
+      await eventually(async () => {
+        await daemon.cli(['config', 'set', 'web', `user.ping=${Date.now()}`]);
+        return out.includes('"user.ping"');
+      }, 'the monitor is connected');
+      assert.equal((await daemon.cli(['config', 'set', 'web', 'user.before=1'])).code, 0);
+      await eventually(() => seen('user.before', '1') === 1, 'the monitor sees user.before');
+      await daemon.signal('SIGTERM');
+      await daemon.spawn();
+      // Set at once: the monitor may not be back yet, and must report it either way.
+      assert.equal((await daemon.cli(['config', 'set', 'web', 'user.after=2'])).code, 0);
+      await eventually(() => seen('user.after', '2') >= 1, `the monitor sees user.after (stderr: ${err})`);
+      assert.equal((await daemon.cli(['config', 'set', 'web', 'user.last=3'])).code, 0);
+      await eventually(() => seen('user.last', '3') === 1, 'the monitor sees user.last');
+      assert.equal(seen('user.after', '2'), 1, out);
+      assert.equal(seen('user.before', '1'), 1, out);
+      assert.equal(monitor.exitCode, null, 'the monitor still runs');
+      monitor.kill('SIGINT');
+      assert.equal(await exited, 0, err);
+    } finally {
+      monitor.kill('SIGKILL');
+      await daemon.destroy();
+    }
+  });
+});

@@ -65,28 +65,36 @@ export class AdminClient {
   }
 
   /**
-   * Streams one JSON object per line to `onLine` until the daemon ends the stream (or
-   * `signal` aborts it). Resolves when it ends; a broken stream rejects as `no-daemon`.
+   * Opens a stream of one JSON object per line and calls `onLine` for each. Resolves once
+   * the stream is open; `ended` settles when the daemon ends it, or rejects (no-daemon)
+   * when it breaks; `close` ends it from this side.
    */
-  async stream(path: string, onLine: (line: string) => void, signal?: AbortSignal): Promise<void> {
+  async openStream(path: string, onLine: (line: string) => void): Promise<{ ended: Promise<void>; close: () => void }> {
     let opened;
     try {
-      opened = await openStream({ socketPath: this.socket, method: 'GET', path, headers: { Host: 'devapollo', 'User-Agent': 'devapollo' } });
+      opened = await openStream({ socketPath: this.socket, method: 'GET', path, headers: { Host: 'devapollo', 'User-Agent': 'devapollo' }, timeoutMs: this.timeoutMs });
     } catch (error) {
       throw error instanceof ApolloError ? error : connectionError(this.dir, this.socket, error);
     }
     const { res, req } = opened;
-    const stop = () => req.destroy();
-    signal?.addEventListener('abort', stop, { once: true });
-    try {
-      // Empty lines are heartbeats.
-      for await (const line of readLines(res)) if (line.trim() !== '') onLine(line);
-    } catch (error) {
-      if (signal?.aborted) return;
-      throw connectionError(this.dir, this.socket, error);
-    } finally {
-      signal?.removeEventListener('abort', stop);
-    }
+    let closed = false;
+    const ended = (async () => {
+      try {
+        // Empty lines are heartbeats.
+        for await (const line of readLines(res)) if (line.trim() !== '') onLine(line);
+      } catch (error) {
+        if (closed) return;
+        req.destroy();
+        throw connectionError(this.dir, this.socket, error);
+      }
+    })();
+    return {
+      ended,
+      close: () => {
+        closed = true;
+        req.destroy();
+      },
+    };
   }
 }
 
