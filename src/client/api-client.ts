@@ -53,6 +53,22 @@ export const answerLimits = {
   eventLineBytes: 16 * MiB,
 } as const;
 
+/**
+ * How a 429 (the container's request rate is over its limit) is retried: after the wait
+ * its Retry-After asks for, at most 3 times, and only when that wait is at most 5 s; a
+ * longer one is answered at once with the error (exit 1), not slept through.
+ */
+export const rateLimitRetries = { attempts: 3, longestWaitMs: 5000 } as const;
+
+/** A Retry-After header (seconds, or an HTTP date) in milliseconds; 1 s when absent or unreadable. */
+function retryAfterMs(header: string | string[] | undefined): number {
+  const text = Array.isArray(header) ? header[0] : header;
+  if (text === undefined || text.trim() === '') return 1000;
+  if (/^\s*\d+\s*$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? 1000 : Math.max(0, at - Date.now());
+}
+
 /** What the options of a request may say beyond its method and target. */
 interface SendOptions {
   readonly body?: string;
@@ -131,13 +147,27 @@ export class GuestClient {
     return { ended, close: () => req.destroy() };
   }
 
-  /** Sends with retries for a daemon that is restarting; 503 counts as restarting. */
+  /**
+   * Sends with retries for a daemon that is restarting (503 counts as restarting), and
+   * after a 429 as its Retry-After says, within `rateLimitRetries`: a refusal past them is
+   * the answer (exit 1).
+   */
   async send(method: string, target: string, options: SendOptions = {}): Promise<GuestResponse> {
-    const deadline = Date.now() + this.connectTimeoutMs;
+    let deadline = Date.now() + this.connectTimeoutMs;
     let delay = 25;
+    let throttled = 0;
     for (;;) {
       try {
         const response = await this.once(method, target, options, Math.max(deadline - Date.now(), 100));
+        if (response.status === 429) {
+          const waitMs = retryAfterMs(response.headers['retry-after']);
+          if (throttled >= rateLimitRetries.attempts || waitMs > rateLimitRetries.longestWaitMs) return response;
+          throttled++;
+          await new Promise((resolve) => setTimeout(resolve, waitMs));
+          // The wait was the daemon's to ask for: the next attempt has its whole time again.
+          deadline = Date.now() + this.connectTimeoutMs;
+          continue;
+        }
         if (response.status !== 503 || Date.now() + delay > deadline) return response;
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';

@@ -7,15 +7,30 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ApolloError, answerLimits, defaultSocketPath, errorFaces, GuestClient } from 'devapollo/guest-client';
+import { ApolloError, answerLimits, defaultSocketPath, errorFaces, GuestClient, rateLimitRetries } from 'devapollo/guest-client';
 import { ApolloError as InternalApolloError } from '../../dist/shared/errors.js';
 
 describe('devapollo/guest-client', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-export-'));
   const socketPath = path.join(dir, 'sock');
   // A stand-in for the daemon: the test is about the export, not the daemon's answers.
+  /** Requests seen per path, and how many 429s each throttled path answers before a 200. */
+  const seen = new Map<string, number>();
+  const throttled: Record<string, { refusals: number; retryAfter: string }> = {
+    '/1.0/config/user.twice': { refusals: 2, retryAfter: '0' },
+    '/1.0/config/user.always': { refusals: Infinity, retryAfter: '0' },
+    '/1.0/config/user.hour': { refusals: Infinity, retryAfter: '3600' },
+  };
   const server = http.createServer((req, res) => {
-    if (req.url === '/1.0/config/user.set') {
+    const count = (seen.get(req.url ?? '') ?? 0) + 1;
+    seen.set(req.url ?? '', count);
+    const throttle = throttled[req.url ?? ''];
+    if (throttle !== undefined && count <= throttle.refusals) {
+      res.writeHead(429, { 'Content-Type': 'application/json', 'Retry-After': throttle.retryAfter });
+      res.end(JSON.stringify({ type: 'error', error: 'too many requests', error_code: 429 }));
+      return;
+    }
+    if (req.url === '/1.0/config/user.set' || throttle !== undefined) {
       res.writeHead(200, { 'Content-Type': 'text/plain; charset=utf-8', ETag: '"1"' }).end('value');
       return;
     }
@@ -53,5 +68,17 @@ describe('devapollo/guest-client', () => {
       assert.equal(error.exitCode, 69);
       return true;
     });
+  });
+
+  test('a 429 is retried after its Retry-After, at most 3 times; a wait of more than 5 s is not slept through', async () => {
+    assert.deepEqual(rateLimitRetries, { attempts: 3, longestWaitMs: 5000 });
+    const client = new GuestClient({ socketPath, connectTimeoutMs: 2000 });
+    assert.equal((await client.getText('/1.0/config/user.twice')).toString(), 'value');
+    assert.equal(seen.get('/1.0/config/user.twice'), 3);
+    const refused = (error: unknown) => error instanceof ApolloError && error.code === 'too-many-requests' && error.exitCode === 1;
+    await assert.rejects(client.getText('/1.0/config/user.always'), refused);
+    assert.equal(seen.get('/1.0/config/user.always'), 1 + rateLimitRetries.attempts);
+    await assert.rejects(client.getText('/1.0/config/user.hour'), refused);
+    assert.equal(seen.get('/1.0/config/user.hour'), 1);
   });
 });
