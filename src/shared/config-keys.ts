@@ -11,7 +11,7 @@ import { ApolloError } from './errors.js';
 /** The namespaces whose keys are the user's own, whatever their name. */
 export const freeNamespaces: readonly string[] = ['user.'];
 
-/** Keys the daemon reads whose values must be "true" or "false" (PROTOCOL.md section 4). */
+/** Keys the daemon reads whose values must be "true" or "false" (docs/api.md, "Config keys"). */
 export const booleanKeys: ReadonlySet<string> = new Set([
   'security.devapollo',
   'security.devapollo.users',
@@ -25,7 +25,7 @@ export const knownKeys: readonly string[] = [
   'cloud-init.user-data',
   'cloud-init.vendor-data',
   ...booleanKeys,
-  // cloud-init's instance-id (PROTOCOL.md section 3): the daemon's, which the host may set by hand.
+  // cloud-init's instance-id (docs/api.md, "Guest API"): the daemon's, which the host may set by hand.
   'volatile.cloud-init.instance-id',
 ].sort();
 

@@ -137,7 +137,7 @@ export async function writeValue(value: Buffer): Promise<void> {
  * The one top-level handler of both CLIs, and the only code that sets the exit code: runs
  * a command, which returns its exit code (or nothing for 0) or throws; a thrown error
  * becomes one `Error: ` line on stderr and the exit code of its ErrorCode (errorFaces,
- * PROTOCOL.md section 6). Commands never call process.exit.
+ * docs/api.md, "Exit codes"). Commands never call process.exit.
  */
 export async function runCli(main: () => Promise<number | void>): Promise<void> {
   try {

@@ -68,6 +68,8 @@ describe('npm pack and npm install -g', () => {
       'libexec/container.pl',
       'libexec/exec.pl',
       'README.md',
+      'docs/api.md',
+      'docs/commands/README.md',
       'systemd/devapollo.service',
     ]) {
       assert.ok(files.includes(needed), `${needed} is packed`);
