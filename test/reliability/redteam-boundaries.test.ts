@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, type TestContext, test as nodeTest } from 'node:test';
 import { eventually, guestScript, hostCli, run, TestDaemon } from '../helpers/daemon.js';
-import { containersUnavailable } from '../helpers/env.js';
+import { containersUnavailable, gatedTest } from '../helpers/env.js';
 import { devapolloCommand } from '../helpers/readme.js';
 import { OciHost, ociRuntimeUnavailable, PodmanHost, podmanUnavailable, sharedTempDir, systemPython } from '../helpers/runtimes.js';
 import { Terminal } from '../helpers/terminal.js';
@@ -128,7 +128,7 @@ describe('red team: exec into a registered OCI container', () => {
 // (cloud-init.user-data, security.devapollo.users, with a new instance-id, so the real
 // container runs the image's runcmd at its next boot).
 describe("red team: a podman image's annotations", () => {
-  const test = openFinding(podmanUnavailable);
+  const test = gatedTest(podmanUnavailable);
   let daemon: TestDaemon;
   let podman: PodmanHost;
   let scratch: string;
@@ -179,17 +179,57 @@ describe("red team: a podman image's annotations", () => {
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   });
 
-  test("cannot bind to another container's name nor change its keys", async () => {
-    const userData = '#cloud-config\npassword: admin-secret\n';
-    assert.equal((await daemon.cli(['create', 'victim', '-c', `cloud-init.user-data=${userData}`])).code, 0);
-    const before = await daemon.cli(['config', 'show', 'victim', '--format', 'json']);
-    // The admin runs the image with no devapollo annotation of its own.
-    await podman.podman(['run', ...PodmanHost.hostRunArgs, '--hooks-dir', path.join(scratch, 'hooks.d'), '-d', '--name', 'innocent',
+  const userData = '#cloud-config\npassword: admin-secret\n';
+  let victimKeys: string;
+  /** `podman run` of the image, as the admin types it, plus `args`. */
+  const runImage = (name: string, args: readonly string[] = []) =>
+    podman.podman(['run', ...PodmanHost.hostRunArgs, '--hooks-dir', path.join(scratch, 'hooks.d'), '-d', '--name', name, ...args,
       '-v', '/usr:/usr:ro', '-v', `${daemon.dir}/devapollo:/dev/apollo:ro`, 'localhost/redteam-evil']);
-    const list = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; state: string }[];
-    assert.notEqual(list.find((c) => c.name === 'victim')?.state, 'Running', 'the image bound itself to victim');
-    const afterwards = await daemon.cli(['config', 'show', 'victim', '--format', 'json']);
-    assert.equal(afterwards.out, before.out, "victim's keys changed");
+  const victim = async () => {
+    const list = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; state: string; pid: number }[];
+    return list.find((c) => c.name === 'victim');
+  };
+  const keys = async () => (await daemon.cli(['config', 'show', 'victim', '--format', 'json'])).out;
+  /** runc (podman's runtime on a hybrid-cgroup host) quotes a failing hook's stderr in podman's error; crun keeps nothing. */
+  const quotesHookErrors = PodmanHost.hostRunArgs.includes('runc');
+
+  test("cannot bind to another container's name nor change its keys", async () => {
+    assert.equal((await daemon.cli(['create', 'victim', '-c', `cloud-init.user-data=${userData}`])).code, 0);
+    victimKeys = await keys();
+    // The admin runs the image with no devapollo annotation of its own.
+    const r = await runImage('innocent');
+    assert.notEqual(r.code, 0, 'podman does not run a container whose start hook refused it');
+    if (quotesHookErrors) {
+      assert.match(r.stderr, /Error: cannot register OCI container victim: container victim already exists, and a podman container's annotations may come from its image, so the name alone binds nothing: to bind this container to it, run it with --annotation devapollo\.claim=\$\(devapollo config get victim volatile\.devapollo\.claim\)/);
+    }
+    assert.notEqual((await victim())?.state, 'Running', 'the image bound itself to victim');
+    assert.equal(await keys(), victimKeys, "victim's keys changed");
+    assert.match(daemon.stderr, /an OCI start hook was refused the name of an existing container/);
+  });
+
+  test("the admin's run with the claim binds; the image's annotations still change no key; the guest never reads the claim", async () => {
+    const claim = (await daemon.cli(['config', 'get', 'victim', 'volatile.devapollo.claim'])).out;
+    const r = await runImage('chosen', ['--annotation', `devapollo.claim=${claim}`]);
+    assert.equal(r.code, 0, r.stderr);
+    const pid = Number((await podman.podman(['inspect', '--format', '{{.State.Pid}}', 'chosen'])).out.trim());
+    assert.deepEqual([(await victim())?.state, (await victim())?.pid], ['Running', pid]);
+    assert.equal(await keys(), victimKeys, "the image's apollo.* annotations changed victim's keys");
+    assert.equal((await podman.curl('chosen', '/1.0/config/cloud-init.user-data')).out, `${userData}\n200`);
+    assert.match((await podman.curl('chosen', '/1.0/config/volatile.devapollo.claim')).out, /\n403$/);
+    assert.doesNotMatch((await podman.curl('chosen', '/1.0/config')).out, /volatile/);
+    assert.equal((await podman.curl('chosen', '/1.0/config/security.devapollo.users')).out.split('\n').at(-1), '403');
+  });
+
+  test('stopped, it binds again to the same podman container restarting, never to another run of the image', async () => {
+    assert.equal((await podman.podman(['stop', '--time', '0', 'chosen'])).code, 0);
+    assert.equal((await victim())?.state, 'Stopped');
+    assert.notEqual((await runImage('second')).code, 0);
+    assert.equal((await victim())?.state, 'Stopped');
+    assert.equal(await keys(), victimKeys);
+    const start = await podman.podman(['start', '--hooks-dir', path.join(scratch, 'hooks.d'), 'chosen']);
+    assert.equal(start.code, 0, start.stderr);
+    assert.equal((await victim())?.state, 'Running');
+    assert.equal(await keys(), victimKeys);
   });
 });
 
