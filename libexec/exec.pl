@@ -7,7 +7,8 @@
 #   fd 0-2: the session's stdin, stdout and stderr (socket pairs the CLI made for it);
 #   fd 3:   the session's control socket: first "NENV NARGS\n" and that many
 #           NUL-terminated strings (KEY=VALUE, then the command and its arguments), then
-#           "winsize ROWS COLS\n" lines (pty mode). End of file: the CLI is gone. We
+#           "winsize ROWS COLS\n" lines (pty mode). End of file: the CLI is gone (or has
+#           hung up): the command gets SIGHUP, and SIGKILL 3 s later if it is still there. We
 #           answer "started\n" once the command runs (the CLI then makes its terminal raw).
 # Exits with the command's status (128+N when it dies of signal N); 126/127 when it
 # cannot be run; 1 with an "Error:" line when the container cannot be entered.
@@ -63,6 +64,8 @@ use constant {
     TIOCSPTLCK => 0x40045431, TIOCGPTN => 0x80045430,
     O_RDWR => 2, O_NOCTTY => 0400, O_NONBLOCK => 04000, F_GETFL => 3, F_SETFL => 4,
     CLOSE_RANGE_CLOEXEC => 4, EINTR => 4, EAGAIN => 11, EIO => 5,
+    # Seconds between the hang-up (SIGHUP) and SIGKILL of the command's process group.
+    HANGUP_GRACE_SECONDS => 3,
 };
 
 sub fail { print STDERR "Error: $_[0]\n"; exit 1 }
@@ -273,6 +276,9 @@ sub relay {
         nonblocking($s->{to}, 1);
     }
     my $ctl_open = 1;
+    # After a hang-up, when the command must be gone (SIGKILL to its process group): a
+    # command that ignores SIGHUP would otherwise keep this helper, and the session, for good.
+    my $kill_at;
     while (1) {
         my ($rin, $win) = ('', '');
         for my $s (grep { !$_->{done} } @streams) {
@@ -282,10 +288,18 @@ sub relay {
         vec($rin, fileno($ctl), 1) = 1 if $ctl_open;
         vec($rin, $child_fd, 1) = 1;
         my ($rout, $wout) = ($rin, $win);
-        if (select($rout, $wout, undef, undef) < 0) {
+        my $timeout = defined $kill_at ? ($kill_at > time ? $kill_at - time : 0) : undef;
+        my $ready = select($rout, $wout, undef, $timeout);
+        if (defined $kill_at && time >= $kill_at) {
+            kill 'KILL', -$child;
+            kill 'KILL', $child;
+            undef $kill_at;
+        }
+        if ($ready < 0) {
             next if $! == EINTR;
             last;
         }
+        next if $ready == 0;
         last if vec($rout, $child_fd, 1);
         if ($ctl_open && vec($rout, fileno($ctl), 1)) {
             my $n = sysread($ctl, $control, 4096, length $control);
@@ -293,6 +307,8 @@ sub relay {
                 # The CLI is gone, and so is whoever used this session: hang up on the command.
                 $ctl_open = 0;
                 kill 'HUP', -$child;
+                kill 'HUP', $child;
+                $kill_at = time + HANGUP_GRACE_SECONDS;
             }
             apply_control();
         }

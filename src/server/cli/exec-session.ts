@@ -93,7 +93,22 @@ export async function runExec(request: ExecRequest): Promise<number> {
   const stdin = process.stdin;
   let restore = () => undefined as void;
   const sendWindowSize = () => control.write(`winsize ${windowSize().join(' ')}\n`);
-  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  // Hanging up closes the control socket: the helper sends SIGHUP to the command's process
+  // group, then SIGKILL, and the session ends. A command that ignores SIGHUP must not keep
+  // a session (and this process) alive whose terminal has gone, as after an ssh drop.
+  const hangUp = () => control.destroy();
+  let interrupts = 0;
+  const forward = (signal: NodeJS.Signals) => {
+    child.kill(signal);
+    if (signal === 'SIGHUP') hangUp();
+    // A second Ctrl-C or SIGTERM ends the session even if the command ignores the first.
+    else if ((signal === 'SIGINT' || signal === 'SIGTERM') && ++interrupts >= 2) hangUp();
+  };
+  // A terminal that went away reads as end of file or EIO: nobody is there any more. (In
+  // raw mode Ctrl-D is a byte, not the end.) Pipes end as the command's stdin does.
+  const onTerminalGone = () => hangUp();
+  // Output to a terminal that went away fails with EIO: nobody is there to read it.
+  const ignore = () => undefined;
   let finished = false;
   try {
     if (request.terminal && stdin.isTTY) {
@@ -112,6 +127,12 @@ export async function runExec(request: ExecRequest): Promise<number> {
       process.on('SIGWINCH', sendWindowSize);
     }
     for (const signal of forwardedSignals) process.on(signal, forward);
+    process.stdout.on('error', ignore);
+    process.stderr.on('error', ignore);
+    if (stdin.isTTY) {
+      stdin.once('end', onTerminalGone);
+      stdin.once('error', onTerminalGone);
+    }
     stdin.pipe(child.stdin);
     child.stdout.pipe(process.stdout, { end: false });
     child.stderr.pipe(process.stderr, { end: false });
@@ -120,6 +141,10 @@ export async function runExec(request: ExecRequest): Promise<number> {
     finished = true;
     process.off('SIGWINCH', sendWindowSize);
     for (const signal of forwardedSignals) process.off(signal, forward);
+    process.stdout.off('error', ignore);
+    process.stderr.off('error', ignore);
+    stdin.off('end', onTerminalGone);
+    stdin.off('error', onTerminalGone);
     stdin.unpipe(child.stdin);
     stdin.pause();
     restore();

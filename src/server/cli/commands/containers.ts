@@ -77,7 +77,7 @@ const execCommand: CommandModule<
   builder: (y) =>
     nameArg(y)
       .usage(
-        "$0 exec <name> [--env KEY=VALUE]... [--cwd DIR] [-t|-T] -- <command> [args...]\n\nRun a command in a running container, as its root, in a fresh environment\n\nIt gets PATH, HOME=/root, USER=root, TERM and LANG (when set here) and the --env variables, nothing else of yours. With a terminal on stdin (or -t) it runs on a new pseudo-terminal inside the container; otherwise (or -T) on pipes, byte for byte. Stdin, stdout, stderr, signals and the exit code (128+N for signal N) pass through; the command never holds your terminal or anything else of yours.",
+        "$0 exec <name> [--env KEY=VALUE]... [--cwd DIR] [-t|-T] -- <command> [args...]\n\nRun a command in a running container, as its root, in a fresh environment\n\nIt gets PATH, HOME=/root, USER=root, TERM and LANG (when set here) and the --env variables, nothing else of yours. With a terminal on stdin (or -t) it runs on a new pseudo-terminal inside the container; otherwise (or -T) on pipes, byte for byte. Stdin, stdout, stderr, signals and the exit code (128+N for signal N) pass through; the command never holds your terminal or anything else of yours. Output reaches your terminal as written (escape sequences too; -T ... | cat -v shows them). Refused in containers another runtime started (use lxc-attach, podman exec, crun exec there).",
       )
       .option('env', { type: 'string', array: true, default: [], describe: "KEY=VALUE in the command's environment (repeatable)" })
       .option('cwd', { type: 'string', default: '/', describe: 'the directory to run it in, inside the container' })
@@ -96,6 +96,20 @@ const execCommand: CommandModule<
     const container = await adminClient(argv).container(argv.name);
     if (container.state !== 'Running' || container.start_time === null) {
       throw new ApolloError('conflict', `container ${argv.name} is not running`);
+    }
+    // exec enters the namespaces as host root and nothing more: it confines a command as
+    // devapollo's launcher confines its inits (a user namespace, or none when privileged),
+    // not as another runtime does (dropped capabilities, seccomp, cgroups, an LSM profile).
+    // A command run so in a rootful OCI or LXC container is host root inside a tree its
+    // root controls (a planted /bin/true mounted the host's disk); that runtime's own exec
+    // applies its confinement.
+    if (container.origin === 'register') {
+      throw new ApolloError(
+        'forbidden',
+        `container ${argv.name} was started by another runtime (it registered through a hook or "devapollo register"): ` +
+          "devapollo exec would run the command as host root without that container's capabilities, seccomp filter, cgroups and " +
+          `security profile; use the runtime's own exec (lxc-attach -n ${argv.name}, podman exec, crun exec or runc exec)`,
+      );
     }
     process.exitCode = await runExec({ pid: container.pid, startTime: container.start_time, command, environment, cwd: argv.cwd, terminal });
   },
