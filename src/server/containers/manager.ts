@@ -23,7 +23,7 @@ import {
   stateSchemaVersion,
 } from '../state/container-store.js';
 import { Container, Instance } from './container.js';
-import { allocateRange, containerIdCount, type IdRange, type ReadFile, rootRanges } from './idmap.js';
+import { allocateRange, containerIdCount, describeIdmap, type IdRange, idmapClash, type ReadFile, rootRanges } from './idmap.js';
 import { assertInstanceId, instanceIdKey, withNewInstanceId } from './instance-id.js';
 import { launchContainer } from './launcher.js';
 import { annotationConfig, claimKey, newClaim, ociBindRefusal, type OciStartFacts } from './oci-binding.js';
@@ -129,6 +129,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
         await this.update(container, (r) => ({ ...withGuestState(r, 'Started'), init: null }));
       }
     }
+    this.reportIdmapClashes();
   }
 
   /**
@@ -487,8 +488,9 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
             closeFd(pidfd);
             throw error;
           }
+          // devapollo runs it from now on: no hook may bind to it, so its claim has no use.
           await this.update(container, (r) => ({
-            ...withGuestState(r, 'Started'),
+            ...withGuestState(withConfig(r, keyMap([[claimKey, null]]), 'creation') ?? r, 'Started'),
             origin: 'launch',
             init: { pid, start_time: startTime, boot_id: currentBootId() },
           }));
@@ -519,6 +521,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     const { record } = container;
     if (record.privileged || record.config[isolatedKey] !== 'true') return { uids: this.options.uids, gids: this.options.gids };
     let idmap = this.idmaps.get(record.name) ?? record.idmap;
+    if (idmap !== null) this.assertOwnRange(record.name, idmap);
     if (idmap === null) {
       const own = this.allocateIdmap(record.name);
       this.idmaps.set(record.name, own);
@@ -532,6 +535,33 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       idmap = own;
     }
     return { uids: { base: idmap.uid_base, count: idmap.count }, gids: { base: idmap.gid_base, count: idmap.count } };
+  }
+
+  /**
+   * Refuses to start a container whose own range (from its record) overlaps another
+   * record's own range or the shared one: two containers would share file ownership and
+   * processes' uids (a state file copied by hand to clone a container copies its range).
+   * Both records are kept as they are; the admin deletes one (or unsets
+   * security.idmap.isolated of one made that way by mistake, after deleting the other).
+   */
+  private assertOwnRange(name: string, idmap: IdmapRecord): void {
+    const clash = idmapClash(name, idmap, this.idmaps, this.options.uids, this.options.gids);
+    if (clash === undefined) return;
+    throw new ApolloError(
+      'conflict',
+      `container ${name} cannot start: its own id range (${describeIdmap(idmap)}) overlaps ${clash}; ` +
+        'two containers must never share ids (was a state file copied by hand?): delete one of them with devapollo delete NAME, and the other starts',
+    );
+  }
+
+  /** Says in the daemon's log which records' own ranges overlap (found at start-up); those containers are refused at start. */
+  private reportIdmapClashes(): void {
+    for (const [name, idmap] of this.idmaps) {
+      const clash = idmapClash(name, idmap, this.idmaps, this.options.uids, this.options.gids);
+      if (clash !== undefined) {
+        this.options.logger.warn('a container\'s own id range overlaps another\'s: it is refused at start until one of them is deleted', { container: name, range: describeIdmap(idmap), overlaps: clash });
+      }
+    }
   }
 
   /** A uid and a gid range that no container holds and that are not the shared ones. */
