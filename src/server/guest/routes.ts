@@ -9,7 +9,9 @@ import { changeTopics } from '../containers/change-waiters.js';
 import type { Container, Instance } from '../containers/container.js';
 import { instanceIdOf } from '../containers/instance-id.js';
 import type { ContainerManager } from '../containers/manager.js';
-import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
+import { parseJsonBody } from '../http/body.js';
+import { errorReply, json, text } from '../http/reply.js';
+import type { RequestInfo, Route } from '../http/router.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
 import { buildMetaData } from './meta-data.js';
 
@@ -76,7 +78,7 @@ function getConfigKey({ container }: GuestContext, request: RequestInfo) {
   const value = container.record.config[key];
   const etag = container.keyEtag(key);
   // The 404 carries the ETag too, so that a client can wait for an unset key to be set.
-  if (value === undefined) throw new ApolloError('not-found', `config key ${key} is not set`, { headers: { ETag: etag } });
+  if (value === undefined) return errorReply('not-found', `config key ${key} is not set`, etag);
   return text(value, { etag });
 }
 
