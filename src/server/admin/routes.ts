@@ -9,7 +9,9 @@ import type { Container } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { OciStartFacts } from '../containers/oci-binding.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
-import { json, parseJsonBody, type RequestInfo, type Route, type StreamReply, text } from '../http/router.js';
+import { parseJsonBody } from '../http/body.js';
+import { json, type StreamReply, text } from '../http/reply.js';
+import type { RequestInfo, Route } from '../http/router.js';
 
 export interface AdminContext {
   readonly manager: ContainerManager;
