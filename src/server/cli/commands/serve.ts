@@ -1,5 +1,4 @@
 /** `devapollo serve`: the daemon in the foreground. */
-import fs from 'node:fs';
 import { ApolloError } from '../../../shared/errors.js';
 import { defaultGuestLimits } from '../../guest/server.js';
 import { resolveDir } from '../../paths.js';
@@ -39,23 +38,6 @@ function checkNumbers(argv: { readonly [option: string]: unknown }): void {
   }
 }
 
-/**
- * DIR must be a directory, or not exist yet (serve makes it): a file there would fail
- * deep in the start-up, with a bare EEXIST or ENOTDIR.
- */
-function checkDirectory(dir: string): void {
-  let stat;
-  try {
-    stat = fs.statSync(dir);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return;
-    if (code === 'ENOTDIR') throw new ApolloError('usage', `--dir ${dir} cannot be a directory: a part of its path is a file`);
-    throw new ApolloError('usage', `--dir ${dir} cannot be used: ${(error as Error).message}`);
-  }
-  if (!stat.isDirectory()) throw new ApolloError('usage', `--dir ${dir} is not a directory`);
-}
-
 /** `serve`. */
 export const serve = hostCommand(
   (y) =>
@@ -87,7 +69,6 @@ export const serve = hostCommand(
   async (argv) => {
     checkNumbers(argv);
     const dir = resolveDir(argv.dir);
-    checkDirectory(dir);
     if (process.getuid?.() !== 0) throw new ApolloError('forbidden', 'devapollo serve must run as root');
     const { serve: startDaemon } = await import('../../daemon.js');
     const daemon = await startDaemon({
