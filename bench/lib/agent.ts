@@ -5,6 +5,7 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
 import { onCleanup } from './cleanup.js';
 
 export class Agent {
@@ -22,9 +23,24 @@ export class Agent {
     readonly label: string,
     command: string,
     args: readonly string[],
-    options: { env?: NodeJS.ProcessEnv } = {},
+    options: {
+      env?: NodeJS.ProcessEnv;
+      /**
+       * Written to a fourth descriptor (fd 3) that stays open while the process lives: the
+       * request of libexec/exec.pl, which hangs its command up when that descriptor closes.
+       */
+      control?: string;
+    } = {},
   ) {
-    this.child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env, detached: true });
+    const stdio = options.control === undefined ? ['pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'];
+    this.child = spawn(command, args, { stdio: stdio as ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env, detached: true });
+    const control = this.child.stdio[3] as Writable | null | undefined;
+    if (options.control !== undefined && control) {
+      control.on('error', () => undefined);
+      // Read too, so that exec.pl's "started" does not fill the socket.
+      (control as unknown as Readable).resume();
+      control.write(options.control);
+    }
     this.kill = onCleanup(() => {
       if (this.exitCode === undefined && this.child.pid !== undefined) {
         try {

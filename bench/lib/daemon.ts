@@ -19,6 +19,8 @@ import { startTimeOf } from './proc.js';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const hostCli = path.join(repoRoot, 'bin/devapollo.js');
 const execHelper = path.join(repoRoot, 'libexec/exec.pl');
+/** The environment of commands run in containers (what `devapollo exec` gives them). */
+const execEnvironment = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root', 'LANG=C.UTF-8'];
 
 let serveHelp: string | undefined;
 
@@ -179,11 +181,19 @@ export class BenchDaemon {
     return this.admin('PATCH', `/1.0/containers/${name}/config`, changes);
   }
 
-  /** Runs a command inside a container (as `devapollo exec` does), as an Agent. */
+  /**
+   * Runs a command inside a container as `devapollo exec` does (libexec/exec.pl, pipe
+   * mode, the request on fd 3, a fresh environment), as an Agent.
+   */
   spawnIn(name: string, label: string, command: readonly string[]): Agent {
     const init = this.inits.get(name);
     if (init === undefined) throw new Error(`no container ${name}`);
-    return new Agent(label, 'perl', [execHelper, '--pid', String(init.pid), '--start-time', init.startTime, '--', ...command]);
+    const strings = [...execEnvironment, ...command];
+    const request = `${execEnvironment.length} ${command.length}\n${strings.map((s) => `${s}\0`).join('')}`;
+    return new Agent(label, 'perl', [execHelper, '--pid', String(init.pid), '--start-time', init.startTime, '--cwd', '/', '--mode', 'pipe'], {
+      control: request,
+      env: { PATH: '/usr/bin:/bin' },
+    });
   }
 
   /** Kills every container launched here, then the daemon, and removes DIR. */
