@@ -9,7 +9,7 @@ import { changeTopics } from '../containers/change-waiters.js';
 import type { Container, Instance } from '../containers/container.js';
 import { instanceIdOf } from '../containers/instance-id.js';
 import type { ContainerManager } from '../containers/manager.js';
-import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
+import { json, parseJsonBody, type RequestInfo, type Route, text } from './http.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
 import { buildMetaData } from './meta-data.js';
 

@@ -10,15 +10,7 @@ import { ApolloError } from '../../shared/errors.js';
 import type { Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { defaultEventLimits, EventHub, type EventLimits, parseEventTypes } from '../events/hub.js';
-import {
-  answerClientError,
-  endWithError,
-  type FixedReply,
-  fixedError,
-  rawResponse,
-  routeRequests,
-  splitTarget,
-} from '../http/router.js';
+import { answerClientError, endWithError, type FixedReply, fixedError, rawResponse, routeRequests, splitTarget } from './http.js';
 import { startReading, stopReading } from '../http/socket-reading.js';
 import { peerHungUp } from '../kernel/hangup.js';
 import { KnownProcesses, type PeerCredentials, resolvePeer, unreadablePeerError } from '../kernel/peer.js';
