@@ -8,7 +8,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
 import type { Instance } from '../containers/container.js';
-import type { ContainerManager } from '../containers/manager.js';
+import type { ContainerEvent, ContainerManager } from '../containers/manager.js';
 import { defaultEventLimits, EventHub, type EventLimits, parseEventTypes } from '../events/hub.js';
 import { answerClientError, endWithError, type FixedReply, fixedError, rawResponse, routeRequests, splitTarget } from './http.js';
 import { startReading, stopReading } from '../http/socket-reading.js';
@@ -150,6 +150,8 @@ export interface GuestServer {
   readonly pausedConnections: () => number;
   /** Closes every connection, websockets and connections taken over by an upgrade included (shutdown). */
   readonly closeAllConnections: () => void;
+  /** Sizes of what the server keeps by connection, process or container (status `internals`). */
+  readonly internals: () => Record<string, number>;
 }
 
 export function createGuestServer(
@@ -407,8 +409,23 @@ export function createGuestServer(
 
   const lookupInstance = (key: bigint): Instance | undefined => manager.instanceOfNamespace(key);
   const knownProcesses = new KnownProcesses();
+  // A container that stopped or was deleted takes its processes' entries with it, once per
+  // turn however many stop together (a walk of at most 1,024 entries).
+  let pruning = false;
+  const pruneKnownProcesses = (): void => {
+    pruning = false;
+    knownProcesses.forgetUnless((namespace) => manager.instanceOfNamespace(namespace) !== undefined);
+  };
+  const onManagerEvent = (event: ContainerEvent): void => {
+    const action = event.metadata['action'];
+    if (event.type !== 'lifecycle' || (action !== 'stopped' && action !== 'deleted') || pruning) return;
+    pruning = true;
+    setImmediate(pruneKnownProcesses);
+  };
+  manager.on('event', onManagerEvent);
   server.once('close', () => {
     clearInterval(sweep);
+    manager.off('event', onManagerEvent);
     knownProcesses.clear();
   });
   function onClose(this: GuestSocket): void {
@@ -536,6 +553,13 @@ export function createGuestServer(
     openConnections: () => open,
     pendingWaits: () => pendingWaits,
     pausedConnections: () => paused,
+    internals: () => ({
+      guest_connection_slots: connections.size,
+      known_processes: knownProcesses.size,
+      event_listener_containers: events.containerCount,
+      event_listeners: events.size,
+      change_waits: pendingWaits,
+    }),
     closeAllConnections: () => {
       events.close();
       server.closeAllConnections();
