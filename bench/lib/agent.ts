@@ -4,8 +4,8 @@
  * takes commands ("go"); it is killed at cleanup if it is still running.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { Duplex } from 'node:stream';
 import { createInterface } from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
 import { onCleanup } from './cleanup.js';
 
 export class Agent {
@@ -23,22 +23,18 @@ export class Agent {
     readonly label: string,
     command: string,
     args: readonly string[],
-    options: {
-      env?: NodeJS.ProcessEnv;
-      /**
-       * Written to a fourth descriptor (fd 3) that stays open while the process lives: the
-       * request of libexec/exec.pl, which hangs its command up when that descriptor closes.
-       */
-      control?: string;
-    } = {},
+    /**
+     * `control`: written to a fourth descriptor (fd 3) that stays open while the process
+     * runs, as libexec/exec.pl reads its session (environment and command) there.
+     */
+    options: { env?: NodeJS.ProcessEnv; control?: string } = {},
   ) {
-    const stdio = options.control === undefined ? ['pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'];
-    this.child = spawn(command, args, { stdio: stdio as ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env, detached: true });
-    const control = this.child.stdio[3] as Writable | null | undefined;
-    if (options.control !== undefined && control) {
+    const stdio: 'pipe'[] = options.control === undefined ? ['pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'];
+    // Three pipes at least, so the first three streams are there whatever the fourth.
+    this.child = spawn(command, args, { stdio, env: options.env ?? process.env, detached: true }) as ChildProcessWithoutNullStreams;
+    if (options.control !== undefined) {
+      const control = this.child.stdio[3] as unknown as Duplex;
       control.on('error', () => undefined);
-      // Read too, so that exec.pl's "started" does not fill the socket.
-      (control as unknown as Readable).resume();
       control.write(options.control);
     }
     this.kill = onCleanup(() => {

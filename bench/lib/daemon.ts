@@ -11,6 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execEnvironment } from '../../dist/server/cli/exec-session.js';
 import type { ContainerWire, StatusWire } from '../../dist/shared/wire.js';
 import { Agent } from './agent.js';
 import { onCleanup } from './cleanup.js';
@@ -19,8 +20,6 @@ import { startTimeOf } from './proc.js';
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const hostCli = path.join(repoRoot, 'bin/devapollo.js');
 const execHelper = path.join(repoRoot, 'libexec/exec.pl');
-/** The environment of commands run in containers (what `devapollo exec` gives them). */
-const execEnvironment = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root', 'LANG=C.UTF-8'];
 
 let serveHelp: string | undefined;
 
@@ -182,18 +181,17 @@ export class BenchDaemon {
   }
 
   /**
-   * Runs a command inside a container as `devapollo exec` does (libexec/exec.pl, pipe
-   * mode, the request on fd 3, a fresh environment), as an Agent.
+   * Runs a command inside a container as `devapollo exec` does (pipes, the environment
+   * exec gives, cwd /), as an Agent.
    */
   spawnIn(name: string, label: string, command: readonly string[]): Agent {
     const init = this.inits.get(name);
     if (init === undefined) throw new Error(`no container ${name}`);
-    const strings = [...execEnvironment, ...command];
-    const request = `${execEnvironment.length} ${command.length}\n${strings.map((s) => `${s}\0`).join('')}`;
-    return new Agent(label, 'perl', [execHelper, '--pid', String(init.pid), '--start-time', init.startTime, '--cwd', '/', '--mode', 'pipe'], {
-      control: request,
-      env: { PATH: '/usr/bin:/bin' },
-    });
+    const environment = execEnvironment(process.env, []);
+    const strings = [...[...environment].map(([key, value]) => `${key}=${value}`), ...command];
+    const control = `${environment.size} ${command.length}\n${strings.map((s) => `${s}\0`).join('')}`;
+    const args = [execHelper, '--pid', String(init.pid), '--start-time', init.startTime, '--cwd', '/', '--mode', 'pipe'];
+    return new Agent(label, 'perl', args, { env: { PATH: '/usr/bin:/bin' }, control });
   }
 
   /** Kills every container launched here, then the daemon, and removes DIR. */
