@@ -1,6 +1,6 @@
 import path from 'node:path';
 
-/** Where a daemon keeps its sockets and state (PROTOCOL.md section 1). */
+/** Where a daemon keeps its sockets and state (README.md, "Files"). */
 export interface DaemonPaths {
   readonly dir: string;
   /** Bind-mounted read-only at /dev/apollo in every container; never replaced. */

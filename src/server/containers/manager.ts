@@ -8,6 +8,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
 import { keyMap } from '../../shared/key-map.js';
+import { assertSettableKey, booleanKeys } from '../../shared/config-keys.js';
 import { assertConfigKey, assertContainerName, isGuestReadableKey } from '../../shared/names.js';
 import type { ExitWatcher } from '../kernel/exit-watcher.js';
 import { namespaceKey, namespaceKeysAreIds, openPidNamespace } from '../kernel/namespaces.js';
@@ -27,14 +28,6 @@ import { allocateRange, containerIdCount, describeIdmap, type IdRange, idmapClas
 import { assertInstanceId, instanceIdKey, withNewInstanceId } from './instance-id.js';
 import { launchContainer } from './launcher.js';
 import { annotationConfig, claimKey, newClaim, ociBindRefusal, type OciStartFacts } from './oci-binding.js';
-
-/** Keys the daemon itself reads; their values must be booleans. */
-export const booleanKeys = new Set([
-  'security.devapollo',
-  'security.devapollo.users',
-  'security.devapollo.lxd-compat',
-  'security.idmap.isolated',
-]);
 
 /** A container's own uid/gid range instead of the shared one; read at each start. */
 const isolatedKey = 'security.idmap.isolated';
@@ -738,6 +731,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
         continue;
       }
       if (typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string`);
+      assertSettableKey(key);
       const size = Buffer.byteLength(value, 'utf8');
       if (size > this.options.maxValueBytes) {
         throw new ApolloError(

@@ -1,5 +1,5 @@
 /**
- * The guest API on /dev/apollo/sock, at a glance (PROTOCOL.md section 3). Every handler
+ * The guest API on /dev/apollo/sock, at a glance (docs/api.md, "Guest API"). Every handler
  * runs after the connection's container has been checked: running, served, caller allowed.
  */
 import os from 'node:os';
