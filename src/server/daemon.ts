@@ -14,6 +14,8 @@ import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
 import { subordinateRange } from './containers/idmap.js';
 import type { EventHub } from './events/hub.js';
+import { IdentityIssuer } from './identity/issuer.js';
+import type { IdentitySettings } from './identity/settings.js';
 import { createGuestServer, type GuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
 import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
@@ -39,6 +41,8 @@ export interface ServeOptions {
   readonly guestLimits: GuestServerLimits;
   /** One log line per request. */
   readonly logRequests: boolean;
+  /** Who signs identity tokens (`--identity-issuer`, `--trust-domain`). */
+  readonly identity: IdentitySettings;
 }
 
 /** A running daemon; `closed` settles once it has shut down. */
@@ -103,10 +107,11 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       maxLogBytes: options.maxLogBytes,
     });
     await manager.restore(records);
+    const identity = await IdentityIssuer.open({ identityDir: paths.identityDir, publicDir: paths.publicDir, settings: options.identity, logger });
 
     const metrics = new Metrics();
     const observer: RequestObserver = { metrics, logger, logRequests: options.logRequests };
-    const guestServer = createGuestServer(manager, observer, options.guestLimits);
+    const guestServer = createGuestServer(manager, observer, options.guestLimits, identity);
     const { server: guest, events, openConnections } = guestServer;
     registerGauges(metrics, manager, guestServer, options.guestLimits);
     const inherited = inheritedSockets();
@@ -131,7 +136,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       socket_activation: inherited !== undefined,
       socket_repairs: keeper.repairs(),
     });
-    const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render() }, manager, observer, adminGid);
+    const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render(), identity }, manager, observer, adminGid);
     // Read by status() only once the daemon answers, after this line.
     const keeper = new SocketKeeper({
       directory: paths.guestDir,
@@ -207,6 +212,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
         admin.closeAllConnections();
         await Promise.all(closing);
         manager.close();
+        identity.close();
         await watcher.close();
         fs.closeSync(lockFd);
         stopped = true;

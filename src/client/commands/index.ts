@@ -5,6 +5,7 @@ import { type OutputFormat, render, renderEventLine, safeJson, writeOut, writeVa
 import type { GuestInfoWire } from '../../shared/wire.js';
 import { GuestClient } from '../api-client.js';
 import { getValue, readAllValues, setReady, waitForKey, watchEvents, writeSeed } from '../operations.js';
+import { tokenCommand } from './token.js';
 
 export interface GuestGlobals {
   socket?: string | undefined;
@@ -138,4 +139,4 @@ const seed: CommandModule<GuestGlobals, GuestGlobals & { dir: string }> = {
   },
 };
 
-export const guestCommands = [get, config, metadata, info, watch, wait, ready, seed] as unknown as CommandModule<object, object>[];
+export const guestCommands = [get, config, metadata, info, watch, wait, ready, seed, tokenCommand] as unknown as CommandModule<object, object>[];

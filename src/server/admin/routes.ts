@@ -8,6 +8,8 @@ import type { ContainerWire, StatusWire } from '../../shared/wire.js';
 import type { Container } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
+import { identityAdminRoutes } from '../identity/admin-routes.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 import { json, parseJsonBody, type RequestInfo, type Route, type StreamReply, text } from '../http/router.js';
 
 export interface AdminContext {
@@ -17,6 +19,8 @@ export interface AdminContext {
   readonly status: () => StatusWire;
   /** Prometheus text. */
   readonly metrics: () => string;
+  /** Identity keys and tokens (section 3b); undefined where the daemon serves none. */
+  readonly identity?: IdentityIssuer | undefined;
 }
 
 export const adminRoutes: readonly Route<AdminContext>[] = [
@@ -33,6 +37,7 @@ export const adminRoutes: readonly Route<AdminContext>[] = [
   { method: 'PATCH', path: '/1.0/containers/:name/config', handler: patchConfig },
   { method: 'GET', path: '/1.0/containers/:name/config/:key', handler: getConfigKey },
   { method: 'GET', path: '/1.0/events', handler: streamEvents },
+  ...identityAdminRoutes,
 ];
 
 function getStatus({ status }: AdminContext) {

@@ -12,6 +12,7 @@ import { runCli } from '../../shared/output.js';
 import { configCommand } from './commands/config.js';
 import { containerCommands } from './commands/containers.js';
 import { hookCommand } from './commands/hook.js';
+import { identityCommand } from './commands/identity.js';
 import { monitorCommand } from './commands/monitor.js';
 import { serveCommand } from './commands/serve.js';
 import { stdinArgument } from './commands/shared.js';
@@ -38,7 +39,8 @@ export function buildCli(argv: readonly string[]): Argv {
     .command(serveCommand)
     .command(statusCommand)
     .command(monitorCommand)
-    .command(hookCommand);
+    .command(hookCommand)
+    .command(identityCommand);
   for (const command of containerCommands) cli = cli.command(command);
   return finishCli(cli.command(configCommand), 'devapollo', completeFromDaemon);
 }

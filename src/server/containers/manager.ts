@@ -32,6 +32,7 @@ export const booleanKeys = new Set([
   'security.devapollo',
   'security.devapollo.users',
   'security.devapollo.lxd-compat',
+  'security.devapollo.identity',
   'security.idmap.isolated',
 ]);
 
@@ -292,6 +293,8 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
           return {
             ...withGuestState(withConfig(r, changes, when) ?? r, 'Started'),
             origin: 'register',
+            // Each run another runtime binds is a new instance (identity tokens name it).
+            instance_uuid: randomUUID(),
             privileged: instance.rootUid === 0,
             init: {
               pid,
@@ -688,6 +691,7 @@ export function newRecord(
     schema: stateSchemaVersion,
     name,
     uuid: randomUUID(),
+    instance_uuid: randomUUID(),
     created_at: new Date().toISOString(),
     origin,
     privileged,

@@ -11,6 +11,8 @@ import { instanceIdOf } from '../containers/instance-id.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
+import { identityGuestRoutes } from '../identity/guest-routes.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 import { buildMetaData } from './meta-data.js';
 
 /** What every guest handler gets: the caller's own container, nothing else. */
@@ -19,6 +21,8 @@ export interface GuestContext {
   readonly container: Container;
   readonly manager: ContainerManager;
   readonly events: EventHub;
+  /** Signs identity tokens (section 3b); undefined where the daemon serves none. */
+  readonly identity: IdentityIssuer | undefined;
   /** Whether the connection may still use the API (re-checked on every event). */
   readonly authorized: () => boolean;
 }
@@ -32,6 +36,7 @@ export const guestRoutes: readonly Route<GuestContext>[] = [
   { method: 'GET', path: '/1.0/meta-data', handler: getMetaData, waitsOn: () => changeTopics.metaData },
   { method: 'GET', path: '/1.0/devices', handler: listDevices },
   { method: 'GET', path: '/1.0/events', handler: streamEvents },
+  ...identityGuestRoutes,
 ];
 
 /** What never changes for a container gets the ETag of revision 0. */

@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
 import type { Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 import { defaultEventLimits, EventHub, type EventLimits, parseEventTypes } from '../events/hub.js';
 import {
   answerClientError,
@@ -164,6 +165,7 @@ export function createGuestServer(
   manager: ContainerManager,
   observer: RequestObserver,
   limits: GuestServerLimits = defaultGuestLimits,
+  identity?: IdentityIssuer,
 ): GuestServer {
   const { logger } = observer;
   /** The accepted connections, for the idle sweep. */
@@ -259,6 +261,7 @@ export function createGuestServer(
       container: instance.container,
       manager,
       events,
+      identity,
       authorized: () => {
         try {
           authorize(peer, () => undefined);

@@ -1,6 +1,7 @@
 /** `devapollo serve`: the daemon in the foreground. */
 import type { CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
+import { identitySettings } from '../../identity/settings.js';
 import type { LogFormat, LogLevel } from '../../log.js';
 import { resolveDir } from '../../paths.js';
 
@@ -21,6 +22,8 @@ type ServeArgs = Global & {
   'header-timeout': number;
   'idle-timeout': number;
   'log-requests': boolean;
+  'identity-issuer'?: string | undefined;
+  'trust-domain'?: string | undefined;
 };
 
 /** Options that must be numbers of at least `min` (integers where `integer`). */
@@ -65,7 +68,18 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       .option('max-event-streams', { type: 'number', default: 64, describe: 'open event streams per container' })
       .option('header-timeout', { type: 'number', default: 5, describe: 'seconds a guest has to send its request headers' })
       .option('idle-timeout', { type: 'number', default: 30, describe: 'seconds an idle kept-alive guest connection stays open' })
+      .option('identity-issuer', {
+        type: 'string',
+        defaultDescription: 'https://HOSTNAME',
+        describe: 'the iss of identity tokens: an https URL where DIR/public is published (ISSUER/jwks.json)',
+      })
+      .option('trust-domain', {
+        type: 'string',
+        defaultDescription: 'HOSTNAME',
+        describe: 'the SPIFFE trust domain in the sub of identity tokens (spiffe://TRUST_DOMAIN/devapollo/HOSTNAME/NAME)',
+      })
       .example('$0 serve --dir /var/lib/apollo', '')
+      .example('$0 serve --identity-issuer https://apollo.example.com --trust-domain example.com', 'tokens a relying party checks at that URL')
       .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs') as never,
   handler: async (argv) => {
     for (const [option, min, integer] of numeric) {
@@ -74,6 +88,7 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
         throw new ApolloError('usage', `--${option} must be a number${integer ? ' (whole)' : ''} of at least ${min}`);
       }
     }
+    const identity = identitySettings({ issuer: argv['identity-issuer'], trustDomain: argv['trust-domain'] });
     if (process.getuid?.() !== 0) throw new ApolloError('forbidden', 'devapollo serve must run as root');
     const [{ serve }, { defaultGuestLimits }] = await Promise.all([import('../../daemon.js'), import('../../guest/server.js')]);
     const daemon = await serve({
@@ -85,6 +100,7 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       adminGroup: argv['admin-group'],
       stopTimeoutSeconds: argv['stop-timeout'],
       logRequests: argv['log-requests'],
+      identity,
       guestLimits: {
         ...defaultGuestLimits,
         headersTimeoutMs: argv['header-timeout'] * 1000,
