@@ -25,7 +25,8 @@ export function identitySettings(options: { issuer?: string | undefined; trustDo
   if (!pathSegmentPattern.test(host) || host === '.' || host === '..') {
     throw new ApolloError('usage', `this host's name ${JSON.stringify(host)} cannot be part of a SPIFFE ID (letters, digits, ".", "-", "_")`);
   }
-  const issuer = options.issuer ?? `https://${host}`;
+  // Host names are case-insensitive; a URL and a trust domain have them in lowercase.
+  const issuer = options.issuer ?? `https://${host.toLowerCase()}`;
   checkIssuer(issuer, options.issuer === undefined);
   const trustDomain = options.trustDomain ?? host.toLowerCase();
   if (!trustDomainPattern.test(trustDomain)) {
