@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
-import { hostCli, run, type RunResult, TestDaemon } from '../helpers/daemon.js';
+import { spawn } from 'node:child_process';
+import { eventually, hostCli, run, type RunResult, TestDaemon } from '../helpers/daemon.js';
+import { childrenOf } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 import { systemPython } from '../helpers/runtimes.js';
 
@@ -360,6 +362,46 @@ describe('identity token requests and serve options', () => {
       statuses.push(...answer.out.trim().split('\n'));
       assert.deepEqual(statuses, ['200', '200', '200', '429']);
     } finally {
+      await daemon.destroy();
+    }
+  });
+
+  test('a registered container gets a new instance at each register: the tokens of the run before are refused', async () => {
+    const daemon = await TestDaemon.start();
+    // A pid namespace another runtime made: `unshare --pid --fork` with an idle init.
+    const unshare = spawn('unshare', ['--pid', '--fork', '--kill-child', '--mount-proc', 'sleep', '1000'], { stdio: 'ignore' });
+    try {
+      let init = 0;
+      await eventually(() => (init = childrenOf(unshare.pid ?? -1)[0] ?? 0) > 0, 'the foreign namespace has its init');
+      const tokenFromInside = async (): Promise<string> => {
+        const sock = path.join(daemon.dir, 'devapollo', 'sock');
+        const answer = await run('nsenter', ['--target', String(init), '--pid', '--', 'curl', '-sS', '--unix-socket', sock, 'http://apollo/1.0/identity/token?audience=a']);
+        assert.match(answer.out, /^eyJ/, answer.out + answer.stderr);
+        return answer.out;
+      };
+      assert.equal((await daemon.cli(['register', 'delta', '--pid', String(init)])).code, 0);
+      const first = await tokenFromInside();
+      assert.equal((await daemon.cli(['identity', 'verify', first])).code, 0);
+      const record = () => JSON.parse(fs.readFileSync(path.join(daemon.dir, 'containers', 'delta.json'), 'utf8')) as { instance_uuid: string };
+      assert.equal((decodePart(first, 1) as unknown as Claims).devapollo.instance, record().instance_uuid);
+      // The runtime's stop hook lets go of the run (as `hook` does), its start hook binds the next one.
+      const unregistered = await new Promise<number>((resolve) => {
+        const req = spawn('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'DELETE', '--unix-socket', path.join(daemon.dir, 'unix.socket'), 'http://apollo/1.0/containers/delta/init']);
+        let out = '';
+        req.stdout.on('data', (c: Buffer) => (out += c.toString()));
+        req.once('close', () => resolve(Number(out)));
+      });
+      assert.equal(unregistered, 200);
+      assert.equal((await daemon.cli(['identity', 'verify', first])).code, 0, 'a stopped container still exists, with the same instance');
+      assert.equal((await daemon.cli(['register', 'delta', '--pid', String(init)])).code, 0);
+      const refused = await daemon.cli(['identity', 'verify', first]);
+      assert.equal(refused.code, 4);
+      assert.match(refused.stderr, /instance \S+ of container delta is gone/);
+      const second = await tokenFromInside();
+      assert.notEqual((decodePart(second, 1) as unknown as Claims).devapollo.instance, (decodePart(first, 1) as unknown as Claims).devapollo.instance);
+      assert.equal((await daemon.cli(['identity', 'verify', second])).code, 0);
+    } finally {
+      unshare.kill('SIGKILL');
       await daemon.destroy();
     }
   });
