@@ -144,6 +144,12 @@ describe('workload identity tokens', () => {
       assert.equal(claims.devapollo.privileged, false);
       assert.match(claims.devapollo.instance, /^[0-9a-f-]{36}$/);
     }
+    // The PEM form, for verifiers that take PEM keys (Vault's jwt_validation_pubkeys).
+    const pem = await daemon.cli(['identity', 'jwks', '--format', 'pem']);
+    assert.equal(pem.code, 0, pem.stderr);
+    assert.match(pem.out, /^-----BEGIN PUBLIC KEY-----\n[\s\S]+\n-----END PUBLIC KEY-----\n$/);
+    const withPem = await run(systemPython, ['-c', 'import sys, jwt; print(jwt.decode(sys.argv[1], sys.stdin.read(), algorithms=["ES256"], audience="vault")["sub"])', token], { input: pem.out });
+    assert.equal(withPem.out.trim(), `spiffe://${trustDomain}/devapollo/${host}/alpha`, withPem.stderr);
     const verified = await verifyCli(token, 'vault');
     assert.equal(verified.code, 0, verified.stderr);
     assert.equal((JSON.parse(verified.out) as Claims).jti, decodePart(token, 1)['jti']);

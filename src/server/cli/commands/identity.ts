@@ -1,4 +1,5 @@
 /** `devapollo identity jwks | rotate | verify`: the host's side of workload identity tokens. */
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import type { Argv, CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
 import { renderJson, writeOut } from '../../../shared/output.js';
@@ -6,15 +7,27 @@ import { adminClient, note, readStdinText, stdinArgument } from './shared.js';
 
 type Global = { dir?: string | undefined };
 
-const jwks: CommandModule<Global, Global> = {
+const jwks: CommandModule<Global, Global & { format: 'json' | 'pem' }> = {
   command: 'jwks',
   describe: 'Print the JWK Set that verifies identity tokens (the current key and those not yet retired)',
   builder: (y) =>
     y
+      .option('format', {
+        alias: 'f',
+        choices: ['json', 'pem'] as const,
+        default: 'json' as const,
+        describe: 'pem: each public key as PEM (SPKI), the current one first, for verifiers that take PEM keys',
+      })
       .example('$0 identity jwks > jwks.json', 'for a relying party that is given the keys')
-      .example('$0 identity jwks | jq -r ".keys[0].kid"', 'the key that signs now') as never,
+      .example('$0 identity jwks | jq -r ".keys[0].kid"', 'the key that signs now')
+      .example('$0 identity jwks --format pem > apollo.pem', "for Vault's jwt_validation_pubkeys") as never,
   handler: async (argv) => {
-    await writeOut(renderJson(await adminClient(argv).json('GET', '/1.0/identity/jwks')));
+    const set = await adminClient(argv).json<{ keys: JsonWebKey[] }>('GET', '/1.0/identity/jwks');
+    if (argv.format === 'json') {
+      await writeOut(renderJson(set));
+      return;
+    }
+    await writeOut(set.keys.map((key) => createPublicKey({ key, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()).join(''));
   },
 };
 
