@@ -1,7 +1,7 @@
 /**
  * A real daemon in a temporary DIR for a benchmark, driven through its admin API (the
  * host CLI's own protocol, without a Node start-up per call), with containers entered
- * through libexec/exec.pl exactly as `devapollo exec` does. Teardown kills every
+ * by `devapollo exec -T` itself. Teardown kills every
  * container it launched, the daemon, and removes DIR: at the end of the benchmark, on
  * failure, and on interruption.
  */
@@ -18,7 +18,6 @@ import { startTimeOf } from './proc.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const hostCli = path.join(repoRoot, 'bin/devapollo.js');
-const execHelper = path.join(repoRoot, 'libexec/exec.pl');
 
 let serveHelp: string | undefined;
 
@@ -179,11 +178,14 @@ export class BenchDaemon {
     return this.admin('PATCH', `/1.0/containers/${name}/config`, changes);
   }
 
-  /** Runs a command inside a container (as `devapollo exec` does), as an Agent. */
+  /**
+   * Runs a command inside a container, as an Agent: `devapollo exec -T` (on pipes), since
+   * libexec/exec.pl now takes its command and environment from the CLI's session, not
+   * from its arguments.
+   */
   spawnIn(name: string, label: string, command: readonly string[]): Agent {
-    const init = this.inits.get(name);
-    if (init === undefined) throw new Error(`no container ${name}`);
-    return new Agent(label, 'perl', [execHelper, '--pid', String(init.pid), '--start-time', init.startTime, '--', ...command]);
+    if (!this.inits.has(name)) throw new Error(`no container ${name}`);
+    return new Agent(label, process.execPath, [hostCli, '--dir', this.dir, 'exec', name, '-T', '--', ...command]);
   }
 
   /** Kills every container launched here, then the daemon, and removes DIR. */
