@@ -134,7 +134,7 @@ function summarize(samples: { tokens: LoadSample[]; gets: LoadSample[] }, neighb
     method:
       `\`GET ${tokenPath}\` (an ES256 signature with jose on Web Crypto each) against \`GET /1.0/config/user.foo\`, ` +
       'alternating round by round, each from 10 kept-alive connections of a privileged container (autocannon, pinned to core 1; ' +
-      'the daemon pinned to core 0, its rate limit off, log level warn, so no line per token). ' +
+      'the daemon pinned to core 0, its request and token rate limits off (`--rate-limit 0 --token-rate 0`: its capacity, not its limiter), log level warn, so no line per token). ' +
       "Then another container's GETs on one kept-alive connection (closed loop: its mean latency is the inverse of its rate) " +
       'alone, while the first issues tokens, and while it makes config GETs on the same 10 connections. Ratios are the medians of ' +
       'round-by-round ratios (a latency ratio above 1 is slower), with 95% intervals.',

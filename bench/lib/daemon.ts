@@ -93,6 +93,7 @@ export class BenchDaemon {
     if (serveHas('--rate-limit')) args.push('--rate-limit', '0');
     if (serveHas('--max-container-connections')) args.push('--max-container-connections', '4096');
     if (serveHas('--max-connections')) args.push('--max-connections', '16384');
+    if (serveHas('--token-rate')) args.push('--token-rate', '0');
     const stdout = this.stdoutFile === undefined ? 'ignore' : fs.openSync(this.stdoutFile, 'a');
     const child = spawn(process.execPath, args, { stdio: ['ignore', stdout, 'pipe'], detached: true });
     if (typeof stdout === 'number') fs.closeSync(stdout);

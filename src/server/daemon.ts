@@ -17,6 +17,7 @@ import type { EventHub } from './events/hub.js';
 import { IdentityIssuer } from './identity/issuer.js';
 import type { IdentitySettings } from './identity/settings.js';
 import { createGuestServer, type GuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
+import type { RateLimit } from './guest/limits.js';
 import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
 import { closeInheritedOnExec } from './kernel/descriptors.js';
@@ -43,6 +44,8 @@ export interface ServeOptions {
   readonly logRequests: boolean;
   /** Who signs identity tokens (`--identity-issuer`, `--trust-domain`). */
   readonly identity: IdentitySettings;
+  /** Identity tokens per container (`--token-rate`, `--token-burst`). */
+  readonly tokenRate?: RateLimit;
 }
 
 /** A running daemon; `closed` settles once it has shut down. */
@@ -107,7 +110,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       maxLogBytes: options.maxLogBytes,
     });
     await manager.restore(records);
-    const identity = await IdentityIssuer.open({ identityDir: paths.identityDir, publicDir: paths.publicDir, settings: options.identity, logger });
+    const identity = await IdentityIssuer.open({ identityDir: paths.identityDir, publicDir: paths.publicDir, settings: options.identity, logger, tokenRate: options.tokenRate });
 
     const metrics = new Metrics();
     const observer: RequestObserver = { metrics, logger, logRequests: options.logRequests };

@@ -372,6 +372,32 @@ describe('identity token requests and serve options', () => {
     }
   });
 
+  test('each container has its own token rate (--token-rate, --token-burst): 429 with Retry-After past it; its GETs and other containers are not limited', async () => {
+    const daemon = await TestDaemon.start({ args: ['--token-rate', '0.01', '--token-burst', '2'] });
+    try {
+      await daemon.launch('alpha');
+      await daemon.launch('beta');
+      const askFour = (name: string) =>
+        daemon.exec(name, [
+          'sh',
+          '-c',
+          'for i in 1 2 3 4; do curl -sS --unix-socket /dev/apollo/sock -o /dev/null -w "%{http_code}\\n" "http://apollo/1.0/identity/token?audience=a"; done',
+        ]);
+      assert.deepEqual((await askFour('alpha')).out.trim().split('\n'), ['200', '200', '429', '429']);
+      const refusal = await daemon.curl('alpha', '/1.0/identity/token?audience=a', ['-i']);
+      assert.match(refusal.out, /^HTTP\/1\.1 429 /);
+      assert.match(refusal.out, /\r\nRetry-After: \d+\r\n/i);
+      assert.match(refusal.out, /too many identity tokens for this container \(at most 0\.01 a second, 2 at once\)/);
+      assert.equal((await daemon.curl('alpha', '/1.0', ['-o', '/dev/null', '-w', '%{http_code}'])).out, '200');
+      assert.deepEqual((await askFour('beta')).out.trim().split('\n'), ['200', '200', '429', '429']);
+      const bad = await run(process.execPath, [hostCli, 'serve', '--dir', '/nonexistent/devapollo-never', '--token-burst', '0']);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /--token-burst must be a number \(whole\) of at least 1/);
+    } finally {
+      await daemon.destroy();
+    }
+  });
+
   test('a registered container gets a new instance at each register: the tokens of the run before are refused', async () => {
     const daemon = await TestDaemon.start();
     // A pid namespace another runtime made: `unshare --pid --fork` with an idle init.

@@ -29,6 +29,7 @@ async function issueToken({ container, identity }: GuestContext, request: Reques
   }
   const audience = audienceOf(request.query);
   const ttl = ttlOf(request.query);
+  identity.admit(container);
   const { record } = container;
   const { token, claims } = await identity.issue({ name: record.name, instance: record.instance_uuid, privileged: record.privileged }, audience, ttl);
   return { contentType: jwtType, body: token, etag: `"${claims.jti}"` };

@@ -7,6 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, jwtVerify, SignJWT } from 'jose';
 import { ApolloError } from '../../shared/errors.js';
+import type { Container } from '../containers/container.js';
+import { type RateLimit, retryAfterSeconds, TokenBucket } from '../guest/limits.js';
 import type { Logger } from '../log.js';
 import { KeyStore, signingAlgorithm } from './key-store.js';
 import { publishIdentity } from './public-files.js';
@@ -21,6 +23,13 @@ export const defaultTokenSeconds = 300;
  * valid: relying parties whose clocks run a little behind still find it.
  */
 export const retirementGraceSeconds = 60;
+/**
+ * Tokens a container may be issued, per second and at once. A signature costs the daemon
+ * about fifteen times what a config GET does (docs/RELIABILITY.md), and a workload needs
+ * a token per login, not a stream of them: without this, one container within its
+ * request rate could take all the signing the host can do.
+ */
+export const defaultTokenRate: RateLimit = { perSecond: 16, burst: 64 };
 
 /** The `devapollo` claim: which container, which instance of it, on which host. */
 export interface DevapolloClaim {
@@ -51,6 +60,8 @@ export interface TokenSubject {
 
 export class IdentityIssuer {
   private retirementTimer: NodeJS.Timeout | undefined;
+  /** Each container's token bucket, made at its first request (a re-created container starts afresh). */
+  private readonly buckets = new WeakMap<Container, TokenBucket>();
   private jwksCache: JSONWebKeySet | undefined;
   private closed = false;
 
@@ -59,15 +70,22 @@ export class IdentityIssuer {
     readonly settings: IdentitySettings,
     private readonly publicDir: string,
     private readonly logger: Logger,
+    private readonly tokenRate: RateLimit,
   ) {}
 
   /**
    * Loads the keys from `identityDir` (making the first one at first start), retires those
    * whose last token has expired, and publishes the JWK Set and discovery document.
    */
-  static async open(options: { identityDir: string; publicDir: string; settings: IdentitySettings; logger: Logger }): Promise<IdentityIssuer> {
+  static async open(options: {
+    identityDir: string;
+    publicDir: string;
+    settings: IdentitySettings;
+    logger: Logger;
+    tokenRate?: RateLimit | undefined;
+  }): Promise<IdentityIssuer> {
     const { store, created } = await KeyStore.open(options.identityDir, { retainMs: (maxTokenSeconds + retirementGraceSeconds) * 1000 });
-    const issuer = new IdentityIssuer(store, options.settings, options.publicDir, options.logger);
+    const issuer = new IdentityIssuer(store, options.settings, options.publicDir, options.logger, options.tokenRate ?? defaultTokenRate);
     if (created !== undefined) options.logger.info('identity key created', { kid: created.kid, file: created.file });
     await issuer.retireExpired();
     await issuer.publish();
@@ -84,6 +102,23 @@ export class IdentityIssuer {
   /** Changes whenever the JWK Set does (keys are only ever added and removed, never reused). */
   jwksEtag(): string {
     return `"jwks-${this.store.published.map((key) => key.kid.slice(0, 8)).join('-')}"`;
+  }
+
+  /**
+   * Takes one of `container`'s tokens; over its token rate, a 429 with Retry-After (its
+   * requests also count against its guest request rate, before they get here).
+   */
+  admit(container: Container): void {
+    let bucket = this.buckets.get(container);
+    if (bucket === undefined) this.buckets.set(container, (bucket = new TokenBucket(this.tokenRate)));
+    const waitMs = bucket.take();
+    if (waitMs === 0) return;
+    const seconds = retryAfterSeconds(waitMs);
+    throw new ApolloError(
+      'too-many-requests',
+      `too many identity tokens for this container (at most ${this.tokenRate.perSecond} a second, ${this.tokenRate.burst} at once)`,
+      { headers: { 'Retry-After': String(seconds) } },
+    );
   }
 
   /** A signed token for `subject`, and its claims. Logged without the token. */

@@ -24,6 +24,8 @@ type ServeArgs = Global & {
   'log-requests': boolean;
   'identity-issuer'?: string | undefined;
   'trust-domain'?: string | undefined;
+  'token-rate': number;
+  'token-burst': number;
 };
 
 /** Options that must be numbers of at least `min` (integers where `integer`). */
@@ -39,6 +41,8 @@ const numeric: [keyof ServeArgs, number, boolean][] = [
   ['max-event-streams', 1, true],
   ['header-timeout', 0.001, false],
   ['idle-timeout', 0.001, false],
+  ['token-rate', 0, false],
+  ['token-burst', 1, true],
 ];
 
 export const serveCommand: CommandModule<Global, ServeArgs> = {
@@ -78,6 +82,8 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
         defaultDescription: 'HOSTNAME',
         describe: 'the SPIFFE trust domain in the sub of identity tokens (spiffe://TRUST_DOMAIN/devapollo/HOSTNAME/NAME)',
       })
+      .option('token-rate', { type: 'number', default: 16, describe: 'identity tokens per second per container (0: no limit beyond --rate-limit)' })
+      .option('token-burst', { type: 'number', default: 64, describe: 'identity tokens a container may be issued at once' })
       .example('$0 serve --dir /var/lib/apollo', '')
       .example('$0 serve --identity-issuer https://apollo.example.com --trust-domain example.com', 'tokens a relying party checks at that URL')
       .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs') as never,
@@ -101,6 +107,7 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       stopTimeoutSeconds: argv['stop-timeout'],
       logRequests: argv['log-requests'],
       identity,
+      tokenRate: { perSecond: argv['token-rate'], burst: argv['token-burst'] },
       guestLimits: {
         ...defaultGuestLimits,
         headersTimeoutMs: argv['header-timeout'] * 1000,
