@@ -96,6 +96,8 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     const guestDirWasMissing = guestDirMissing && records.some((record) => record.init !== null);
 
     const features = await checkPeerCredentials(paths.dir);
+    // Before any container is adopted: a key file it refuses stops the daemon with nothing held.
+    const identity = await IdentityIssuer.open({ identityDir: paths.identityDir, publicDir: paths.publicDir, settings: options.identity, logger, tokenRate: options.tokenRate });
 
     const watcher = new ExitWatcher();
     const manager = new ContainerManager({
@@ -110,7 +112,6 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       maxLogBytes: options.maxLogBytes,
     });
     await manager.restore(records);
-    const identity = await IdentityIssuer.open({ identityDir: paths.identityDir, publicDir: paths.publicDir, settings: options.identity, logger, tokenRate: options.tokenRate });
 
     const metrics = new Metrics();
     const observer: RequestObserver = { metrics, logger, logRequests: options.logRequests };

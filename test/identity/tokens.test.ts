@@ -438,6 +438,28 @@ describe('identity token requests and serve options', () => {
     }
   });
 
+  test('a daemon refuses to start on a corrupt key file, says which, and leaves it as it was', async () => {
+    const daemon = await TestDaemon.start();
+    try {
+      const identityDir = path.join(daemon.dir, 'identity');
+      const [file] = fs.readdirSync(identityDir);
+      assert.ok(file);
+      await daemon.signal('SIGTERM');
+      const keyFile = path.join(identityDir, file);
+      fs.writeFileSync(keyFile, '{"schema": 1, "kid": ');
+      const before = fs.readFileSync(keyFile);
+      await assert.rejects(daemon.spawn(), (error: Error) => {
+        assert.match(error.message, /exited with 1/);
+        assert.match(error.message, new RegExp(`Error: identity key file ${keyFile.replace(/[.]/g, '\\.')} is not valid JSON .*devapollo will not overwrite it`));
+        return true;
+      });
+      assert.deepEqual(fs.readFileSync(keyFile), before);
+      assert.deepEqual(fs.readdirSync(identityDir), [file], 'no key was made in its place');
+    } finally {
+      await daemon.destroy();
+    }
+  });
+
   test('serve refuses a bad --identity-issuer or --trust-domain with the value and exit 2', async () => {
     for (const [args, reason] of [
       [['--identity-issuer', 'http://apollo.example.test'], /^Error: --identity-issuer "http:\/\/apollo.example.test" must be an https:\/\/ URL/],
