@@ -7,7 +7,11 @@
  * and `GET /1.0/config/user.foo`. Then a bystander container's GETs (one kept-alive
  * connection, closed loop: its rate is the inverse of its latency) alone, while the load
  * container issues tokens, and while it makes the same number of connections' config
- * GETs; the last pair says whether a token costs a neighbour more than a GET does.
+ * GETs; the last pair says whether a token costs a neighbour more than a GET does. Last,
+ * on a daemon with the limits as shipped (1024 requests and 16 tokens a second per
+ * container), the bystander beside a container that asks for tokens as fast as it can
+ * (all but 16 a second refused) and beside the same GET flood: what a flood of token
+ * requests costs a neighbour as shipped.
  */
 import type { BenchContext } from '../lib/context.js';
 import { BenchDaemon } from '../lib/daemon.js';
@@ -19,7 +23,7 @@ import { fooValue, loadContainer, loadNote, loadRun, type LoadSample } from './t
 const bystander = 'bench-bystander';
 const tokenPath = '/1.0/identity/token?audience=bench&ttl=60';
 
-type Neighbour = 'alone' | 'tokens' | 'gets';
+type Neighbour = 'alone' | 'tokens' | 'gets' | 'limited tokens' | 'limited gets';
 
 export async function runIdentity(ctx: BenchContext): Promise<BenchResult> {
   const rounds = ctx.rounds ?? (ctx.quick ? 3 : 9);
@@ -43,7 +47,7 @@ export async function runIdentity(ctx: BenchContext): Promise<BenchResult> {
     };
 
     const samples: { tokens: LoadSample[]; gets: LoadSample[] } = { tokens: [], gets: [] };
-    const neighbours: Record<Neighbour, LoadSample[]> = { alone: [], tokens: [], gets: [] };
+    const neighbours: Record<Neighbour, LoadSample[]> = { alone: [], tokens: [], gets: [], 'limited tokens': [], 'limited gets': [] };
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? (['tokens', 'gets'] as const) : (['gets', 'tokens'] as const);
       for (const side of order) {
@@ -64,7 +68,49 @@ export async function runIdentity(ctx: BenchContext): Promise<BenchResult> {
         ctx.log(`identity round ${round + 1}/${rounds} bystander (${beside_}): ${Math.round(sample.requests_per_second)} req/s`);
       }
     }
+    daemon.destroy();
+    await limitedRounds(ctx, rounds, seconds, warmupSeconds, neighbours);
     return summarize(samples, neighbours);
+  } finally {
+    daemon.destroy();
+  }
+}
+
+/** The bystander beside a token flood and beside a GET flood, on a daemon with the limits as shipped. */
+async function limitedRounds(
+  ctx: BenchContext,
+  rounds: number,
+  seconds: number,
+  warmupSeconds: number,
+  neighbours: Record<Neighbour, LoadSample[]>,
+): Promise<void> {
+  const daemon = await BenchDaemon.start({ shippedLimits: true });
+  try {
+    await daemon.launch(loadContainer, { privileged: true, config: { 'user.foo': fooValue } });
+    await daemon.launch(bystander, { privileged: true, config: { 'user.foo': fooValue } });
+    pin(daemon.pid, '0');
+    const long = seconds + warmupSeconds + 3;
+    for (let round = 0; round < rounds; round++) {
+      const order = round % 2 === 0 ? (['limited tokens', 'limited gets'] as const) : (['limited gets', 'limited tokens'] as const);
+      for (const side of order) {
+        // The flood's refusals (429) are the point here: its own errors are not counted.
+        const background = loadRun(daemon, {
+          container: loadContainer,
+          socketPath: '/dev/apollo/sock',
+          serverPid: daemon.pid,
+          reconnect: false,
+          seconds: long,
+          warmupSeconds: 0,
+          ...(side === 'limited tokens' ? { path: tokenPath, expectBody: null } : {}),
+        });
+        await new Promise((resolve) => setTimeout(resolve, (warmupSeconds + 1) * 1000));
+        const sample = await loadRun(daemon, { container: bystander, socketPath: '/dev/apollo/sock', serverPid: daemon.pid, reconnect: false, seconds, warmupSeconds: 0.5, connections: 1 });
+        const flood = await background;
+        if (sample.errors > 0) throw new Error(`identity bystander ${side}: ${sample.errors} errors`);
+        neighbours[side].push(sample);
+        ctx.log(`identity round ${round + 1}/${rounds} bystander (${side}): ${Math.round(sample.requests_per_second)} req/s; the flood: ${Math.round(flood.requests_per_second)} req/s, ${flood.errors} refused`);
+      }
+    }
   } finally {
     daemon.destroy();
   }
@@ -127,6 +173,14 @@ function summarize(samples: { tokens: LoadSample[]; gets: LoadSample[] }, neighb
       baselineName: 'beside GETs',
       ...invert(paired(neighbours.tokens, neighbours.gets, 'requests_per_second')),
     },
+    {
+      metric: "another container's GET latency beside a token flood, limits as shipped, against beside a GET flood",
+      value: bystanderMs(neighbours['limited tokens']),
+      unit: 'ms',
+      baseline: bystanderMs(neighbours['limited gets']),
+      baselineName: 'beside GETs',
+      ...invert(paired(neighbours['limited tokens'], neighbours['limited gets'], 'requests_per_second')),
+    },
   ];
   return {
     id: 'identity',
@@ -136,7 +190,10 @@ function summarize(samples: { tokens: LoadSample[]; gets: LoadSample[] }, neighb
       'alternating round by round, each from 10 kept-alive connections of a privileged container (autocannon, pinned to core 1; ' +
       'the daemon pinned to core 0, its request and token rate limits off (`--rate-limit 0 --token-rate 0`: its capacity, not its limiter), log level warn, so no line per token). ' +
       "Then another container's GETs on one kept-alive connection (closed loop: its mean latency is the inverse of its rate) " +
-      'alone, while the first issues tokens, and while it makes config GETs on the same 10 connections. Ratios are the medians of ' +
+      'alone, while the first issues tokens, and while it makes config GETs on the same 10 connections; then, on a daemon with the ' +
+      'limits as shipped (1024 requests and 16 tokens a second per container), beside the same token flood (all but 16 tokens a second ' +
+      'refused with 429) and beside the same GET flood (refused past 1024 a second). ' +
+      'Ratios are the medians of ' +
       'round-by-round ratios (a latency ratio above 1 is slower), with 95% intervals.',
     rows,
     notes: [loadNote([...samples.tokens, ...samples.gets])],

@@ -97,7 +97,13 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
 
     const features = await checkPeerCredentials(paths.dir);
     // Before any container is adopted: a key file it refuses stops the daemon with nothing held.
-    const identity = await IdentityIssuer.open({ identityDir: paths.identityDir, publicDir: paths.publicDir, settings: options.identity, logger, tokenRate: options.tokenRate });
+    const identity = await IdentityIssuer.open({
+      identityDir: paths.identityDir,
+      publicDir: paths.publicDir,
+      settings: options.identity,
+      logger,
+      tokenRate: options.tokenRate,
+    });
 
     const watcher = new ExitWatcher();
     const manager = new ContainerManager({

@@ -21,8 +21,13 @@ export const identityGuestRoutes: readonly Route<GuestContext>[] = [
   { method: 'GET', path: '/1.0/identity/jwks', handler: getJwks },
 ];
 
-/** A compact JWS for the caller's container; its ETag is its jti (every answer differs). */
-async function issueToken({ container, identity }: GuestContext, request: RequestInfo): Promise<Reply> {
+/**
+ * A compact JWS for the caller's container; its ETag is its jti (every answer differs).
+ * Everything that refuses is checked synchronously, so that a refusal is written at once
+ * (no promise; see routeRequests): a flood of token requests over the token rate costs
+ * what refusing a GET does, and only granted requests wait for a signature.
+ */
+function issueToken({ container, identity }: GuestContext, request: RequestInfo): Promise<Reply> {
   if (identity === undefined) throw new ApolloError('not-found', 'identity tokens are not served by this daemon');
   if (container.record.config[identityKey] === 'false') {
     throw new ApolloError('forbidden', `Forbidden: identity tokens are turned off for this container (${identityKey}=false)`);
@@ -31,8 +36,8 @@ async function issueToken({ container, identity }: GuestContext, request: Reques
   const ttl = ttlOf(request.query);
   identity.admit(container);
   const { record } = container;
-  const { token, claims } = await identity.issue({ name: record.name, instance: record.instance_uuid, privileged: record.privileged }, audience, ttl);
-  return { contentType: jwtType, body: token, etag: `"${claims.jti}"` };
+  const signed = identity.issue({ name: record.name, instance: record.instance_uuid, privileged: record.privileged }, audience, ttl);
+  return signed.then(({ token, claims }) => ({ contentType: jwtType, body: token, etag: `"${claims.jti}"` }));
 }
 
 function getJwks({ identity }: GuestContext): Reply {

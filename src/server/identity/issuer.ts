@@ -62,6 +62,8 @@ export class IdentityIssuer {
   private retirementTimer: NodeJS.Timeout | undefined;
   /** Each container's token bucket, made at its first request (a re-created container starts afresh). */
   private readonly buckets = new WeakMap<Container, TokenBucket>();
+  /** The refusals over the token rate, one per Retry-After, made once (a flood builds none). */
+  private readonly refusals = new Map<number, ApolloError>();
   private jwksCache: JSONWebKeySet | undefined;
   private closed = false;
 
@@ -114,11 +116,16 @@ export class IdentityIssuer {
     const waitMs = bucket.take();
     if (waitMs === 0) return;
     const seconds = retryAfterSeconds(waitMs);
-    throw new ApolloError(
-      'too-many-requests',
-      `too many identity tokens for this container (at most ${this.tokenRate.perSecond} a second, ${this.tokenRate.burst} at once)`,
-      { headers: { 'Retry-After': String(seconds) } },
-    );
+    let refusal = this.refusals.get(seconds);
+    if (refusal === undefined) {
+      refusal = new ApolloError(
+        'too-many-requests',
+        `too many identity tokens for this container (at most ${this.tokenRate.perSecond} a second, ${this.tokenRate.burst} at once)`,
+        { headers: { 'Retry-After': String(seconds) } },
+      );
+      if (seconds < 3600) this.refusals.set(seconds, refusal);
+    }
+    throw refusal;
   }
 
   /** A signed token for `subject`, and its claims. Logged without the token. */
