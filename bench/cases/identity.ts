@@ -104,7 +104,8 @@ async function limitedRounds(
           ...(side === 'limited tokens' ? { path: tokenPath, expectBody: null } : {}),
         });
         await new Promise((resolve) => setTimeout(resolve, (warmupSeconds + 1) * 1000));
-        const sample = await loadRun(daemon, { container: bystander, socketPath: '/dev/apollo/sock', serverPid: daemon.pid, reconnect: false, seconds, warmupSeconds: 0.5, connections: 1 });
+        // 1.5 s, no warm-up: within the bystander's own request burst (4096, then 1024 a second).
+        const sample = await loadRun(daemon, { container: bystander, socketPath: '/dev/apollo/sock', serverPid: daemon.pid, reconnect: false, seconds: 1.5, warmupSeconds: 0, connections: 1 });
         const flood = await background;
         if (sample.errors > 0) throw new Error(`identity bystander ${side}: ${sample.errors} errors`);
         neighbours[side].push(sample);

@@ -24,8 +24,8 @@ export const defaultTokenSeconds = 300;
  */
 export const retirementGraceSeconds = 60;
 /**
- * Tokens a container may be issued, per second and at once. A signature costs the daemon
- * about fifteen times what a config GET does (docs/RELIABILITY.md), and a workload needs
+ * Tokens a container may be issued, per second and at once. A token costs the daemon
+ * about eight times what a config GET does (docs/RELIABILITY.md), and a workload needs
  * a token per login, not a stream of them: without this, one container within its
  * request rate could take all the signing the host can do.
  */
