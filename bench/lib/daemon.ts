@@ -1,7 +1,7 @@
 /**
  * A real daemon in a temporary DIR for a benchmark, driven through its admin API (the
  * host CLI's own protocol, without a Node start-up per call), with containers entered
- * by `devapollo exec -T` itself. Teardown kills every
+ * through libexec/exec.pl exactly as `devapollo exec` does. Teardown kills every
  * container it launched, the daemon, and removes DIR: at the end of the benchmark, on
  * failure, and on interruption.
  */
@@ -11,6 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execEnvironment } from '../../dist/server/cli/exec-session.js';
 import type { ContainerWire, StatusWire } from '../../dist/shared/wire.js';
 import { Agent } from './agent.js';
 import { onCleanup } from './cleanup.js';
@@ -18,6 +19,7 @@ import { startTimeOf } from './proc.js';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const hostCli = path.join(repoRoot, 'bin/devapollo.js');
+const execHelper = path.join(repoRoot, 'libexec/exec.pl');
 
 let serveHelp: string | undefined;
 
@@ -182,13 +184,17 @@ export class BenchDaemon {
   }
 
   /**
-   * Runs a command inside a container, as an Agent: `devapollo exec -T` (on pipes), since
-   * libexec/exec.pl now takes its command and environment from the CLI's session, not
-   * from its arguments.
+   * Runs a command inside a container as `devapollo exec` does (pipes, the environment
+   * exec gives, cwd /), as an Agent.
    */
   spawnIn(name: string, label: string, command: readonly string[]): Agent {
-    if (!this.inits.has(name)) throw new Error(`no container ${name}`);
-    return new Agent(label, process.execPath, [hostCli, '--dir', this.dir, 'exec', name, '-T', '--', ...command]);
+    const init = this.inits.get(name);
+    if (init === undefined) throw new Error(`no container ${name}`);
+    const environment = execEnvironment(process.env, []);
+    const strings = [...[...environment].map(([key, value]) => `${key}=${value}`), ...command];
+    const control = `${environment.size} ${command.length}\n${strings.map((s) => `${s}\0`).join('')}`;
+    const args = [execHelper, '--pid', String(init.pid), '--start-time', init.startTime, '--cwd', '/', '--mode', 'pipe'];
+    return new Agent(label, 'perl', args, { env: { PATH: '/usr/bin:/bin' }, control });
   }
 
   /** Kills every container launched here, then the daemon, and removes DIR. */

@@ -16,7 +16,8 @@ import { subordinateRange } from './containers/idmap.js';
 import type { EventHub } from './events/hub.js';
 import { IdentityIssuer } from './identity/issuer.js';
 import type { IdentitySettings } from './identity/settings.js';
-import { createGuestServer, type GuestServer, type GuestServerLimits, listenOn } from './guest/server.js';
+import { listenOn } from './guest/listen.js';
+import { createGuestServer, type GuestServer, type GuestServerLimits } from './guest/server.js';
 import type { RateLimit } from './guest/limits.js';
 import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
@@ -29,6 +30,7 @@ import { type LogFormat, Logger, type LogLevel, RateLimitedLog } from './log.js'
 import { daemonPaths, type DaemonPaths } from './paths.js';
 import { SocketKeeper } from './socket-keeper.js';
 import { ContainerStore, StateFileError } from './state/container-store.js';
+import { prepareRootDir } from './state/dir-check.js';
 
 export interface ServeOptions {
   readonly dir: string;
@@ -70,8 +72,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
   // Nothing is changed in DIR before the lock is ours: a second daemon that the lock
   // refuses must leave the first one's DIR exactly as it found it. Creating a missing DIR
   // (the lock file lives in it) is the one thing done before.
-  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o711 });
-  assertOwnedByRoot(paths.dir);
+  prepareRootDir(paths.dir, 0o711);
   const lockFd = acquireLock(paths.lockFile);
 
   try {
@@ -121,7 +122,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
 
     const metrics = new Metrics();
     const observer: RequestObserver = { metrics, logger, logRequests: options.logRequests };
-    const guestServer = createGuestServer(manager, observer, options.guestLimits, identity);
+    const guestServer = createGuestServer(manager, observer, options.guestLimits, undefined, identity);
     const { server: guest, events, openConnections } = guestServer;
     registerGauges(metrics, manager, guestServer, options.guestLimits);
     const inherited = inheritedSockets();
@@ -254,17 +255,6 @@ function layOutDir(paths: DaemonPaths, lockFd: number): void {
   for (const dir of [paths.containersDir, paths.logsDir, paths.stageDir]) {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.chmodSync(dir, 0o700);
-  }
-}
-
-/** DIR owned by another user is refused: that user could swap what the daemon keeps there. */
-function assertOwnedByRoot(dir: string): void {
-  const owner = fs.statSync(dir).uid;
-  if (owner !== 0) {
-    throw new ApolloError(
-      'forbidden',
-      `${dir} is owned by uid ${owner}, not root: its owner could replace what the daemon keeps there (chown root ${dir})`,
-    );
   }
 }
 

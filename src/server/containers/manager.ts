@@ -23,9 +23,10 @@ import {
   stateSchemaVersion,
 } from '../state/container-store.js';
 import { Container, Instance } from './container.js';
-import { allocateRange, containerIdCount, type IdRange, type ReadFile, rootRanges } from './idmap.js';
+import { allocateRange, containerIdCount, describeIdmap, type IdRange, idmapClash, type ReadFile, rootRanges } from './idmap.js';
 import { assertInstanceId, instanceIdKey, withNewInstanceId } from './instance-id.js';
 import { launchContainer } from './launcher.js';
+import { annotationConfig, claimKey, newClaim, ociBindRefusal, type OciStartFacts } from './oci-binding.js';
 
 /** Keys the daemon itself reads; their values must be booleans. */
 export const booleanKeys = new Set([
@@ -75,6 +76,18 @@ export interface RunOfContainer {
 export interface RegisterOptions {
   readonly config?: Readonly<Record<string, string>>;
   readonly runtimeId?: string | undefined;
+  /**
+   * Set by an OCI start hook: its config comes from annotations, which may be an image's,
+   * and binding to an existing record follows the rules of oci-binding.ts. Absent for
+   * LXC hooks and `devapollo register`, whose config is the admin's.
+   */
+  readonly oci?: OciStartFacts | undefined;
+}
+
+/** A registration's outcome: the container, and what of the request was left out (for the hook's Warning: line). */
+export interface Registration {
+  readonly container: Container;
+  readonly warnings: readonly string[];
 }
 
 export interface LaunchRequest {
@@ -108,6 +121,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       const container = new Container(record);
       this.containers.set(record.name, container);
       if (record.idmap !== null) this.idmaps.set(record.name, record.idmap);
+      if (record.origin !== 'launch' && record.config[claimKey] === undefined) await this.giveClaim(container);
       const init = record.init;
       if (init === null) continue;
       const adopted = init.boot_id === bootId ? this.tryAdopt(container, init.pid, init.start_time) : undefined;
@@ -115,6 +129,20 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
         this.options.logger.info('container is no longer running', { container: record.name, pid: init.pid });
         await this.update(container, (r) => ({ ...withGuestState(r, 'Started'), init: null }));
       }
+    }
+    this.reportIdmapClashes();
+  }
+
+  /**
+   * A container a runtime's hook may bind to that has no claim (made by a devapollo from
+   * before claims, or unset by hand) gets one at start-up; if it cannot be written, the
+   * container stays bindable only by its own runs, as it was.
+   */
+  private async giveClaim(container: Container): Promise<void> {
+    try {
+      await this.update(container, (r) => withConfig(r, keyMap([[claimKey, newClaim()]]), 'creation'));
+    } catch (error) {
+      this.options.logger.warn('cannot give a container its claim', { container: container.name, error: String(error) });
     }
   }
 
@@ -166,10 +194,15 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     return container;
   }
 
-  /** Checks and saves a new container's record (origin `create`), busy with `busy`. */
+  /**
+   * Checks and saves a new container's record (origin `create`), busy with `busy`. One
+   * that is only created (not busy starting) gets a claim: the token an OCI runtime's
+   * start hook shows to bind to it (oci-binding.ts).
+   */
   private async define(request: LaunchRequest, busy: string | undefined): Promise<Container> {
     assertContainerName(request.name);
     const config = this.validatedConfig(request.config);
+    if (busy === undefined && config[claimKey] === undefined) config[claimKey] = newClaim();
     if (request.command !== null && request.command.length === 0) {
       throw new ApolloError('bad-request', 'the command is empty');
     }
@@ -254,10 +287,10 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
    * Adopts a container another runtime started (LXC, OCI), by its init's pid. The pid must
    * be the init of its own pid namespace, and no other container may hold that namespace.
    */
-  async register(name: string, pid: number, options: RegisterOptions = {}): Promise<Container> {
+  async register(name: string, pid: number, options: RegisterOptions = {}): Promise<Registration> {
     assertContainerName(name);
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new ApolloError('bad-request', `invalid pid ${String(pid)}`);
-    const changes = this.validatedConfig(options.config ?? {});
+    const requested = this.validatedConfig(options.config ?? {});
     const runtimeId = options.runtimeId;
     const existing = this.containers.get(name);
     if (existing !== undefined) {
@@ -268,7 +301,17 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
         throw new ApolloError('conflict', `container ${name} was created with a command for devapollo to run: start it with devapollo start`);
       }
       if (existing.instance?.running) throw new ApolloError('conflict', `container ${name} is already registered and running`);
+      const refusal = options.oci === undefined ? undefined : ociBindRefusal(existing.record, runtimeId, options.oci);
+      if (refusal !== undefined) {
+        this.options.logger.warn('an OCI start hook was refused the name of an existing container', { container: name, pid });
+        throw new ApolloError('forbidden', refusal);
+      }
     }
+    const { config: changes, ignored: warnings } =
+      options.oci === undefined ? { config: requested, ignored: [] } : annotationConfig(requested, existing?.record);
+    for (const warning of warnings) this.options.logger.warn('OCI annotations ignored', { container: name, why: warning });
+    // A container a runtime's hook may bind to again has a claim from its first registration.
+    if (existing === undefined && changes[claimKey] === undefined) changes[claimKey] = newClaim();
     const { fd: pidfd } = openPidfd(pid);
     if (pidfd < 0) throw new ApolloError('bad-request', `no process with pid ${pid}`);
     let container: Container | undefined;
@@ -290,8 +333,9 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       try {
         await this.update(container, (r) => {
           before = r.config;
+          const { last_runtime_id: _lastRun, ...rest } = withGuestState(withConfig(r, changes, when) ?? r, 'Started');
           return {
-            ...withGuestState(withConfig(r, changes, when) ?? r, 'Started'),
+            ...rest,
             origin: 'register',
             // Each run another runtime binds is a new instance (identity tokens name it).
             instance_uuid: randomUUID(),
@@ -302,6 +346,8 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
               boot_id: currentBootId(),
               ...(runtimeId === undefined ? {} : { runtime_id: runtimeId }),
             },
+            // This run is the last one now (an LXC run, with no id, leaves none).
+            ...(runtimeId === undefined ? {} : { last_runtime_id: runtimeId }),
           };
         });
       } catch (error) {
@@ -313,7 +359,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       if (existing !== undefined) this.announceConfigChanges(container, before);
       this.emitLifecycle(container, 'started');
       this.options.logger.info('container registered', { container: name, pid });
-      return container;
+      return { container, warnings };
     } catch (error) {
       if (container?.instance === undefined) closeFd(pidfd);
       throw error;
@@ -445,8 +491,9 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
             closeFd(pidfd);
             throw error;
           }
+          // devapollo runs it from now on: no hook may bind to it, so its claim has no use.
           await this.update(container, (r) => ({
-            ...withGuestState(r, 'Started'),
+            ...withGuestState(withConfig(r, keyMap([[claimKey, null]]), 'creation') ?? r, 'Started'),
             origin: 'launch',
             init: { pid, start_time: startTime, boot_id: currentBootId() },
           }));
@@ -477,6 +524,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     const { record } = container;
     if (record.privileged || record.config[isolatedKey] !== 'true') return { uids: this.options.uids, gids: this.options.gids };
     let idmap = this.idmaps.get(record.name) ?? record.idmap;
+    if (idmap !== null) this.assertOwnRange(record.name, idmap);
     if (idmap === null) {
       const own = this.allocateIdmap(record.name);
       this.idmaps.set(record.name, own);
@@ -490,6 +538,33 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
       idmap = own;
     }
     return { uids: { base: idmap.uid_base, count: idmap.count }, gids: { base: idmap.gid_base, count: idmap.count } };
+  }
+
+  /**
+   * Refuses to start a container whose own range (from its record) overlaps another
+   * record's own range or the shared one: two containers would share file ownership and
+   * processes' uids (a state file copied by hand to clone a container copies its range).
+   * Both records are kept as they are; the admin deletes one (or unsets
+   * security.idmap.isolated of one made that way by mistake, after deleting the other).
+   */
+  private assertOwnRange(name: string, idmap: IdmapRecord): void {
+    const clash = idmapClash(name, idmap, this.idmaps, this.options.uids, this.options.gids);
+    if (clash === undefined) return;
+    throw new ApolloError(
+      'conflict',
+      `container ${name} cannot start: its own id range (${describeIdmap(idmap)}) overlaps ${clash}; ` +
+        'two containers must never share ids (was a state file copied by hand?): delete one of them with devapollo delete NAME, and the other starts',
+    );
+  }
+
+  /** Says in the daemon's log which records' own ranges overlap (found at start-up); those containers are refused at start. */
+  private reportIdmapClashes(): void {
+    for (const [name, idmap] of this.idmaps) {
+      const clash = idmapClash(name, idmap, this.idmaps, this.options.uids, this.options.gids);
+      if (clash !== undefined) {
+        this.options.logger.warn('a container\'s own id range overlaps another\'s: it is refused at start until one of them is deleted', { container: name, range: describeIdmap(idmap), overlaps: clash });
+      }
+    }
   }
 
   /** A uid and a gid range that no container holds and that are not the shared ones. */

@@ -4,7 +4,9 @@
  */
 import { ApolloError } from '../../shared/errors.js';
 import type { AdminContext } from '../admin/routes.js';
-import { json, parseJsonBody, type RequestInfo, type Route } from '../http/router.js';
+import { parseJsonBody } from '../http/body.js';
+import { json } from '../http/reply.js';
+import type { RequestInfo, Route } from '../http/router.js';
 import type { IdentityIssuer } from './issuer.js';
 
 export const identityAdminRoutes: readonly Route<AdminContext>[] = [

@@ -4,8 +4,9 @@
  * time; the guest chooses only the audience and the lifetime.
  */
 import { ApolloError } from '../../shared/errors.js';
-import type { GuestContext } from '../guest/routes.js';
-import { json, type Reply, type RequestInfo, type Route } from '../http/router.js';
+import type { GuestContext } from '../guest/context.js';
+import { json, type Reply } from '../http/reply.js';
+import type { RequestInfo, Route } from '../http/router.js';
 import { defaultTokenSeconds, maxTokenSeconds } from './issuer.js';
 
 /** Turns tokens off for one container: its token requests get 403. */
@@ -32,11 +33,7 @@ function issueToken({ container, identity }: GuestContext, request: RequestInfo)
   if (container.record.config[identityKey] === 'false') {
     throw new ApolloError('forbidden', `Forbidden: identity tokens are turned off for this container (${identityKey}=false)`);
   }
-  const audience = audienceOf(request.query);
-  const ttl = ttlOf(request.query);
-  identity.admit(container);
-  const { record } = container;
-  const signed = identity.issue({ name: record.name, instance: record.instance_uuid, privileged: record.privileged }, audience, ttl);
+  const signed = identity.issue(audienceOf(request.query), ttlOf(request.query));
   return signed.then(({ token, claims }) => ({ contentType: jwtType, body: token, etag: `"${claims.jti}"` }));
 }
 

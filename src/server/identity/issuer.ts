@@ -51,6 +51,17 @@ export interface TokenClaims {
   readonly devapollo: DevapolloClaim;
 }
 
+/** One container's side of the issuer: tokens that name it, and the keys (what a guest handler gets). */
+export interface ContainerIdentity {
+  /**
+   * A token for the container as its record says now. Over its token rate it throws a
+   * 429 at once, synchronously, before anything is signed.
+   */
+  issue(audience: string, ttlSeconds: number): Promise<{ token: string; claims: TokenClaims }>;
+  jwks(): JSONWebKeySet;
+  jwksEtag(): string;
+}
+
 /** What a token is issued for: the container as its record says now. */
 export interface TokenSubject {
   readonly name: string;
@@ -106,11 +117,24 @@ export class IdentityIssuer {
     return `"jwks-${this.store.published.map((key) => key.kid.slice(0, 8)).join('-')}"`;
   }
 
+  /** The issuer as one container sees it: it can ask only for tokens that name itself. */
+  forContainer(container: Container): ContainerIdentity {
+    return {
+      issue: (audience, ttlSeconds) => {
+        this.admit(container);
+        const { record } = container;
+        return this.issue({ name: record.name, instance: record.instance_uuid, privileged: record.privileged }, audience, ttlSeconds);
+      },
+      jwks: () => this.jwks(),
+      jwksEtag: () => this.jwksEtag(),
+    };
+  }
+
   /**
    * Takes one of `container`'s tokens; over its token rate, a 429 with Retry-After (its
    * requests also count against its guest request rate, before they get here).
    */
-  admit(container: Container): void {
+  private admit(container: Container): void {
     let bucket = this.buckets.get(container);
     if (bucket === undefined) this.buckets.set(container, (bucket = new TokenBucket(this.tokenRate)));
     const waitMs = bucket.take();
