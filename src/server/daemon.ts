@@ -196,6 +196,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       running: counts.running,
       socket_activation: inherited !== undefined,
     });
+    identity.logStarted();
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));

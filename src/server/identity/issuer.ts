@@ -10,7 +10,7 @@ import { ApolloError } from '../../shared/errors.js';
 import type { Container } from '../containers/container.js';
 import { type RateLimit, retryAfterSeconds, TokenBucket } from '../guest/limits.js';
 import type { Logger } from '../log.js';
-import { KeyStore, signingAlgorithm } from './key-store.js';
+import { KeyStore, type SigningKey, signingAlgorithm } from './key-store.js';
 import { publishIdentity } from './public-files.js';
 import { type IdentitySettings, spiffeId } from './settings.js';
 
@@ -77,6 +77,11 @@ export class IdentityIssuer {
   private readonly refusals = new Map<number, ApolloError>();
   private jwksCache: JSONWebKeySet | undefined;
   private closed = false;
+  /**
+   * What opening did, told by `logStarted` once the daemon has said it started: nothing is
+   * logged before a start that may still fail (a start refused for its arguments says only why).
+   */
+  private opened: { created: SigningKey | undefined; retired: SigningKey[] } = { created: undefined, retired: [] };
 
   private constructor(
     private readonly store: KeyStore,
@@ -99,8 +104,7 @@ export class IdentityIssuer {
   }): Promise<IdentityIssuer> {
     const { store, created } = await KeyStore.open(options.identityDir, { retainMs: (maxTokenSeconds + retirementGraceSeconds) * 1000 });
     const issuer = new IdentityIssuer(store, options.settings, options.publicDir, options.logger, options.tokenRate ?? defaultTokenRate);
-    if (created !== undefined) options.logger.info('identity key created', { kid: created.kid, file: created.file });
-    await issuer.retireExpired();
+    issuer.opened = { created, retired: await issuer.retireExpired(false) };
     await issuer.publish();
     issuer.scheduleRetirement();
     return issuer;
@@ -224,17 +228,26 @@ export class IdentityIssuer {
     return payload as unknown as TokenClaims;
   }
 
+  /** Logs the key made or retired at start, and the key that signs. */
+  logStarted(): void {
+    const { created, retired } = this.opened;
+    if (created !== undefined) this.logger.info('identity key created', { kid: created.kid, file: created.file });
+    for (const key of retired) this.logger.info('identity key retired', { kid: key.kid });
+    this.logger.info('identity tokens signed', { issuer: this.settings.issuer, trust_domain: this.settings.trustDomain, kid: this.store.current.kid });
+  }
+
   /** Stops the retirement timer (daemon shutdown). */
   close(): void {
     this.closed = true;
     clearTimeout(this.retirementTimer);
   }
 
-  private async retireExpired(): Promise<void> {
+  /** Retires the keys whose last token has expired; logs them unless told not to (at open). */
+  private async retireExpired(log = true): Promise<SigningKey[]> {
     const retired = await this.store.retire();
-    if (retired.length === 0) return;
-    this.jwksCache = undefined;
-    for (const key of retired) this.logger.info('identity key retired', { kid: key.kid });
+    if (retired.length > 0) this.jwksCache = undefined;
+    if (log) for (const key of retired) this.logger.info('identity key retired', { kid: key.kid });
+    return retired;
   }
 
   private async publish(): Promise<void> {
