@@ -146,6 +146,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       identity: features,
       socket_activation: inherited !== undefined,
       socket_repairs: keeper.repairs(),
+      ...(debugInternals ? { internals: { ...manager.internals(), ...guestServer.internals(), metric_label_sets: metrics.labelSets, process_listeners: processListeners() } } : {}),
     });
     const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render(), identity }, manager, observer, adminGid);
     // Read by status() only once the daemon answers, after this line.
@@ -361,6 +362,14 @@ function registerGauges(metrics: Metrics, manager: ContainerManager, guest: Gues
   metrics.register('process_open_fds', 'gauge', 'Open file descriptors of the daemon.', () => [{ value: fs.readdirSync('/proc/self/fd').length }]);
   metrics.register('nodejs_heap_size_used_bytes', 'gauge', 'Used size of the JavaScript heap.', () => [{ value: process.memoryUsage().heapUsed }]);
   metrics.register('nodejs_external_memory_bytes', 'gauge', 'Memory of Buffers and other objects outside the heap.', () => [{ value: process.memoryUsage().external }]);
+}
+
+/** Whether `status` shows its `internals` (a switch for tests and debugging: StatusWire['internals']). */
+const debugInternals = process.env['DEVAPOLLO_DEBUG_INTERNALS'] === '1';
+
+/** Listeners on `process`, all events together (signals, exit, warnings). */
+function processListeners(): number {
+  return process.eventNames().reduce((sum, name) => sum + process.listenerCount(name), 0);
 }
 
 /** The guest socket's limits as `status` shows them. */

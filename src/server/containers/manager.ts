@@ -161,6 +161,17 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     return container;
   }
 
+  /** Sizes of what the manager keeps by container, namespace or pid (status `internals`). */
+  internals(): Record<string, number> {
+    return {
+      containers: this.containers.size,
+      instances_by_namespace: this.byNamespace.size,
+      isolated_idmaps: this.idmaps.size,
+      exit_watches: this.options.watcher.size,
+      manager_event_listeners: this.listenerCount('event'),
+    };
+  }
+
   counts(): { total: number; running: number } {
     let running = 0;
     for (const c of this.containers.values()) if (c.instance?.running) running++;

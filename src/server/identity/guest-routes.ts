@@ -5,7 +5,8 @@
  */
 import { ApolloError } from '../../shared/errors.js';
 import type { GuestContext } from '../guest/context.js';
-import { json, type Reply } from '../http/reply.js';
+import { json } from '../guest/http.js';
+import type { Reply } from '../http/reply.js';
 import type { RequestInfo, Route } from '../http/router.js';
 import { defaultTokenSeconds, maxTokenSeconds } from './issuer.js';
 
