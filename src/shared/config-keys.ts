@@ -16,6 +16,7 @@ export const booleanKeys: ReadonlySet<string> = new Set([
   'security.devapollo',
   'security.devapollo.users',
   'security.devapollo.lxd-compat',
+  'security.devapollo.identity',
   'security.idmap.isolated',
 ]);
 

@@ -6,6 +6,7 @@ import { render, renderEventLine, safeJson, writeOut, writeValue } from '../../s
 import type { GuestInfoWire } from '../../shared/wire.js';
 import { GuestClient } from '../api-client.js';
 import { getValue, readAllValues, setReady, waitForKey, watchEvents, writeSeed } from '../operations.js';
+import { fetchToken } from './token.js';
 
 /** The options every guest command has (main declares them). */
 export interface GuestGlobals {
@@ -164,9 +165,26 @@ const seed: CommandEntry<GuestGlobals> = {
   ),
 };
 
+const token: CommandEntry<GuestGlobals> = {
+  command: 'token',
+  describe: 'Print a signed, short-lived identity token (JWT) for this container',
+  body: guestCommand(
+    (y) =>
+      y
+        .option('audience', { type: 'string', demandOption: true, describe: 'who the token is for (its aud); the relying party checks it' })
+        .option('ttl', { type: 'string', describe: 'lifetime in seconds, 1 to 3600 (default 300)' })
+        .example('$0 token --audience vault', 'for `vault write auth/jwt/login role=... jwt=...`')
+        .example('TOKEN=$($0 token --audience https://api.example.com --ttl 60)', 'in a script'),
+    async (argv) => {
+      if (argv.audience === '') throw new ApolloError('usage', '--audience must not be empty');
+      await writeOut(`${await fetchToken(guestClient(argv), argv.audience, argv.ttl)}\n`);
+    },
+  ),
+};
+
 /**
  * Every `devapollo-guest` command, in the order `--help` lists them. The bodies sit
  * beside their heads: the CLI is one bundled file, compiled whole on its first use (and
  * `get` never loads it: src/client/entry.ts).
  */
-export const guestCommands: readonly CommandEntry<GuestGlobals>[] = [get, config, metadata, info, watch, wait, ready, seed];
+export const guestCommands: readonly CommandEntry<GuestGlobals>[] = [get, config, metadata, info, watch, wait, ready, seed, token];

@@ -10,6 +10,7 @@ import type { HostGlobals } from './commands/shared.js';
 const containers = () => import('./commands/containers.js');
 const config = () => import('./commands/config.js');
 const hooks = () => import('./commands/hook.js');
+const identity = () => import('./commands/identity.js');
 
 export const hostCommands: readonly CommandEntry<HostGlobals>[] = [
   {
@@ -40,6 +41,27 @@ export const hostCommands: readonly CommandEntry<HostGlobals>[] = [
         command: 'oci <stage>',
         describe: `For OCI runtime hooks; STAGE is the hook's stage (${Object.keys(ociStages).join(', ')}); the state JSON comes on stdin`,
         load: async () => (await hooks()).oci,
+      },
+    ],
+  },
+  {
+    command: 'identity <command>',
+    describe: 'Workload identity tokens: the JWK Set, key rotation, verification',
+    subcommands: [
+      {
+        command: 'jwks',
+        describe: 'Print the JWK Set that verifies identity tokens (the current key and those not yet retired)',
+        load: async () => (await identity()).jwks,
+      },
+      {
+        command: 'rotate',
+        describe: 'Make a new signing key; the old one stays in the JWK Set until every token it signed has expired',
+        load: async () => (await identity()).rotate,
+      },
+      {
+        command: 'verify <token>',
+        describe: 'Check a token: print its claims (exit 0), or why it is not valid (exit 4)',
+        load: async () => (await identity()).verify,
       },
     ],
   },

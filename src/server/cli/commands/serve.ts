@@ -1,6 +1,7 @@
 /** `devapollo serve`: the daemon in the foreground. */
 import { ApolloError } from '../../../shared/errors.js';
 import { defaultGuestLimits } from '../../guest/server.js';
+import { identitySettings } from '../../identity/settings.js';
 import { resolveDir } from '../../paths.js';
 import { hostCommand } from './shared.js';
 
@@ -23,6 +24,8 @@ const numeric: [option: string, min: number, integer: boolean, max?: [number, st
   ['max-event-streams', 1, true],
   ['header-timeout', 0.001, false, [requestSeconds, 'the time a guest has for its whole request']],
   ['idle-timeout', 0.001, false, [longestWaitSeconds, 'the longest a timer waits']],
+  ['token-rate', 0, false],
+  ['token-burst', 1, true],
 ];
 
 /** Each numeric option's value in range, or a usage error that names it, the range and the value. */
@@ -64,11 +67,25 @@ export const serve = hostCommand(
       .option('max-event-streams', { type: 'number', default: 64, describe: 'open event streams per container' })
       .option('header-timeout', { type: 'number', default: 5, describe: 'seconds a guest has to send its request headers' })
       .option('idle-timeout', { type: 'number', default: 30, describe: 'seconds an idle kept-alive guest connection stays open' })
+      .option('identity-issuer', {
+        type: 'string',
+        defaultDescription: 'https://HOSTNAME',
+        describe: 'the iss of identity tokens: an https URL where DIR/public is published (ISSUER/jwks.json)',
+      })
+      .option('trust-domain', {
+        type: 'string',
+        defaultDescription: 'HOSTNAME',
+        describe: 'the SPIFFE trust domain in the sub of identity tokens (spiffe://TRUST_DOMAIN/devapollo/HOSTNAME/NAME)',
+      })
+      .option('token-rate', { type: 'number', default: 16, describe: 'identity tokens per second per container (0: no limit beyond --rate-limit)' })
+      .option('token-burst', { type: 'number', default: 64, describe: 'identity tokens a container may be issued at once' })
       .example('$0 serve --dir /var/lib/apollo', '')
+      .example('$0 serve --identity-issuer https://apollo.example.com --trust-domain example.com', 'tokens a relying party checks at that URL')
       .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs'),
   async (argv) => {
     checkNumbers(argv);
     const dir = resolveDir(argv.dir);
+    const identity = identitySettings({ issuer: argv['identity-issuer'], trustDomain: argv['trust-domain'] });
     if (process.getuid?.() !== 0) throw new ApolloError('forbidden', 'devapollo serve must run as root');
     const { serve: startDaemon } = await import('../../daemon.js');
     const daemon = await startDaemon({
@@ -80,6 +97,8 @@ export const serve = hostCommand(
       adminGroup: argv['admin-group'],
       stopTimeoutSeconds: argv['stop-timeout'],
       logRequests: argv['log-requests'],
+      identity,
+      tokenRate: { perSecond: argv['token-rate'], burst: argv['token-burst'] },
       guestLimits: {
         ...defaultGuestLimits,
         headersTimeoutMs: argv['header-timeout'] * 1000,
