@@ -13,6 +13,7 @@
  * restarting the daemon never stops a container.
  */
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
@@ -50,6 +51,20 @@ const containerEnvironment = {
 const handshakeTimeoutMs = 30_000;
 
 /**
+ * Makes the container's log (0600, kept if it is there: a restarted container appends)
+ * before the monitor runs: the monitor only ever opens a log that exists, so one removed
+ * with its container (a launch that failed, a delete) is never made again behind the
+ * daemon's back. Best effort: a log that cannot be made only costs the output.
+ */
+function openLog(file: string): void {
+  try {
+    fs.closeSync(fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600));
+  } catch {
+    // The monitor finds no log and drops the output.
+  }
+}
+
+/**
  * Runs the launcher; `register(pid)` is called once the init is ready and must make the
  * daemon serve it. Resolves with the init's host pid once the command (if any) runs.
  * When it throws after `register` succeeded (the command could not be executed, the
@@ -63,6 +78,7 @@ export async function launchContainer(spec: LaunchSpec, register: (pid: number) 
     args.push('--uid-map', `${spec.uids.base}:${spec.uids.count}`, '--gid-map', `${spec.gids.base}:${spec.gids.count}`);
   }
   args.push('--', ...(spec.command ?? []));
+  openLog(spec.logFile);
 
   const child = spawn('perl', args, {
     detached: true,
