@@ -51,7 +51,8 @@ export interface StatusWire {
     readonly change_waits_per_container: number;
     readonly pipelined_requests_per_connection: number;
   };
-  readonly identity: { readonly peer_pidfd: boolean; readonly namespace_ids: boolean };
+  /** The kernel features identity uses (SO_PEERPIDFD, PIDFD_GET_PID_NAMESPACE, NS_GET_ID), detected at start. */
+  readonly identity: { readonly peer_pidfd: boolean; readonly pidfd_namespace: boolean; readonly namespace_ids: boolean };
   /** Whether the sockets came from a service manager (systemd socket activation). */
   readonly socket_activation: boolean;
   /**
