@@ -9,6 +9,7 @@ import { after, before, describe } from 'node:test';
 import { eventually, guestScript, run, TestDaemon } from '../helpers/daemon.js';
 import { childrenOf } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
+import { kernelModes } from '../helpers/kernel-modes.js';
 
 const python = ['/usr/bin/python3'].find((p) => fs.existsSync(p));
 
@@ -97,17 +98,20 @@ threading.Thread(target=ask).start()
 ctypes.CDLL(None).pthread_exit(None)
 `;
 
-/** Kernel features a daemon can be told to do without (src/server/kernel/legacy.ts). */
+/** Kernel features a daemon can be told to do without (src/server/kernel/features.ts). */
 const legacyKernel = { ...process.env, DEVAPOLLO_TEST_LEGACY_KERNEL: 'peer-pidfd,pidfd-namespace,ns-get-id' };
 
-describe('identity attacks', () => {
+// Every attack on each kernel path: this kernel's, and each fallback for older ones.
+for (const mode of kernelModes) describe(`identity attacks, ${mode.name}`, () => {
   let daemon: TestDaemon;
   const test = gatedTest(curlUnavailable);
   const children: ChildProcess[] = [];
 
   before(async () => {
     if (curlUnavailable) return;
-    daemon = await TestDaemon.start();
+    daemon = await TestDaemon.start({ env: mode.env });
+    const status = JSON.parse((await daemon.cli(['status', '--format', 'json'])).out) as { identity: unknown };
+    assert.deepEqual(status.identity, mode.identity, 'the daemon takes the kernel paths of this mode');
     await daemon.launch('alice', { config: { 'user.foo': 'alice-secret' } });
     await daemon.launch('bob', { config: { 'user.foo': 'bob' } });
   });
@@ -224,10 +228,12 @@ require('http').get({ socketPath: process.argv[2], path: '/1.0/config/user.foo' 
     // Seen from the host, such a process is nobody, as every host process is.
     const host = await run(python, [script, sock()]);
     assert.match(host.out, /^Z HTTP\/1\.1 403 /);
+    // The old form of the variable (every feature named) still means all of them off.
+    if (mode !== kernelModes[0]) return;
     const legacy = await TestDaemon.start({ env: legacyKernel });
     try {
       const identity = JSON.parse((await legacy.cli(['status', '--format', 'json'])).out) as { identity: Record<string, boolean> };
-      assert.deepEqual(identity.identity, { peer_pidfd: false, namespace_ids: false });
+      assert.deepEqual(identity.identity, { peer_pidfd: false, pidfd_namespace: false, namespace_ids: false });
       await legacy.launch('carol', { config: { 'user.foo': 'carol-secret' } });
       const old = await legacy.exec('carol', [python, script, '/dev/apollo/sock']);
       assert.equal(old.out, 'Z HTTP/1.1 200 OK carol-secret', old.stderr);
@@ -289,7 +295,7 @@ require('http').get({ socketPath: process.argv[2], path: '/1.0/config/user.foo' 
       return;
     }
     const gid = spawnSync('getent', ['group', 'devapollo-test'], { encoding: 'utf8' }).stdout.split(':')[2] ?? '';
-    const grouped = await TestDaemon.start({ args: ['--admin-group', 'devapollo-test'] });
+    const grouped = await TestDaemon.start({ args: ['--admin-group', 'devapollo-test'], env: mode.env });
     try {
       const socket = path.join(grouped.dir, 'unix.socket');
       const member = await run('setpriv', [...asUser(gid).slice(1), 'curl', '-sS', '--unix-socket', socket, 'http://d/1.0']);

@@ -8,6 +8,7 @@ import { after, before, describe } from 'node:test';
 import { eventually, guestTool, hostCli, run, TestDaemon } from '../helpers/daemon.js';
 import { childrenOf } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
+import { kernelModes } from '../helpers/kernel-modes.js';
 
 /** A pid namespace made outside devapollo: `unshare --pid --fork` with an idle init. */
 async function foreignNamespace(): Promise<{ unshare: ChildProcess; init: number }> {
@@ -20,14 +21,15 @@ async function foreignNamespace(): Promise<{ unshare: ChildProcess; init: number
   return { unshare, init };
 }
 
-describe('identity', () => {
+// Every test on each kernel path: this kernel's, and each fallback for older ones.
+for (const mode of kernelModes) describe(`identity, ${mode.name}`, () => {
   let daemon: TestDaemon;
   const test = gatedTest(curlUnavailable);
   const cleanups: (() => void)[] = [];
 
   before(async () => {
     if (curlUnavailable) return;
-    daemon = await TestDaemon.start();
+    daemon = await TestDaemon.start({ env: mode.env });
     await daemon.launch('alpha', { config: { 'user.foo': 'alpha' } });
     await daemon.launch('beta', { config: { 'user.foo': 'beta' } });
   });
@@ -38,6 +40,11 @@ describe('identity', () => {
   });
 
   const sock = () => path.join(daemon.dir, 'devapollo/sock');
+
+  test('the daemon takes the kernel paths of this mode', async () => {
+    const status = JSON.parse((await daemon.cli(['status', '--format', 'json'])).out) as { identity: unknown };
+    assert.deepEqual(status.identity, mode.identity);
+  });
 
   test('a process started by devapollo exec is recognised as its container', async () => {
     const r = await daemon.exec('alpha', ['curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo']);
