@@ -20,6 +20,12 @@ export interface ContainerWire {
    * with the key until it is deleted; null while it has none (the shared range).
    */
   readonly idmap: { readonly uid_base: number; readonly gid_base: number; readonly count: number } | null;
+  /**
+   * How its last run ended: the exit status of its init (with a command, the command's:
+   * 0-255, 128+N for signal N); null while it runs, before it ever ran, and when devapollo
+   * only let go of a run another runtime started.
+   */
+  readonly exit_code: number | null;
 }
 
 /** `devapollo status`. */

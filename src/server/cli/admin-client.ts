@@ -4,6 +4,7 @@
  * with the code that matches it.
  */
 import http from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import type { Got } from 'got';
 import { ApolloError, errorFromResponse } from '../../shared/errors.js';
 import { readLines } from '../../shared/lines.js';
@@ -59,6 +60,22 @@ export class AdminClient {
 
   /** Streams one JSON object per line to `onLine` until the daemon ends the stream. */
   async stream(path: string, onLine: (line: string) => void): Promise<void> {
+    const response = await this.openStream(path);
+    // Empty lines are heartbeats.
+    for await (const line of readLines(response)) if (line.trim() !== '') onLine(line);
+  }
+
+  /**
+   * Copies an answer's body byte for byte to `out` until the daemon ends it (or the
+   * process is interrupted); an error answer is thrown as usual.
+   */
+  async copyTo(path: string, out: NodeJS.WritableStream): Promise<void> {
+    const response = await this.openStream(path);
+    await pipeline(response, out, { end: false });
+  }
+
+  /** A GET whose body is read as it comes (got buffers); an error answer is thrown. */
+  private async openStream(path: string): Promise<http.IncomingMessage> {
     const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
       const req = http.request({ socketPath: this.socket, path, headers: { Host: 'devapollo' } });
       req.once('response', resolve);
@@ -70,8 +87,7 @@ export class AdminClient {
       for await (const chunk of response as AsyncIterable<Buffer>) chunks.push(chunk);
       throw errorFromResponse(response.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'));
     }
-    // Empty lines are heartbeats.
-    for await (const line of readLines(response)) if (line.trim() !== '') onLine(line);
+    return response;
   }
 
   private async got(): Promise<Got> {

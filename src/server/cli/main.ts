@@ -12,6 +12,8 @@ import { runCli } from '../../shared/output.js';
 import { configCommand } from './commands/config.js';
 import { containerCommands } from './commands/containers.js';
 import { hookCommand } from './commands/hook.js';
+import { logsCommand } from './commands/logs.js';
+import { restartCommand } from './commands/restart.js';
 import { monitorCommand } from './commands/monitor.js';
 import { serveCommand } from './commands/serve.js';
 import { stdinArgument } from './commands/shared.js';
@@ -40,10 +42,11 @@ export function buildCli(argv: readonly string[]): Argv {
     .command(monitorCommand)
     .command(hookCommand);
   for (const command of containerCommands) cli = cli.command(command);
+  cli = cli.command(restartCommand).command(logsCommand);
   return finishCli(cli.command(configCommand), 'devapollo', completeFromDaemon);
 }
 
-const takesContainer = new Set(['exec', 'start', 'stop', 'delete', 'rm', 'monitor']);
+const takesContainer = new Set(['exec', 'start', 'stop', 'restart', 'logs', 'delete', 'rm', 'monitor']);
 
 /** Container names, and a container's keys, from the daemon (one second at most). */
 async function completeFromDaemon(words: readonly string[], argv: Readonly<Record<string, unknown>>): Promise<string[]> {

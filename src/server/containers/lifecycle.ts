@@ -7,8 +7,8 @@
  */
 import { ApolloError } from '../../shared/errors.js';
 import { assertContainerName } from '../../shared/names.js';
-import { closeFd, openPidfd, pidfdIsAlive, signalPidfd } from '../kernel/pidfd.js';
-import { currentBootId, isNamespaceInit, processStartTime } from '../kernel/proc.js';
+import { closeFd, openPidfd, pidfdIsAlive, reapedExitStatus, signalPidfd } from '../kernel/pidfd.js';
+import { currentBootId, isNamespaceInit, processStartTime, shellExitStatus, zombieExitStatus } from '../kernel/proc.js';
 import type { Logger } from '../log.js';
 import type { DaemonPaths } from '../paths.js';
 import type { ContainerRecord, ContainerStore } from '../state/container-store.js';
@@ -160,6 +160,24 @@ export class Lifecycle {
     });
   }
 
+  /**
+   * Stops the container as `stop` does (if it runs) and starts it again, busy throughout,
+   * so no other command slips in between. A stopped one is simply started, as `docker
+   * restart` does. Another runtime's containers are restarted there.
+   */
+  async restart(name: string, options: { force?: boolean; timeoutMs?: number } = {}): Promise<Container> {
+    const container = this.book.get(name);
+    return whileBusy(container, 'restarting', async () => {
+      if (container.record.origin === 'register') {
+        throw new ApolloError('conflict', `container ${name} was started by another runtime: restart it there`);
+      }
+      const instance = container.instance;
+      if (instance?.running) await this.terminate(instance, options.force === true, options.timeoutMs ?? this.options.stopTimeoutMs);
+      await this.startInstance(container);
+      return container;
+    });
+  }
+
   /** Deletes a stopped container; with force a running one is killed first (a registered one is only let go). */
   async delete(name: string, options: { force?: boolean } = {}): Promise<void> {
     const container = this.book.get(name);
@@ -239,6 +257,7 @@ export class Lifecycle {
         return {
           ...withGuestState(withConfig(r, changes, when) ?? r, 'Started'),
           origin: 'register',
+          exit_code: null,
           privileged: instance.rootUid === 0,
           init: {
             pid,
@@ -342,6 +361,7 @@ export class Lifecycle {
         ...withGuestState(r, 'Started'),
         origin: 'launch',
         init: { pid, start_time: startTime, boot_id: currentBootId() },
+        exit_code: null,
       }));
       await launch.go();
     } catch (error) {
@@ -403,9 +423,11 @@ export class Lifecycle {
 
   /** The init exited or was let go: unmap it, record it as stopped, tell listeners. */
   private async release(instance: Instance, why: 'exited' | 'unregistered'): Promise<void> {
+    // Read while the pidfd is still open: a zombie's /proc entry, or the kernel's record of a reaped one.
+    const exitCode = why === 'exited' ? exitStatusOf(instance) : undefined;
     if (!this.registry.release(instance)) return;
     const container = instance.container;
-    await this.recordStopped(instance);
+    await this.recordStopped(instance, exitCode);
     this.book.emitLifecycle(container, 'stopped');
     this.options.logger.info(why === 'exited' ? 'container stopped' : 'container unregistered', {
       container: container.name,
@@ -414,11 +436,11 @@ export class Lifecycle {
   }
 
   /** Records a released instance as stopped (if its record still names it), then settles it. */
-  private async recordStopped(instance: Instance): Promise<void> {
+  private async recordStopped(instance: Instance, exitCode?: number): Promise<void> {
     const container = instance.container;
     try {
       if (this.book.containers.get(container.name) === container && container.record.init?.pid === instance.pid) {
-        await this.book.update(container, (r) => ({ ...withGuestState(r, 'Started'), init: null }));
+        await this.book.update(container, (r) => ({ ...withGuestState(r, 'Started'), init: null, exit_code: exitCode ?? null }));
       }
     } catch (error) {
       this.options.logger.error('cannot record that a container stopped', { container: container.name, error: String(error) });
@@ -455,4 +477,16 @@ export class Lifecycle {
       this.stops.delete(instance);
     }
   }
+}
+
+/**
+ * How the init ended, as a shell reports it: from /proc while it is a zombie (its start
+ * time proves it is the same process), else from the kernel's record once its parent (the
+ * monitor) has reaped it (Linux 6.15+); undefined when neither can tell.
+ */
+function exitStatusOf(instance: Instance): number | undefined {
+  const fromZombie = zombieExitStatus(instance.pid, instance.startTime);
+  if (fromZombie !== undefined) return fromZombie;
+  const reaped = reapedExitStatus(instance.pidfd);
+  return reaped === undefined ? undefined : shellExitStatus(reaped);
 }

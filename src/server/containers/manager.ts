@@ -116,6 +116,11 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     return this.lifecycle.stop(name, options);
   }
 
+  /** Stops (if it runs) and starts the container again, busy throughout; see Lifecycle.restart. */
+  restart(name: string, options: { force?: boolean; timeoutMs?: number } = {}): Promise<Container> {
+    return this.lifecycle.restart(name, options);
+  }
+
   /** Deletes a stopped container; with force a running one is killed first (a registered one is only let go). */
   delete(name: string, options: { force?: boolean } = {}): Promise<void> {
     return this.lifecycle.delete(name, options);

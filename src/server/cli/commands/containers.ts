@@ -4,7 +4,7 @@ import { ApolloError } from '../../../shared/errors.js';
 import { type OutputFormat, render, writeOut } from '../../../shared/output.js';
 import type { ContainerWire } from '../../../shared/wire.js';
 import { execEnvironment, runExec } from '../exec-session.js';
-import { adminClient, note, parseAssignments } from './shared.js';
+import { adminClient, changeState, note, parseAssignments, stopOptions } from './shared.js';
 
 type Global = { dir?: string | undefined };
 type WithDashDash = { '--'?: (string | number)[] };
@@ -128,10 +128,10 @@ const list: CommandModule<Global, Global & { format: OutputFormat }> = {
     // As LXD's `lxc list`: a stopped container has no pid and no guest to be in a state,
     // so the table leaves both empty; JSON and YAML keep pid 0 and guest_state (the contract).
     const output = await render(argv.format, containers, () => ({
-      head: ['NAME', 'STATE', 'GUEST STATE', 'PID', 'TYPE'],
+      head: ['NAME', 'STATE', 'GUEST STATE', 'PID', 'TYPE', 'EXIT'],
       rows: containers.map((c) => {
         const running = c.state === 'Running';
-        return [c.name, c.state, running ? c.guest_state : '', running ? String(c.pid) : '', containerType(c)];
+        return [c.name, c.state, running ? c.guest_state : '', running ? String(c.pid) : '', containerType(c), c.exit_code === null ? '' : String(c.exit_code)];
       }),
     }));
     await writeOut(output);
@@ -156,18 +156,15 @@ const stop: CommandModule<Global, Global & { name: string; force: boolean; timeo
   command: 'stop <name>',
   describe: 'Stop a container: SIGTERM to its init, SIGKILL after the timeout',
   builder: (y) =>
-    nameArg(y)
-      .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'SIGKILL at once' })
-      .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait before SIGKILL' })
-      .example('$0 stop web', '') as never,
-  handler: async (argv) => {
-    if (!(argv.timeout >= 0)) throw new ApolloError('usage', '--timeout must be a number of seconds');
-    await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, {
-      action: 'stop',
-      force: argv.force,
-      timeout: argv.timeout,
-    });
-  },
+    stopOptions(nameArg(y))
+      .usage(
+        '$0 stop <name> [--force] [--timeout SECONDS]\n\nStop a container: SIGTERM to its init, SIGKILL after the timeout\n\n' +
+          'Once asked, the stop is the daemon\'s: Ctrl-C here ends only this command. A second stop waits for the same end; ' +
+          'with --force it kills the init at once, so the container is not held busy until the first timeout.',
+      )
+      .example('$0 stop web', '')
+      .example('$0 stop web --force', 'kill it now (also ends a stop under way)') as never,
+  handler: (argv) => changeState(argv, 'stop'),
 };
 
 const deleteCommand: CommandModule<Global, Global & { name: string; force: boolean }> = {

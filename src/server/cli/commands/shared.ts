@@ -1,4 +1,5 @@
 /** Small helpers every host command uses. */
+import type { Argv } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
 import { keyMap } from '../../../shared/key-map.js';
 import { visible } from '../../../shared/output.js';
@@ -40,6 +41,37 @@ export async function readStdinText(): Promise<string> {
     return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);
   } catch {
     throw new ApolloError('usage', 'the value on stdin is not valid UTF-8 (config values are UTF-8 text)');
+  }
+}
+
+/** What stop and restart take: --force, --timeout SECONDS. */
+export const stopOptions = (y: Argv) =>
+  y
+    .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'SIGKILL at once' })
+    .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait before SIGKILL' });
+
+/** PUT /1.0/containers/NAME/state with a stop-like action; the daemon goes on if this process is interrupted. */
+export async function changeState(
+  argv: { dir?: string | undefined; name: string; force: boolean; timeout: number },
+  action: 'stop' | 'restart',
+): Promise<void> {
+  if (!(argv.timeout >= 0)) throw new ApolloError('usage', `--timeout must be a number of seconds, got ${JSON.stringify(String(argv.timeout))}`);
+  // Ctrl-C ends this command, not the stop: say so, and how to end it sooner.
+  const interrupted = () => {
+    if (process.stderr.isTTY) {
+      process.stderr.write(`\nThe ${action} of ${visible(argv.name)} goes on in the daemon; "devapollo stop --force ${visible(argv.name)}" kills it now.\n`);
+    }
+    process.kill(process.pid, 'SIGINT');
+  };
+  process.once('SIGINT', interrupted);
+  try {
+    await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, {
+      action,
+      force: argv.force,
+      timeout: argv.timeout,
+    });
+  } finally {
+    process.off('SIGINT', interrupted);
   }
 }
 
