@@ -128,10 +128,10 @@ const list: CommandModule<Global, Global & { format: OutputFormat }> = {
     // As LXD's `lxc list`: a stopped container has no pid and no guest to be in a state,
     // so the table leaves both empty; JSON and YAML keep pid 0 and guest_state (the contract).
     const output = await render(argv.format, containers, () => ({
-      head: ['NAME', 'STATE', 'GUEST STATE', 'PID', 'TYPE', 'EXIT'],
+      head: ['NAME', 'STATE', 'GUEST STATE', 'PID', 'TYPE'],
       rows: containers.map((c) => {
         const running = c.state === 'Running';
-        return [c.name, c.state, running ? c.guest_state : '', running ? String(c.pid) : '', containerType(c), c.exit_code === null ? '' : String(c.exit_code)];
+        return [c.name, c.state, running ? c.guest_state : '', running ? String(c.pid) : '', containerType(c)];
       }),
     }));
     await writeOut(output);
