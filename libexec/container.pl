@@ -323,42 +323,53 @@ INIT
 
 # The monitor, outside the container: copies the init's output (its stdin, a pipe) to
 # the log, at most CAP bytes a file. When the next chunk would not fit, NAME.log becomes
-# NAME.log.1 and a new NAME.log starts, so the newest output is always kept. A log that
-# is gone when it is time to rotate was removed with its container: nothing more is
-# written. At end of file (the container's last writer has exited) it reaps the init,
-# reparented to it as a child subreaper, and exits. Errors (a full disk) drop output
-# rather than block the container.
+# NAME.log.1 and a new NAME.log starts, so the newest output is always kept. Errors (a
+# full disk) drop output rather than block the container.
+#
+# It ends with its container, not with the pipe: once the set-up is reaped, the monitor's
+# only child is the init (reparented to it as a child subreaper; the init reaps everything
+# inside). When it has no child left, the container is gone: it drains what is readable at
+# once (at most CAP bytes), and exits. Waiting for the end of the pipe instead would let a
+# process of another container that took the write end (pidfd_getfd on the init) keep the
+# monitor alive for ever, as host root, writing into the log of whatever container has the
+# name next. For the same reason it writes and rotates only while NAME.log is still the
+# file it opened (same device and inode): a log removed with its container, or one a newer
+# monitor made, is never written to nor renamed.
 sub monitor_script {
     return <<'MONITOR';
+use strict;
+use warnings;
+use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK);
+use POSIX qw(WNOHANG EAGAIN EINTR);
 my ($name, $log, $cap, $setup) = @ARGV;
 $0 = "devapollo-monitor $name";
 umask 077;
 waitpid($setup, 0);
-my ($fh, $size, $gone) = (undef, 0, 0);
+my ($fh, $size, $gone, $id) = (undef, 0, 0, '');
+sub identity { my @st = @_; return @st ? "$st[0]:$st[1]" : '' }
 sub reopen {
     open($fh, '>>', $log) or return undef $fh;
-    $size = (-s $fh) || 0;
+    my @st = stat $fh;
+    ($id, $size) = (identity(@st), $st[7] || 0);
     return 1;
 }
-reopen();
-my $chunk;
-while (1) {
-    my $n = sysread(STDIN, $chunk, 65536);
-    if (!defined $n) { next if $! == 4; last }
-    last if $n == 0;
-    next if $gone;
-    next unless $fh || reopen();
+sub ours { return $id ne '' && identity(stat $log) eq $id }
+sub store {
+    my ($chunk) = @_;
+    return if $gone;
+    return unless $fh || reopen();
+    if (!ours()) { $gone = 1; close $fh; undef $fh; return }
     $chunk = substr($chunk, -$cap) if length($chunk) > $cap;
     if ($size + length($chunk) > $cap) {
         close $fh;
         undef $fh;
         if (rename($log, "$log.1")) {
-            next unless reopen();
+            return unless reopen();
         } elsif ($! == 2) {
             $gone = 1;
-            next;
+            return;
         } else {
-            next unless reopen();
+            return unless reopen();
             truncate($fh, 0);
             $size = 0;
         }
@@ -366,6 +377,45 @@ while (1) {
     my $written = syswrite($fh, $chunk);
     $size += $written if defined $written;
 }
-1 while waitpid(-1, 0) > 0;
+reopen();
+# SIGCHLD wakes the loop through a pipe of its own: no polling, and no exit missed
+# between the check and the wait.
+pipe(my $wake_r, my $wake_w) or die "pipe: $!";
+for my $end ($wake_r, $wake_w) {
+    my $flags = fcntl($end, F_GETFL, 0);
+    fcntl($end, F_SETFL, $flags | O_NONBLOCK);
+}
+$SIG{CHLD} = sub { syswrite $wake_w, 'c' };
+my ($chunk, $eof) = ('', 0);
+while (1) {
+    last if waitpid(-1, WNOHANG) < 0;
+    my $rin = '';
+    vec($rin, fileno(STDIN), 1) = 1;
+    vec($rin, fileno($wake_r), 1) = 1;
+    my $ready = select(my $rout = $rin, undef, undef, undef);
+    next if $ready <= 0;
+    if (vec($rout, fileno($wake_r), 1)) { 1 while sysread($wake_r, my $drop, 64); }
+    next unless vec($rout, fileno(STDIN), 1);
+    my $n = sysread(STDIN, $chunk, 65536);
+    if (!defined $n) { next if $! == EINTR; $eof = 1; last }
+    if ($n == 0) { $eof = 1; last }
+    store($chunk);
+}
+if ($eof) {
+    # Every writer has closed the pipe: the init may still run; reap it.
+    1 while waitpid(-1, 0) > 0;
+} else {
+    # The container has ended: what its processes wrote is in the pipe; what a process
+    # elsewhere writes from now on is not its output.
+    my $flags = fcntl(STDIN, F_GETFL, 0);
+    fcntl(STDIN, F_SETFL, $flags | O_NONBLOCK) if defined $flags;
+    my $left = $cap;
+    while ($left > 0) {
+        my $n = sysread(STDIN, $chunk, $left < 65536 ? $left : 65536);
+        last unless $n;
+        store($chunk);
+        $left -= $n;
+    }
+}
 MONITOR
 }

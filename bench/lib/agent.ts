@@ -4,6 +4,7 @@
  * takes commands ("go"); it is killed at cleanup if it is still running.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
+import type { Duplex } from 'node:stream';
 import { createInterface } from 'node:readline';
 import { onCleanup } from './cleanup.js';
 
@@ -22,9 +23,20 @@ export class Agent {
     readonly label: string,
     command: string,
     args: readonly string[],
-    options: { env?: NodeJS.ProcessEnv } = {},
+    /**
+     * `control`: written to a fourth descriptor (fd 3) that stays open while the process
+     * runs, as libexec/exec.pl reads its session (environment and command) there.
+     */
+    options: { env?: NodeJS.ProcessEnv; control?: string } = {},
   ) {
-    this.child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], env: options.env ?? process.env, detached: true });
+    const stdio: 'pipe'[] = options.control === undefined ? ['pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe', 'pipe'];
+    // Three pipes at least, so the first three streams are there whatever the fourth.
+    this.child = spawn(command, args, { stdio, env: options.env ?? process.env, detached: true }) as ChildProcessWithoutNullStreams;
+    if (options.control !== undefined) {
+      const control = this.child.stdio[3] as unknown as Duplex;
+      control.on('error', () => undefined);
+      control.write(options.control);
+    }
     this.kill = onCleanup(() => {
       if (this.exitCode === undefined && this.child.pid !== undefined) {
         try {

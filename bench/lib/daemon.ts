@@ -11,6 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execEnvironment } from '../../dist/server/cli/exec-session.js';
 import type { ContainerWire, StatusWire } from '../../dist/shared/wire.js';
 import { Agent } from './agent.js';
 import { onCleanup } from './cleanup.js';
@@ -179,11 +180,18 @@ export class BenchDaemon {
     return this.admin('PATCH', `/1.0/containers/${name}/config`, changes);
   }
 
-  /** Runs a command inside a container (as `devapollo exec` does), as an Agent. */
+  /**
+   * Runs a command inside a container as `devapollo exec` does (pipes, the environment
+   * exec gives, cwd /), as an Agent.
+   */
   spawnIn(name: string, label: string, command: readonly string[]): Agent {
     const init = this.inits.get(name);
     if (init === undefined) throw new Error(`no container ${name}`);
-    return new Agent(label, 'perl', [execHelper, '--pid', String(init.pid), '--start-time', init.startTime, '--', ...command]);
+    const environment = execEnvironment(process.env, []);
+    const strings = [...[...environment].map(([key, value]) => `${key}=${value}`), ...command];
+    const control = `${environment.size} ${command.length}\n${strings.map((s) => `${s}\0`).join('')}`;
+    const args = [execHelper, '--pid', String(init.pid), '--start-time', init.startTime, '--cwd', '/', '--mode', 'pipe'];
+    return new Agent(label, 'perl', args, { env: { PATH: '/usr/bin:/bin' }, control });
   }
 
   /** Kills every container launched here, then the daemon, and removes DIR. */

@@ -23,7 +23,8 @@ import { type LogFormat, Logger, type LogLevel, RateLimitedLog } from './log.js'
 import { daemonPaths, type DaemonPaths } from './paths.js';
 import { SocketKeeper } from './socket-keeper.js';
 import { ContainerStore, StateFileError } from './state/container-store.js';
-import { acquireLock, assertOwnedByRoot, layOutDir } from './state/daemon-dir.js';
+import { acquireLock, layOutDir } from './state/daemon-dir.js';
+import { prepareRootDir } from './state/dir-check.js';
 
 export interface ServeOptions {
   readonly dir: string;
@@ -58,8 +59,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
   // Nothing is changed in DIR before the lock is ours: a second daemon that the lock
   // refuses must leave the first one's DIR exactly as it found it. Creating a missing DIR
   // (the lock file lives in it) is the one thing done before.
-  fs.mkdirSync(paths.dir, { recursive: true, mode: 0o711 });
-  assertOwnedByRoot(paths.dir);
+  prepareRootDir(paths.dir, 0o711);
   const lockFd = acquireLock(paths.lockFile);
 
   try {

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import type http from 'node:http';
 import { ApolloError } from '../shared/errors.js';
-import { listenOn } from './guest/server.js';
+import { listenOn } from './guest/listen.js';
 import { boundPath } from './kernel/socket-path.js';
 
 /**

@@ -28,6 +28,14 @@ export interface ContainerWire {
   readonly exit_code: number | null;
 }
 
+/**
+ * The answer to a start hook's registration (PUT /1.0/containers/NAME/init): the
+ * container, and what of the request was left out, for the hook's Warning: line.
+ */
+export interface RegistrationWire extends ContainerWire {
+  readonly warnings: readonly string[];
+}
+
 /** `devapollo status`. */
 export interface StatusWire {
   readonly version: string;

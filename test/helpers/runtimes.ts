@@ -70,6 +70,16 @@ export async function listed(daemon: TestDaemon, name: string): Promise<Listed |
   return (await listContainers(daemon)).find((c) => c.name === name);
 }
 
+/**
+ * A container's keys without its claim (`volatile.devapollo.claim`, random, made with
+ * every container a runtime's hook may bind to), which must be there.
+ */
+export function keysBesidesClaim(config: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  const { 'volatile.devapollo.claim': claim, ...keys } = config ?? {};
+  if (!/^[0-9a-f]{64}$/.test(claim ?? '')) throw new Error(`no claim in ${JSON.stringify(config)}`);
+  return keys;
+}
+
 /** A world-readable temporary directory: containers whose root is not host root can read it. */
 export function sharedTempDir(prefix: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -1,27 +1,19 @@
 // Red-team regression tests (redteam1): each attack below worked against the code of
 // wave1 (exec as lxc exec, the monitor, security.idmap.isolated, create/start and the
-// hooks). Each test states what must hold and fails today; the fix is not part of this
-// branch (see the red-team report). They are marked `todo` so that `npm test` stays green
-// while they fail (node:test reports them, failing, as TODO): whoever fixes a finding
-// removes the mark from its test (`openFinding`) and sees it pass.
+// hooks) and fails on it; each test states what must hold against the attack, with real
+// containers and runtimes. The attacks and their figures: docs/RELIABILITY.md.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, type TestContext, test as nodeTest } from 'node:test';
+import { after, before, describe, } from 'node:test';
 import { eventually, guestScript, hostCli, run, TestDaemon } from '../helpers/daemon.js';
-import { containersUnavailable } from '../helpers/env.js';
+import { containersUnavailable, gatedTest } from '../helpers/env.js';
 import { devapolloCommand } from '../helpers/readme.js';
 import { OciHost, ociRuntimeUnavailable, PodmanHost, podmanUnavailable, sharedTempDir, systemPython } from '../helpers/runtimes.js';
 import { Terminal } from '../helpers/terminal.js';
-
-/** A test of a finding not fixed yet: skipped with `reason` when the machine cannot run it, else run as a TODO. */
-function openFinding(reason: string | false) {
-  return (name: string, fn: (t: TestContext) => Promise<void>) =>
-    nodeTest(name, { skip: reason, todo: reason ? false : 'red-team finding not fixed yet (remove openFinding with the fix)' }, fn);
-}
 
 /** Host pids whose command line holds `marker`. */
 function pidsWith(marker: string): number[] {
@@ -77,7 +69,7 @@ function killAll(pids: readonly number[]): void {
 // the moment an admin ran that binary with devapollo exec (it mounted the host's disk).
 describe('red team: exec into a registered OCI container', () => {
   const unavailable = ociRuntimeUnavailable('runc');
-  const test = (name: string, fn: () => Promise<void>) => nodeTest(name, { skip: unavailable }, fn);
+  const test = gatedTest(unavailable);
   let daemon: TestDaemon;
   let oci: OciHost;
 
@@ -114,7 +106,7 @@ describe('red team: exec into a registered OCI container', () => {
 // (cloud-init.user-data, security.devapollo.users, with a new instance-id, so the real
 // container runs the image's runcmd at its next boot).
 describe("red team: a podman image's annotations", () => {
-  const test = openFinding(podmanUnavailable);
+  const test = gatedTest(podmanUnavailable);
   let daemon: TestDaemon;
   let podman: PodmanHost;
   let scratch: string;
@@ -165,17 +157,57 @@ describe("red team: a podman image's annotations", () => {
     if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
   });
 
-  test("cannot bind to another container's name nor change its keys", async () => {
-    const userData = '#cloud-config\npassword: admin-secret\n';
-    assert.equal((await daemon.cli(['create', 'victim', '-c', `cloud-init.user-data=${userData}`])).code, 0);
-    const before = await daemon.cli(['config', 'show', 'victim', '--format', 'json']);
-    // The admin runs the image with no devapollo annotation of its own.
-    await podman.podman(['run', ...PodmanHost.hostRunArgs, '--hooks-dir', path.join(scratch, 'hooks.d'), '-d', '--name', 'innocent',
+  const userData = '#cloud-config\npassword: admin-secret\n';
+  let victimKeys: string;
+  /** `podman run` of the image, as the admin types it, plus `args`. */
+  const runImage = (name: string, args: readonly string[] = []) =>
+    podman.podman(['run', ...PodmanHost.hostRunArgs, '--hooks-dir', path.join(scratch, 'hooks.d'), '-d', '--name', name, ...args,
       '-v', '/usr:/usr:ro', '-v', `${daemon.dir}/devapollo:/dev/apollo:ro`, 'localhost/redteam-evil']);
-    const list = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; state: string }[];
-    assert.notEqual(list.find((c) => c.name === 'victim')?.state, 'Running', 'the image bound itself to victim');
-    const afterwards = await daemon.cli(['config', 'show', 'victim', '--format', 'json']);
-    assert.equal(afterwards.out, before.out, "victim's keys changed");
+  const victim = async () => {
+    const list = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; state: string; pid: number }[];
+    return list.find((c) => c.name === 'victim');
+  };
+  const keys = async () => (await daemon.cli(['config', 'show', 'victim', '--format', 'json'])).out;
+  /** runc (podman's runtime on a hybrid-cgroup host) quotes a failing hook's stderr in podman's error; crun keeps nothing. */
+  const quotesHookErrors = PodmanHost.hostRunArgs.includes('runc');
+
+  test("cannot bind to another container's name nor change its keys", async () => {
+    assert.equal((await daemon.cli(['create', 'victim', '-c', `cloud-init.user-data=${userData}`])).code, 0);
+    victimKeys = await keys();
+    // The admin runs the image with no devapollo annotation of its own.
+    const r = await runImage('innocent');
+    assert.notEqual(r.code, 0, 'podman does not run a container whose start hook refused it');
+    if (quotesHookErrors) {
+      assert.match(r.stderr, /Error: cannot register OCI container victim: container victim already exists, and a podman container's annotations may come from its image, so the name alone binds nothing: to bind this container to it, run it with --annotation devapollo\.claim=\$\(devapollo config get victim volatile\.devapollo\.claim\)/);
+    }
+    assert.notEqual((await victim())?.state, 'Running', 'the image bound itself to victim');
+    assert.equal(await keys(), victimKeys, "victim's keys changed");
+    assert.match(daemon.stderr, /an OCI start hook was refused the name of an existing container/);
+  });
+
+  test("the admin's run with the claim binds; the image's annotations still change no key; the guest never reads the claim", async () => {
+    const claim = (await daemon.cli(['config', 'get', 'victim', 'volatile.devapollo.claim'])).out;
+    const r = await runImage('chosen', ['--annotation', `devapollo.claim=${claim}`]);
+    assert.equal(r.code, 0, r.stderr);
+    const pid = Number((await podman.podman(['inspect', '--format', '{{.State.Pid}}', 'chosen'])).out.trim());
+    assert.deepEqual([(await victim())?.state, (await victim())?.pid], ['Running', pid]);
+    assert.equal(await keys(), victimKeys, "the image's apollo.* annotations changed victim's keys");
+    assert.equal((await podman.curl('chosen', '/1.0/config/cloud-init.user-data')).out, `${userData}\n200`);
+    assert.match((await podman.curl('chosen', '/1.0/config/volatile.devapollo.claim')).out, /\n403$/);
+    assert.doesNotMatch((await podman.curl('chosen', '/1.0/config')).out, /volatile/);
+    assert.equal((await podman.curl('chosen', '/1.0/config/security.devapollo.users')).out.split('\n').at(-1), '403');
+  });
+
+  test('stopped, it binds again to the same podman container restarting, never to another run of the image', async () => {
+    assert.equal((await podman.podman(['stop', '--time', '0', 'chosen'])).code, 0);
+    assert.equal((await victim())?.state, 'Stopped');
+    assert.notEqual((await runImage('second')).code, 0);
+    assert.equal((await victim())?.state, 'Stopped');
+    assert.equal(await keys(), victimKeys);
+    const start = await podman.podman(['start', '--hooks-dir', path.join(scratch, 'hooks.d'), 'chosen']);
+    assert.equal(start.code, 0, start.stderr);
+    assert.equal((await victim())?.state, 'Running');
+    assert.equal(await keys(), victimKeys);
   });
 });
 
@@ -187,7 +219,7 @@ describe("red team: a podman image's annotations", () => {
 // container's log and writes the old container's output into it.
 describe('red team: a monitor whose log pipe is held outside its container', () => {
   const unavailable = containersUnavailable || (fs.existsSync(systemPython) ? false : 'needs python3 (fd passing inside the containers)');
-  const test = openFinding(unavailable);
+  const test = gatedTest(unavailable);
   let daemon: TestDaemon;
   const socketName = `devapollo-redteam-${randomBytes(6).toString('hex')}`;
   const marker = `OLD-CONTAINER-${randomBytes(4).toString('hex')}`;
@@ -204,7 +236,7 @@ describe('red team: a monitor whose log pipe is held outside its container', () 
     await daemon?.destroy();
   });
 
-  test('ends with its container, and a new container of the same name never gets the old one\'s output', async () => {
+  test('ends with its container, and a new container of the same name never gets the old one\'s output', async (t) => {
     const holder = guestScript(
       'redteam-holder.py',
       [
@@ -237,8 +269,10 @@ describe('red team: a monitor whose log pipe is held outside its container', () 
     await eventually(async () => (await daemon.exec(victim, [systemPython, giver, socketName])).code === 0, 'the pipe is handed over');
     const monitors = () => pidsWith(`devapollo-monitor ${victim}`);
     assert.equal(monitors().length, 1);
+    const deleting = performance.now();
     assert.equal((await daemon.cli(['delete', '--force', victim])).code, 0);
     await eventually(() => monitors().length === 0, "the deleted container's monitor exits");
+    t.diagnostic(`the monitor was gone ${Math.round(performance.now() - deleting)} ms after delete --force began`);
     await daemon.launch(victim);
     const log = path.join(daemon.dir, 'logs', `${victim}.log`);
     // Long enough for the old monitor to fill and rotate once (64 KiB at about 50 lines of 20 bytes each 50 ms).
@@ -253,7 +287,7 @@ describe('red team: a monitor whose log pipe is held outside its container', () 
 // Two records naming the same own range (a state file copied to clone a container, a
 // restored backup): both containers started with it, and each read the other's files.
 describe('red team: isolated ranges from the state files', () => {
-  const test = openFinding(containersUnavailable);
+  const test = gatedTest(containersUnavailable);
   let daemon: TestDaemon;
 
   before(async () => {
@@ -265,24 +299,31 @@ describe('red team: isolated ranges from the state files', () => {
     await daemon?.destroy();
   });
 
-  test('two containers never run with the same own range, whatever the records say', async () => {
+  test('two containers never run with the same own range, whatever the records say; both records are kept', async () => {
     await daemon.launch('first', { config: { 'security.idmap.isolated': 'true' } });
     await daemon.signal('SIGTERM');
     const dir = path.join(daemon.dir, 'containers');
     const record = JSON.parse(fs.readFileSync(path.join(dir, 'first.json'), 'utf8')) as Record<string, unknown>;
-    fs.writeFileSync(path.join(dir, 'clone.json'), JSON.stringify({ ...record, name: 'clone', uuid: randomBytes(16).toString('hex'), init: null }), { mode: 0o600 });
-    let started = false;
-    try {
-      await daemon.spawn();
-      started = true;
-    } catch {
-      // Refusing to start on overlapping ranges, saying which, is one right answer.
-    }
-    if (!started) return;
+    const cloneFile = path.join(dir, 'clone.json');
+    fs.writeFileSync(cloneFile, JSON.stringify({ ...record, name: 'clone', uuid: randomBytes(16).toString('hex'), init: null }), { mode: 0o600 });
+    const cloned = fs.readFileSync(cloneFile, 'utf8');
+    await daemon.spawn();
+    assert.match(daemon.stderr, /a container's own id range overlaps another's: it is refused at start until one of them is deleted container=clone .*overlaps="container first's/);
     const start = await daemon.cli(['start', 'clone']);
-    if (start.code !== 0) return;
+    assert.equal(start.code, 1, start.stderr);
+    assert.match(start.stderr, /^Error: container clone cannot start: its own id range \(uids \d+-\d+, gids \d+-\d+\) overlaps container first's \(uids \d+-\d+, gids \d+-\d+\); two containers must never share ids .*delete one of them/);
+    assert.equal(fs.readFileSync(cloneFile, 'utf8'), cloned, 'the refused record is kept as it was');
     const map = async (name: string) => (await daemon.exec(name, ['cat', '/proc/self/uid_map'])).out.trim();
-    assert.notEqual(await map('clone'), await map('first'), 'clone runs with first\'s own range');
+    const firstMap = await map('first');
+    assert.match(firstMap, /^0\s+\d+\s+65536$/, 'first (re-adopted) still runs');
+    // A new isolated container is given a range neither record holds.
+    await daemon.launch('third', { config: { 'security.idmap.isolated': 'true' } });
+    assert.notEqual(await map('third'), firstMap);
+    // Once the clone is gone, the range is first's alone again.
+    assert.equal((await daemon.cli(['delete', 'clone'])).code, 0);
+    assert.equal((await daemon.cli(['stop', 'first'])).code, 0);
+    assert.equal((await daemon.cli(['start', 'first'])).code, 0);
+    assert.equal(await map('first'), firstMap);
   });
 });
 
@@ -291,7 +332,7 @@ describe('red team: isolated ranges from the state files', () => {
 // ssh session) leaves the CLI (about 65 MB) and its helper running for as long as the
 // container wants, and the helper outlives even a SIGKILL of the CLI.
 describe('red team: exec when the caller\'s terminal hangs up', () => {
-  const test = (name: string, fn: () => Promise<void>) => nodeTest(name, { skip: containersUnavailable }, fn);
+  const test = gatedTest(containersUnavailable);
   let daemon: TestDaemon;
   const marker = `redteam-hup-${randomBytes(6).toString('hex')}`;
 

@@ -8,6 +8,9 @@ import { eventually, run, startTimeOf, TestDaemon } from '../helpers/daemon.js';
 import { containersUnavailable, gatedTest } from '../helpers/env.js';
 import { listContainers } from '../helpers/runtimes.js';
 
+/** The config key that holds a container's claim (containers/oci-binding.ts). */
+const claimKey = 'volatile.devapollo.claim';
+
 describe('devapollo hook (by hand)', () => {
   const test = gatedTest(containersUnavailable);
   let daemon: TestDaemon;
@@ -97,11 +100,20 @@ describe('devapollo hook (by hand)', () => {
     assert.equal(early.stderr, '');
     const { pid } = (await list()).find((c) => c.name === 'first') ?? {};
     assert.equal(pid, 0, 'the foreign init is free again');
+    // Not managed by podman (its annotations are the admin's config.json), never started: the name binds.
     const bound = await oci('createRuntime', { id: 'made', pid: init, annotations: { 'apollo.user.bar': 'annotation' } });
     assert.equal(bound.code, 0, bound.stderr);
+    // Annotations set keys only on a container the hook makes.
+    assert.equal(
+      bound.stderr,
+      'Warning: OCI container made: annotations set keys only on a container the hook makes, and made exists: ignored apollo.user.bar ' +
+        '(set them with devapollo config set made KEY=VALUE)\n',
+    );
     const made = (await list()).find((c) => c.name === 'made');
     assert.deepEqual([made?.state, made?.pid, made?.origin], ['Running', init, 'register']);
-    assert.deepEqual(made?.config, { 'user.bar': 'annotation', 'user.foo': 'created' });
+    const { [claimKey]: claim, ...keys } = made?.config ?? {};
+    assert.match(claim ?? '', /^[0-9a-f]{64}$/);
+    assert.deepEqual(keys, { 'user.bar': 'created', 'user.foo': 'created' });
     assert.equal((await oci('poststop', { id: 'made', pid: 0, status: 'stopped' })).code, 0);
     // Bound once to another runtime, always: devapollo start refuses it after its stop.
     const start = await daemon.cli(['start', 'made']);
@@ -117,13 +129,13 @@ describe('devapollo hook (by hand)', () => {
     assert.equal((await list()).find((c) => c.name === 'withcmd')?.origin, 'create');
   });
 
-  test("a hook's config at every start: the same user-data again keeps the instance-id, new user-data makes a new one", async () => {
+  test("an LXC hook's config at every start: the same user-data again keeps the instance-id, new user-data makes a new one", async () => {
     const instanceId = async () => (await list()).find((c) => c.name === 'cfg')?.config['volatile.cloud-init.instance-id'];
     const start = async (userData: string) => {
-      const r = await oci('createRuntime', { id: 'cfg', pid: init, annotations: { 'apollo.cloud-init.user-data': userData } });
+      const r = await daemon.cli(['hook', 'lxc', '-c', `cloud-init.user-data=${userData}`, 'cfg', 'lxc', 'start-host'], { env: lxcEnv(init) });
       assert.equal(r.code, 0, r.stderr);
     };
-    const stop = async () => assert.equal((await oci('poststop', { id: 'cfg', pid: 0, status: 'stopped' })).code, 0);
+    const stop = async () => assert.equal((await daemon.cli(['hook', 'lxc', 'cfg', 'lxc', 'post-stop'], { env: lxcEnv(init) })).code, 0);
     await start('#cloud-config\n');
     await stop();
     await start('#cloud-config\n');
@@ -156,6 +168,47 @@ describe('devapollo hook (by hand)', () => {
     const mine = await oci('poststop', { id: 'twin-2', bundle: '/b2', pid: 0, status: 'stopped', annotations: named });
     assert.deepEqual([mine.code, mine.stderr], [0, '']);
     assert.equal((await list()).find((c) => c.name === 'twin')?.state, 'Stopped');
+  });
+
+  test("podman's OCI hook binds to an existing container only with its claim or as the same container, and its annotations never change one", async () => {
+    // What podman writes in every container's annotations, and what an image may add.
+    const podman = (id: string, annotations: Record<string, string> = {}) =>
+      oci('createRuntime', { id, bundle: `/b/${id}`, pid: init, annotations: { 'io.container.manager': 'libpod', 'devapollo.name': 'pod', ...annotations } });
+    const stop = (id: string) => oci('poststop', { id, bundle: `/b/${id}`, pid: 0, status: 'stopped', annotations: { 'devapollo.name': 'pod' } });
+    assert.equal((await daemon.cli(['create', 'pod', '-c', 'user.foo=admin'])).code, 0);
+    const before = (await list()).find((c) => c.name === 'pod')?.config;
+    const claim = (await daemon.cli(['config', 'get', 'pod', 'volatile.devapollo.claim'])).out;
+    assert.match(claim, /^[0-9a-f]{64}$/);
+
+    const image = { 'apollo.user.foo': 'image', 'apollo.security.devapollo.users': 'true' };
+    for (const annotations of [image, { ...image, 'devapollo.claim': 'guessed' }]) {
+      const refused = await podman('a1', annotations);
+      assert.equal(refused.code, 4, refused.stderr);
+      assert.match(refused.stderr, /^Error: cannot register OCI container pod: .*run it with --annotation devapollo\.claim=\$\(devapollo config get pod volatile\.devapollo\.claim\); or give it another devapollo\.name\n$/);
+      assert.deepEqual((await list()).find((c) => c.name === 'pod')?.config, before);
+    }
+    const claimed = await podman('a2', { ...image, 'devapollo.claim': claim });
+    assert.equal(claimed.code, 0, claimed.stderr);
+    assert.match(claimed.stderr, /^Warning: OCI container pod: annotations set keys only on a container the hook makes, and pod exists: ignored apollo\.user\.foo, apollo\.security\.devapollo\.users /);
+    assert.deepEqual((await list()).find((c) => c.name === 'pod')?.config, before);
+    assert.equal((await stop('a2')).code, 0);
+    // The same podman container restarting binds again without its claim; another does not.
+    assert.equal((await podman('a3')).code, 4);
+    const restarted = await podman('a2');
+    assert.deepEqual([restarted.code, restarted.stderr], [0, '']);
+    assert.equal((await stop('a2')).code, 0);
+
+    // A container the hook makes takes the annotations' keys, but never volatile.* ones.
+    const fresh = await oci('createRuntime', {
+      id: 'f1', pid: init,
+      annotations: { 'io.container.manager': 'libpod', 'devapollo.name': 'fresh', 'apollo.user.foo': 'image', 'apollo.volatile.cloud-init.instance-id': 'chosen' },
+    });
+    assert.equal(fresh.code, 0, fresh.stderr);
+    assert.equal(fresh.stderr, "Warning: OCI container fresh: annotations never set volatile.* keys (the daemon's own): ignored apollo.volatile.cloud-init.instance-id\n");
+    const { [claimKey]: freshClaim, ...freshKeys } = (await list()).find((c) => c.name === 'fresh')?.config ?? {};
+    assert.match(freshClaim ?? '', /^[0-9a-f]{64}$/);
+    assert.deepEqual(freshKeys, { 'user.foo': 'image' });
+    assert.equal((await oci('poststop', { id: 'f1', pid: 0, status: 'stopped', annotations: { 'devapollo.name': 'fresh' } })).code, 0);
   });
 
   test('usage errors: an unknown stage or hook type, a state that is not JSON', async () => {

@@ -144,4 +144,45 @@ describe('DIR ownership and the admin group', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  // A user makes DIR a symbolic link (in /tmp, sticky: anyone may add an entry) to a
+  // root-only directory: the daemon must neither chmod it 0711 nor fill it.
+  test("--dir through another user's symbolic link, or under a directory others could swap, is refused and nothing changes", async () => {
+    const target = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-rootonly-'));
+    const link = path.join(os.tmpdir(), `devapollo-link-${process.pid}-${Date.now()}`);
+    const parent = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-parent-'));
+    try {
+      fs.chmodSync(target, 0o700);
+      const made = await run('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', 'ln', '-s', target, link]);
+      assert.equal(made.code, 0, made.stderr);
+      assert.equal(fs.lstatSync(link).uid, 65534);
+      const serve = (dir: string) => run(process.execPath, [hostCli, 'serve', '--dir', dir], { timeoutMs: 20_000 });
+      const r = await serve(link);
+      assert.equal(r.code, 4, r.stderr);
+      assert.equal(r.stderr, `Error: ${link} is a symbolic link owned by uid 65534, not root: its owner chooses where it points\n`);
+      assert.equal(fs.statSync(target).mode & 0o7777, 0o700);
+      assert.deepEqual(fs.readdirSync(target), []);
+      // Under a directory another user owns, or one others may write that is not sticky.
+      fs.chownSync(parent, 65534, 65534);
+      const owned = await serve(path.join(parent, 'apollo'));
+      assert.equal(owned.code, 4, owned.stderr);
+      assert.equal(owned.stderr, `Error: --dir ${parent}/apollo: ${parent} is owned by uid 65534, not root: its owner could replace what the daemon keeps there (chown root ${parent})\n`);
+      fs.chownSync(parent, 0, 0);
+      fs.chmodSync(parent, 0o777);
+      const open = await serve(path.join(parent, 'apollo'));
+      assert.equal(open.code, 4, open.stderr);
+      assert.match(open.stderr, /is writable by others and not sticky: they could rename what is in it and put their own in its place \(chmod go-w /);
+      assert.deepEqual(fs.readdirSync(parent), [], 'nothing is made under a refused path');
+      // A file is not a directory.
+      const file = path.join(target, 'file');
+      fs.writeFileSync(file, '');
+      const notDir = await serve(file);
+      assert.notEqual(notDir.code, 0);
+      assert.equal(notDir.stderr, `Error: ${file} is not a directory\n`);
+    } finally {
+      fs.rmSync(link, { force: true });
+      fs.rmSync(target, { recursive: true, force: true });
+      fs.rmSync(parent, { recursive: true, force: true });
+    }
+  });
 });

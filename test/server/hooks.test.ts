@@ -9,6 +9,9 @@ import { AdminClient } from '../../dist/server/cli/admin-client.js';
 import { applyHook } from '../../dist/server/hooks/apply-hook.js';
 import { lxcHookRequest } from '../../dist/server/hooks/lxc-hook.js';
 import { configFromAnnotations, ociContainerName, ociHookRequest, parseOciState } from '../../dist/server/hooks/oci-hook.js';
+import { newRecord } from '../../dist/server/containers/manager.js';
+import { annotationConfig, claimKey, claimMatches, newClaim, ociBindRefusal } from '../../dist/server/containers/oci-binding.js';
+import type { ContainerRecord } from '../../dist/server/state/container-store.js';
 import { ApolloError } from '../../dist/shared/errors.js';
 
 /** A state document as crun writes it on a createRuntime hook's stdin. */
@@ -97,7 +100,11 @@ describe('OCI names and annotations', () => {
       pid: 4242,
       config: { 'user.foo': 'bar' },
       runtimeId: '["oci","web","/srv/web"]',
+      oci: { claim: undefined, podman: false },
     });
+    // podman marks every container it makes; the claim is an annotation of its own.
+    const podman = ociHookRequest('createRuntime', crunState({ annotations: { 'io.container.manager': 'libpod', 'devapollo.claim': 'c0ffee' } }));
+    assert.deepEqual(podman.action === 'register' && podman.oci, { claim: 'c0ffee', podman: true });
     assert.equal(ociHookRequest('prestart', crunState()).action, 'register');
     assert.deepEqual(ociHookRequest('poststop', crunState({ pid: 0, status: 'stopped' })), {
       action: 'unregister',
@@ -115,6 +122,66 @@ describe('OCI names and annotations', () => {
       'bad-request',
       /^the OCI state of web has no pid \(status "stopped"\): use "devapollo hook oci createRuntime" as a createRuntime hook/,
     );
+  });
+});
+
+describe('OCI binding rules (an OCI state\'s annotations may be an image\'s)', () => {
+  const claim = newClaim();
+  const runId = '["oci","web","/srv/web"]';
+  const record = (fields: Partial<ContainerRecord> = {}): ContainerRecord => ({
+    ...newRecord('web', 'create', false, null),
+    config: { [claimKey]: claim, 'user.foo': 'kept' },
+    ...fields,
+  });
+  const podman = { claim: undefined, podman: true };
+  const crun = { claim: undefined, podman: false };
+
+  test('a claim is 256 random bits; it matches only itself, never when unset or empty', () => {
+    assert.match(claim, /^[0-9a-f]{64}$/);
+    assert.notEqual(newClaim(), claim);
+    assert.equal(claimMatches(record(), claim), true);
+    assert.equal(claimMatches(record(), `${claim}0`), false);
+    assert.equal(claimMatches(record(), claim.slice(0, -1)), false);
+    assert.equal(claimMatches(record(), ''), false);
+    assert.equal(claimMatches(record(), undefined), false);
+    assert.equal(claimMatches(record({ config: {} }), ''), false);
+    assert.equal(claimMatches(record({ config: { [claimKey]: '' } }), ''), false);
+  });
+
+  test('a podman container binds to an existing record only by its claim or as the same container restarting', () => {
+    assert.match(ociBindRefusal(record(), runId, podman) ?? '', /^container web already exists, and a podman container's annotations may come from its image, so the name alone binds nothing: to bind this container to it, run it with --annotation devapollo\.claim=\$\(devapollo config get web volatile\.devapollo\.claim\); or give it another devapollo\.name$/);
+    assert.equal(ociBindRefusal(record(), runId, { ...podman, claim }), undefined);
+    assert.match(ociBindRefusal(record(), runId, { ...podman, claim: 'guess' }) ?? '', /^the annotation devapollo\.claim is not the claim of container web: /);
+    const registered = record({ origin: 'register', last_runtime_id: runId });
+    assert.equal(ociBindRefusal(registered, runId, podman), undefined);
+    assert.match(ociBindRefusal(registered, '["oci","other","/srv/web"]', podman) ?? '', /^container web already exists, and a podman/);
+  });
+
+  test('a container podman does not manage binds by name alone only to a created record that never started', () => {
+    assert.equal(ociBindRefusal(record(), runId, crun), undefined);
+    const registered = record({ origin: 'register', last_runtime_id: '["oci","old","/srv/old"]' });
+    assert.match(ociBindRefusal(registered, runId, crun) ?? '', /^container web already exists and ran as another OCI container \(not this id and bundle\): to bind this container to it, run it with the annotation devapollo\.claim=/);
+    assert.equal(ociBindRefusal(registered, runId, { ...crun, claim }), undefined);
+    assert.equal(ociBindRefusal(registered, '["oci","old","/srv/old"]', crun), undefined);
+  });
+
+  test('annotations set keys only on a new record, never volatile.* keys; what is left out is said', () => {
+    const changes = { 'user.foo': 'image', 'cloud-init.user-data': '#cloud-config\n', 'volatile.cloud-init.instance-id': 'x', [claimKey]: 'mine' };
+    const fresh = annotationConfig(changes, undefined);
+    assert.deepEqual({ ...fresh.config }, { 'user.foo': 'image', 'cloud-init.user-data': '#cloud-config\n' });
+    assert.deepEqual(fresh.ignored, [
+      "annotations never set volatile.* keys (the daemon's own): ignored apollo.volatile.cloud-init.instance-id, apollo.volatile.devapollo.claim",
+    ]);
+    const existing = annotationConfig(changes, record());
+    assert.deepEqual({ ...existing.config }, {});
+    assert.equal(existing.ignored.length, 2);
+    assert.equal(
+      existing.ignored[1],
+      'annotations set keys only on a container the hook makes, and web exists: ignored apollo.user.foo, apollo.cloud-init.user-data (set them with devapollo config set web KEY=VALUE)',
+    );
+    // A container restarting carries the same annotations again: no warning for those.
+    const again = annotationConfig({ 'user.foo': 'kept' }, record());
+    assert.deepEqual([{ ...again.config }, again.ignored], [{}, []]);
   });
 });
 

@@ -2,7 +2,7 @@
 // allocation of a container's own range (security.idmap.isolated), exhaustion included.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { allocateRange, rootRanges, subordinateRange } from '../../dist/server/containers/idmap.js';
+import { allocateRange, describeIdmap, idmapClash, rootRanges, subordinateRange } from '../../dist/server/containers/idmap.js';
 
 const file = (text: string) => () => text;
 
@@ -45,5 +45,20 @@ describe('subordinate id ranges', () => {
       base: 9_000_000,
       count: 65536,
     });
+  });
+});
+
+describe('own ranges that records share (a state file copied by hand)', () => {
+  const shared = { base: 1_000_000, count: 65536 };
+  const own = (uid: number, gid = uid) => ({ uid_base: uid, gid_base: gid, count: 65536 });
+
+  test('an overlap of uids or of gids with another record, or with the shared range, is named; apart is nothing', () => {
+    const owned = new Map([['first', own(1_065_536)], ['second', own(1_131_072)]]);
+    assert.equal(idmapClash('first', own(1_065_536), owned, shared, shared), undefined, 'its own entry is not a clash');
+    assert.equal(idmapClash('clone', own(1_065_536), owned, shared, shared), "container first's (uids 1065536-1131071, gids 1065536-1131071)");
+    assert.equal(idmapClash('clone', own(1_200_000, 1_140_000), owned, shared, shared), "container second's (uids 1131072-1196607, gids 1131072-1196607)");
+    assert.match(idmapClash('odd', own(1_065_535), new Map(), shared, shared) ?? '', /^the shared range every container without security\.idmap\.isolated uses/);
+    assert.equal(idmapClash('apart', own(1_196_608), owned, shared, shared), undefined);
+    assert.equal(describeIdmap(own(1_065_536, 2_000_000)), 'uids 1065536-1131071, gids 2000000-2065535');
   });
 });

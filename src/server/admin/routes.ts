@@ -4,12 +4,15 @@
  */
 import { ApolloError } from '../../shared/errors.js';
 import { keyMap } from '../../shared/key-map.js';
-import type { ContainerWire, StatusWire } from '../../shared/wire.js';
+import type { ContainerWire, RegistrationWire, StatusWire } from '../../shared/wire.js';
 import type { Container } from '../containers/container.js';
 import { streamLog } from '../containers/container-log.js';
 import type { ContainerManager } from '../containers/manager.js';
+import type { OciStartFacts } from '../containers/oci-binding.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
-import { json, parseJsonBody, type RequestInfo, type Route, type StreamReply, text } from '../http/router.js';
+import { parseJsonBody } from '../http/body.js';
+import { json, type StreamReply, text } from '../http/reply.js';
+import type { RequestInfo, Route } from '../http/router.js';
 
 export interface AdminContext {
   readonly manager: ContainerManager;
@@ -130,14 +133,30 @@ function getLog({ manager }: AdminContext, request: RequestInfo): StreamReply {
   };
 }
 
+/**
+ * A start hook (or `devapollo register`) adopts an init. `"oci": {"claim", "podman"}`
+ * comes from an OCI hook: its config is from annotations, which may be an image's, and
+ * the binding rules of containers/oci-binding.ts apply. The answer adds `warnings`.
+ */
 async function registerInit({ manager }: AdminContext, request: RequestInfo) {
   const body = objectBody(request);
   const pid = body['pid'];
   if (typeof pid !== 'number') throw new ApolloError('bad-request', 'pid must be a number');
   const runtimeId = body['runtime_id'];
   if (runtimeId !== undefined && typeof runtimeId !== 'string') throw new ApolloError('bad-request', 'runtime_id must be a string');
-  const container = await manager.register(param(request, 'name'), pid, { config: configField(body), runtimeId });
-  return json(containerWire(container));
+  const { container, warnings } = await manager.register(param(request, 'name'), pid, { config: configField(body), runtimeId, oci: ociField(body) });
+  const answer: RegistrationWire = { ...containerWire(container), warnings };
+  return json(answer);
+}
+
+function ociField(body: Record<string, unknown>): OciStartFacts | undefined {
+  const oci = body['oci'];
+  if (oci === undefined) return undefined;
+  if (typeof oci !== 'object' || oci === null || Array.isArray(oci)) throw new ApolloError('bad-request', 'oci must be an object');
+  const { claim = null, podman } = oci as Record<string, unknown>;
+  if (claim !== null && typeof claim !== 'string') throw new ApolloError('bad-request', 'oci.claim must be a string or null');
+  if (typeof podman !== 'boolean') throw new ApolloError('bad-request', 'oci.podman must be true or false');
+  return { claim: claim ?? undefined, podman };
 }
 
 /**

@@ -62,9 +62,52 @@ export function allocateRange(ranges: readonly IdRange[], reserved: readonly IdR
     let base = range.base;
     while (base + count <= end) {
       const start = base;
-      const clash = reserved.find((r) => r.base < start + count && start < r.base + r.count);
+      const clash = reserved.find((r) => overlaps(r, { base: start, count }));
       if (clash === undefined) return { base, count };
       base = clash.base + clash.count;
+    }
+  }
+  return undefined;
+}
+
+/** A container's own range as its record keeps it. */
+export interface OwnRange {
+  readonly uid_base: number;
+  readonly gid_base: number;
+  readonly count: number;
+}
+
+function overlaps(a: IdRange, b: IdRange): boolean {
+  return a.base < b.base + b.count && b.base < a.base + a.count;
+}
+
+/** `uids 1065536-1131071, gids 1065536-1131071`, for messages. */
+export function describeIdmap(own: OwnRange): string {
+  const span = (base: number) => `${base}-${base + own.count - 1}`;
+  return `uids ${span(own.uid_base)}, gids ${span(own.gid_base)}`;
+}
+
+/**
+ * What `name`'s own range overlaps, in words (`container OTHER's own range`, `the shared
+ * range ...`), or undefined when it overlaps nothing: every other entry of `owned` (name →
+ * range) and the shared uid and gid ranges are checked.
+ */
+export function idmapClash(
+  name: string,
+  own: OwnRange,
+  owned: ReadonlyMap<string, OwnRange>,
+  sharedUids: IdRange,
+  sharedGids: IdRange,
+): string | undefined {
+  const uids = { base: own.uid_base, count: own.count };
+  const gids = { base: own.gid_base, count: own.count };
+  if (overlaps(uids, sharedUids) || overlaps(gids, sharedGids)) {
+    return `the shared range every container without security.idmap.isolated uses (uids ${sharedUids.base}-${sharedUids.base + sharedUids.count - 1})`;
+  }
+  for (const [other, range] of owned) {
+    if (other === name) continue;
+    if (overlaps(uids, { base: range.uid_base, count: range.count }) || overlaps(gids, { base: range.gid_base, count: range.count })) {
+      return `container ${other}'s (${describeIdmap(range)})`;
     }
   }
   return undefined;

@@ -8,7 +8,7 @@ import { ApolloError } from '../../shared/errors.js';
 import type { Logger } from '../log.js';
 import type { IdmapRecord } from '../state/container-store.js';
 import type { Container } from './container.js';
-import { allocateRange, containerIdCount, type IdRange, type ReadFile, rootRanges } from './idmap.js';
+import { allocateRange, containerIdCount, describeIdmap, type IdRange, idmapClash, type ReadFile, rootRanges } from './idmap.js';
 import { isolatedKey } from './record-rules.js';
 
 /** The host ranges a container is started with. */
@@ -48,6 +48,7 @@ export class IsolatedRanges {
     const { record } = container;
     if (record.privileged || record.config[isolatedKey] !== 'true') return this.shared;
     let idmap = this.idmaps.get(record.name) ?? record.idmap;
+    if (idmap !== null) this.assertOwnRange(record.name, idmap);
     if (idmap === null) {
       const own = this.allocate(record.name);
       this.idmaps.set(record.name, own);
@@ -61,6 +62,37 @@ export class IsolatedRanges {
       idmap = own;
     }
     return { uids: { base: idmap.uid_base, count: idmap.count }, gids: { base: idmap.gid_base, count: idmap.count } };
+  }
+
+  /**
+   * Refuses to start a container whose own range (from its record) overlaps another
+   * record's own range or the shared one: two containers would share file ownership and
+   * processes' uids (a state file copied by hand to clone a container copies its range).
+   * Both records are kept as they are; the admin deletes one (or unsets
+   * security.idmap.isolated of one made that way by mistake, after deleting the other).
+   */
+  private assertOwnRange(name: string, idmap: IdmapRecord): void {
+    const clash = idmapClash(name, idmap, this.idmaps, this.shared.uids, this.shared.gids);
+    if (clash === undefined) return;
+    throw new ApolloError(
+      'conflict',
+      `container ${name} cannot start: its own id range (${describeIdmap(idmap)}) overlaps ${clash}; ` +
+        'two containers must never share ids (was a state file copied by hand?): delete one of them with devapollo delete NAME, and the other starts',
+    );
+  }
+
+  /** Says in the daemon's log which records' own ranges overlap (found at start-up); those containers are refused at start. */
+  reportClashes(): void {
+    for (const [name, idmap] of this.idmaps) {
+      const clash = idmapClash(name, idmap, this.idmaps, this.shared.uids, this.shared.gids);
+      if (clash !== undefined) {
+        this.logger.warn("a container's own id range overlaps another's: it is refused at start until one of them is deleted", {
+          container: name,
+          range: describeIdmap(idmap),
+          overlaps: clash,
+        });
+      }
+    }
   }
 
   /** A uid and a gid range that no container holds and that are not the shared ones. */

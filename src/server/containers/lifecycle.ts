@@ -12,10 +12,12 @@ import { currentBootId, isNamespaceInit, processStartTime, shellExitStatus, zomb
 import type { Logger } from '../log.js';
 import type { DaemonPaths } from '../paths.js';
 import type { ContainerRecord, ContainerStore } from '../state/container-store.js';
+import { keyMap } from '../../shared/key-map.js';
 import { Container, type Instance, whileBusy } from './container.js';
 import type { InstanceRegistry } from './instance-registry.js';
 import type { IsolatedRanges } from './isolated-ranges.js';
 import { LaunchHandshake } from './launcher.js';
+import { annotationConfig, claimKey, newClaim, ociBindRefusal, type OciStartFacts } from './oci-binding.js';
 import { type ConfigChanges, isolatedKey, newRecord, privilegedIsolated, validatedConfig, withConfig, withGuestState } from './record-rules.js';
 
 /** Which run of a registered container a stop hook is for; unset fields match any. */
@@ -30,6 +32,18 @@ export interface RunOfContainer {
 export interface RegisterOptions {
   readonly config?: Readonly<Record<string, string>>;
   readonly runtimeId?: string | undefined;
+  /**
+   * Set by an OCI start hook: its config comes from annotations, which may be an image's,
+   * and binding to an existing record follows the rules of oci-binding.ts. Absent for
+   * LXC hooks and `devapollo register`, whose config is the admin's.
+   */
+  readonly oci?: OciStartFacts | undefined;
+}
+
+/** A registration's outcome: the container, and what of the request was left out (for the hook's Warning: line). */
+export interface Registration {
+  readonly container: Container;
+  readonly warnings: readonly string[];
 }
 
 export interface LaunchRequest {
@@ -83,6 +97,7 @@ export class Lifecycle {
       const container = new Container(record);
       this.book.containers.set(record.name, container);
       this.ranges.remember(record.name, record.idmap);
+      if (record.origin !== 'launch' && record.config[claimKey] === undefined) await this.giveClaim(container);
       const init = record.init;
       if (init === null) continue;
       const adopted = init.boot_id === bootId ? this.tryAdopt(container, init.pid, init.start_time) : undefined;
@@ -91,18 +106,32 @@ export class Lifecycle {
         await this.book.update(container, (r) => ({ ...withGuestState(r, 'Started'), init: null }));
       }
     }
+    this.ranges.reportClashes();
+  }
+
+  /**
+   * A container a runtime's hook may bind to that has no claim (made by a devapollo from
+   * before claims, or unset by hand) gets one at start-up; if it cannot be written, the
+   * container stays bindable only by its own runs, as it was.
+   */
+  private async giveClaim(container: Container): Promise<void> {
+    try {
+      await this.book.update(container, (r) => withConfig(r, keyMap([[claimKey, newClaim()]]), 'creation'));
+    } catch (error) {
+      this.options.logger.warn('cannot give a container its claim', { container: container.name, error: String(error) });
+    }
   }
 
   /** Defines a container without starting it (origin `create`). */
   async create(request: LaunchRequest): Promise<Container> {
-    const container = this.newContainer(request);
+    const container = this.newContainer(request, true);
     await this.add(container);
     return container;
   }
 
   /** Creates a container and starts it; returns once it runs and is served. */
   async launch(request: LaunchRequest): Promise<Container> {
-    const container = this.newContainer(request);
+    const container = this.newContainer(request, false);
     // Busy before its name is taken: nothing can start, stop or delete it half-made.
     return whileBusy(container, 'starting', async () => {
       await this.add(container);
@@ -203,10 +232,10 @@ export class Lifecycle {
    * Adopts a container another runtime started (LXC, OCI), by its init's pid. The pid must
    * be the init of its own pid namespace, and no other container may hold that namespace.
    */
-  async register(name: string, pid: number, options: RegisterOptions = {}): Promise<Container> {
+  async register(name: string, pid: number, options: RegisterOptions = {}): Promise<Registration> {
     assertContainerName(name);
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new ApolloError('bad-request', `invalid pid ${String(pid)}`);
-    const changes = validatedConfig(options.config ?? {}, this.options.maxValueBytes);
+    const requested = validatedConfig(options.config ?? {}, this.options.maxValueBytes);
     const runtimeId = options.runtimeId;
     const existing = this.book.containers.get(name);
     if (existing !== undefined) {
@@ -217,7 +246,17 @@ export class Lifecycle {
         throw new ApolloError('conflict', `container ${name} was created with a command for devapollo to run: start it with devapollo start`);
       }
       if (existing.instance?.running) throw new ApolloError('conflict', `container ${name} is already registered and running`);
+      const refusal = options.oci === undefined ? undefined : ociBindRefusal(existing.record, runtimeId, options.oci);
+      if (refusal !== undefined) {
+        this.options.logger.warn('an OCI start hook was refused the name of an existing container', { container: name, pid });
+        throw new ApolloError('forbidden', refusal);
+      }
     }
+    const { config: changes, ignored: warnings } =
+      options.oci === undefined ? { config: requested, ignored: [] } : annotationConfig(requested, existing?.record);
+    for (const warning of warnings) this.options.logger.warn('OCI annotations ignored', { container: name, why: warning });
+    // A container a runtime's hook may bind to again has a claim from its first registration.
+    if (existing === undefined && changes[claimKey] === undefined) changes[claimKey] = newClaim();
     const { fd: pidfd } = openPidfd(pid);
     if (pidfd < 0) throw new ApolloError('bad-request', `no process with pid ${pid}`);
     let container: Container | undefined;
@@ -230,7 +269,10 @@ export class Lifecycle {
       if (startTime === undefined || !pidfdIsAlive(pidfd)) throw new ApolloError('bad-request', `no process with pid ${pid}`);
       const bound = existing ?? new Container(newRecord(name, 'register', false, null));
       container = bound;
-      return await whileBusy(bound, 'registering', () => this.bindRun(bound, existing !== undefined, pid, pidfd, startTime, changes, runtimeId));
+      const registered = await whileBusy(bound, 'registering', () =>
+        this.bindRun(bound, existing !== undefined, pid, pidfd, startTime, changes, runtimeId),
+      );
+      return { container: registered, warnings };
     } catch (error) {
       if (container?.instance === undefined) closeFd(pidfd);
       throw error;
@@ -254,8 +296,9 @@ export class Lifecycle {
     try {
       await this.book.update(container, (r) => {
         before = r.config;
+        const { last_runtime_id: _lastRun, ...rest } = withGuestState(withConfig(r, changes, when) ?? r, 'Started');
         return {
-          ...withGuestState(withConfig(r, changes, when) ?? r, 'Started'),
+          ...rest,
           origin: 'register',
           exit_code: null,
           privileged: instance.rootUid === 0,
@@ -265,6 +308,8 @@ export class Lifecycle {
             boot_id: currentBootId(),
             ...(runtimeId === undefined ? {} : { runtime_id: runtimeId }),
           },
+          // This run is the last one now (an LXC run, with no id, leaves none).
+          ...(runtimeId === undefined ? {} : { last_runtime_id: runtimeId }),
         };
       });
     } catch (error) {
@@ -304,10 +349,15 @@ export class Lifecycle {
     return container;
   }
 
-  /** A new container (origin `create`) from a request, checked; not yet in the book. */
-  private newContainer(request: LaunchRequest): Container {
+  /**
+   * A new container (origin `create`) from a request, checked; not yet in the book. One
+   * that is only created (`bindable`: not started at once) gets a claim: the token an OCI
+   * runtime's start hook shows to bind to it (oci-binding.ts).
+   */
+  private newContainer(request: LaunchRequest, bindable: boolean): Container {
     assertContainerName(request.name);
     const config = validatedConfig(request.config, this.options.maxValueBytes);
+    if (bindable && config[claimKey] === undefined) config[claimKey] = newClaim();
     if (request.command !== null && request.command.length === 0) {
       throw new ApolloError('bad-request', 'the command is empty');
     }
@@ -357,8 +407,9 @@ export class Lifecycle {
       const pid = await launch.ready;
       instance = this.adoptLaunched(container, pid);
       const { startTime } = instance;
+      // devapollo runs it from now on: no hook may bind to it, so its claim has no use.
       await this.book.update(container, (r) => ({
-        ...withGuestState(r, 'Started'),
+        ...withGuestState(withConfig(r, keyMap([[claimKey, null]]), 'creation') ?? r, 'Started'),
         origin: 'launch',
         init: { pid, start_time: startTime, boot_id: currentBootId() },
         exit_code: null,

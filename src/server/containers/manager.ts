@@ -19,10 +19,10 @@ import type { Container, Instance } from './container.js';
 import type { IdRange, ReadFile } from './idmap.js';
 import { InstanceRegistry } from './instance-registry.js';
 import { IsolatedRanges } from './isolated-ranges.js';
-import { type ContainerBook, type LaunchRequest, Lifecycle, type RegisterOptions, type RunOfContainer } from './lifecycle.js';
+import { type ContainerBook, type LaunchRequest, Lifecycle, type RegisterOptions, type Registration, type RunOfContainer } from './lifecycle.js';
 import { configDifferences, isolatedKey, privilegedIsolated, validatedConfig, withConfig, withGuestState } from './record-rules.js';
 
-export type { LaunchRequest, RegisterOptions, RunOfContainer } from './lifecycle.js';
+export type { LaunchRequest, RegisterOptions, Registration, RunOfContainer } from './lifecycle.js';
 export { newRecord } from './record-rules.js';
 
 export interface ManagerOptions {
@@ -127,7 +127,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   }
 
   /** Adopts a container another runtime started (LXC, OCI), by its init's pid. */
-  register(name: string, pid: number, options: RegisterOptions = {}): Promise<Container> {
+  register(name: string, pid: number, options: RegisterOptions = {}): Promise<Registration> {
     return this.lifecycle.register(name, pid, options);
   }
 

@@ -22,7 +22,7 @@ import { ApolloError } from '../../shared/errors.js';
 import { isGuestReadableKey } from '../../shared/names.js';
 import type { Container } from '../containers/container.js';
 import type { ContainerEvent, ContainerManager } from '../containers/manager.js';
-import type { StreamReply } from '../http/router.js';
+import type { StreamReply } from '../http/reply.js';
 
 /** `device` is accepted as LXD clients ask for it (`config,device`); there are no device events yet. */
 export type EventType = 'config' | 'lifecycle' | 'device';

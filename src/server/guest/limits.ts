@@ -108,6 +108,8 @@ export class Shares<T> {
   constructor(
     private readonly limit: RateLimit,
     private readonly release: (held: readonly T[]) => void,
+    /** The buckets' clock, in milliseconds (performance.now unless given). */
+    private readonly now?: () => number,
   ) {
     this.nobody = this.create();
   }
@@ -123,6 +125,6 @@ export class Shares<T> {
   }
 
   private create(): Share<T> {
-    return { connections: 0, waits: 0, requests: new TokenBucket(this.limit), throttle: new Throttle(this.release) };
+    return { connections: 0, waits: 0, requests: new TokenBucket(this.limit, this.now), throttle: new Throttle(this.release) };
   }
 }

@@ -6,22 +6,13 @@ import os from 'node:os';
 import { ApolloError } from '../../shared/errors.js';
 import { isGuestReadableKey } from '../../shared/names.js';
 import { changeTopics } from '../containers/change-waiters.js';
-import type { Container, Instance } from '../containers/container.js';
 import { instanceIdOf } from '../containers/instance-id.js';
-import type { ContainerManager } from '../containers/manager.js';
-import { json, parseJsonBody, type RequestInfo, type Route, text } from '../http/router.js';
-import { type EventHub, parseEventTypes } from '../events/hub.js';
+import { parseJsonBody } from '../http/body.js';
+import { errorReply, json, text } from '../http/reply.js';
+import type { RequestInfo, Route } from '../http/router.js';
+import { parseEventTypes } from '../events/hub.js';
+import type { GuestContext } from './context.js';
 import { buildMetaData } from './meta-data.js';
-
-/** What every guest handler gets: the caller's own container, nothing else. */
-export interface GuestContext {
-  readonly instance: Instance;
-  readonly container: Container;
-  readonly manager: ContainerManager;
-  readonly events: EventHub;
-  /** Whether the connection may still use the API (re-checked on every event). */
-  readonly authorized: () => boolean;
-}
 
 export const guestRoutes: readonly Route<GuestContext>[] = [
   { method: 'GET', path: '/', handler: listApis },
@@ -51,14 +42,14 @@ function getInfo({ container }: GuestContext) {
   );
 }
 
-async function setGuestState({ instance, manager }: GuestContext, request: RequestInfo) {
+async function setGuestState(context: GuestContext, request: RequestInfo) {
   const body = parseJsonBody(request.body) as { state?: unknown } | null;
   const state = body?.state;
   if (typeof body !== 'object' || body === null || Array.isArray(body) || (state !== 'Ready' && state !== 'Started')) {
     throw new ApolloError('bad-request', 'the body must be {"state":"Ready"} or {"state":"Started"}');
   }
   if (Object.keys(body).length !== 1) throw new ApolloError('bad-request', 'only "state" can be changed');
-  await manager.setGuestState(instance, state);
+  await context.setGuestState(state);
   return json({});
 }
 
@@ -76,7 +67,7 @@ function getConfigKey({ container }: GuestContext, request: RequestInfo) {
   const value = container.record.config[key];
   const etag = container.keyEtag(key);
   // The 404 carries the ETag too, so that a client can wait for an unset key to be set.
-  if (value === undefined) throw new ApolloError('not-found', `config key ${key} is not set`, { headers: { ETag: etag } });
+  if (value === undefined) return errorReply('not-found', `config key ${key} is not set`, etag);
   return text(value, { etag });
 }
 
@@ -92,5 +83,5 @@ function listDevices({ container }: GuestContext) {
 
 /** One JSON object per line (or websocket messages, see events/hub.ts) for this container. */
 function streamEvents(context: GuestContext, request: RequestInfo) {
-  return context.events.guestStream(context, parseEventTypes(request.query.get('type')));
+  return context.streamEvents(parseEventTypes(request.query.get('type')));
 }

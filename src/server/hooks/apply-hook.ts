@@ -13,7 +13,7 @@
  *   report a stop error for a container that did stop.
  */
 import { ApolloError } from '../../shared/errors.js';
-import type { ContainerWire } from '../../shared/wire.js';
+import type { ContainerWire, RegistrationWire } from '../../shared/wire.js';
 import type { AdminClient } from '../cli/admin-client.js';
 import type { HookRequest, RegisterRequest, UnregisterRequest } from './hook-request.js';
 
@@ -27,9 +27,16 @@ export function applyHook(request: HookRequest, admin: HookAdmin): Promise<strin
   return request.action === 'register' ? register(request, admin) : unregister(request, admin);
 }
 
-async function register(request: RegisterRequest, admin: HookAdmin): Promise<undefined> {
+async function register(request: RegisterRequest, admin: HookAdmin): Promise<string | undefined> {
   try {
-    await admin.json('PUT', initPath(request.name), { pid: request.pid, config: request.config, runtime_id: request.runtimeId });
+    const answer = await admin.json<RegistrationWire>('PUT', initPath(request.name), {
+      pid: request.pid,
+      config: request.config,
+      runtime_id: request.runtimeId,
+      ...(request.oci === undefined ? {} : { oci: { claim: request.oci.claim ?? null, podman: request.oci.podman } }),
+    });
+    const warnings = answer.warnings ?? [];
+    return warnings.length === 0 ? undefined : `${request.runtime} container ${request.name}: ${warnings.join('; ')}`;
   } catch (error) {
     if (!(error instanceof ApolloError)) throw error;
     const refusal =
@@ -40,7 +47,6 @@ async function register(request: RegisterRequest, admin: HookAdmin): Promise<und
       cause: error,
     });
   }
-  return undefined;
 }
 
 async function unregister(request: UnregisterRequest, admin: HookAdmin): Promise<string | undefined> {

@@ -3,6 +3,7 @@
  * its init's host pid (start hooks) or let go of it (stop hooks). The LXC and OCI modules
  * turn what their runtime hands a hook into one of these; `applyHook` carries it out.
  */
+import type { OciStartFacts } from '../containers/oci-binding.js';
 
 /** Start hooks: adopt the container whose init is `pid`, with these config keys. */
 export interface RegisterRequest {
@@ -14,6 +15,11 @@ export interface RegisterRequest {
   readonly config: Readonly<Record<string, string>>;
   /** What the runtime calls this run (OCI: id and bundle), for its stop hook to name it. */
   readonly runtimeId?: string;
+  /**
+   * OCI only: `config` is from annotations (which may be an image's), and these facts
+   * decide whether the hook may bind to an existing container (containers/oci-binding.ts).
+   */
+  readonly oci?: OciStartFacts;
 }
 
 /** Stop hooks: let go of the container, keeping its record and config for the next start. */

@@ -16,6 +16,7 @@
 import { ApolloError } from '../../shared/errors.js';
 import { ownValue } from '../../shared/key-map.js';
 import { isConfigKey, isContainerName } from '../../shared/names.js';
+import { claimAnnotation } from '../containers/oci-binding.js';
 import type { HookRequest } from './hook-request.js';
 
 /** The fields of the runtime-spec state this hook reads. */
@@ -42,7 +43,16 @@ export function isOciStage(stage: string): stage is OciStage {
   return Object.hasOwn(ociStages, stage);
 }
 
-/** Annotations under this prefix set config keys: `apollo.user.foo=bar` sets `user.foo`. */
+/**
+ * podman puts `io.container.manager=libpod` in every container's annotations, whatever
+ * its image says: such a container's annotations may be an image's, not the admin's.
+ */
+const managerAnnotation = 'io.container.manager';
+
+/**
+ * Annotations under this prefix set config keys: `apollo.user.foo=bar` sets `user.foo`,
+ * on a container the hook makes (never on one that exists, never `volatile.*`).
+ */
 export const configAnnotationPrefix = 'apollo.';
 
 /**
@@ -134,5 +144,13 @@ export function ociHookRequest(stage: OciStage, stateText: string): HookRequest 
         `use "devapollo hook oci ${stage}" as a ${stage} hook, when the container's process exists`,
     );
   }
-  return { action: 'register', runtime: 'OCI', name, pid: state.pid, config: configFromAnnotations(state.annotations), runtimeId };
+  return {
+    action: 'register',
+    runtime: 'OCI',
+    name,
+    pid: state.pid,
+    config: configFromAnnotations(state.annotations),
+    runtimeId,
+    oci: { claim: ownValue(state.annotations, claimAnnotation), podman: ownValue(state.annotations, managerAnnotation) === 'libpod' },
+  };
 }

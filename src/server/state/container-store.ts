@@ -83,6 +83,12 @@ export interface ContainerRecord {
   readonly state_revision: number;
   readonly guest_state: GuestState;
   readonly init: InitRecord | null;
+  /**
+   * The `runtime_id` of the last run a start hook registered, kept after it stops: an OCI
+   * start hook of that same container restarting binds to the record again by it
+   * (containers/oci-binding.ts).
+   */
+  readonly last_runtime_id?: string;
   readonly idmap: IdmapRecord | null;
   /**
    * How the last run's init ended, as a shell reports it (its command's exit code, or
@@ -233,6 +239,7 @@ function parseRecord(file: string, text: string): ContainerRecord {
     }
     if (i['runtime_id'] !== undefined && typeof i['runtime_id'] !== 'string') bad('init.runtime_id');
   }
+  if (r['last_runtime_id'] !== undefined && typeof r['last_runtime_id'] !== 'string') bad('last_runtime_id');
   const idmap = r['idmap'] ?? null;
   if (idmap !== null) {
     const m = idmap as Record<string, unknown>;

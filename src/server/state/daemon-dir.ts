@@ -1,6 +1,6 @@
 /**
- * DIR itself: who may own it, the one lock that makes a daemon its only writer, and the
- * modes of everything in it (PROTOCOL.md section 1).
+ * DIR itself: the one lock that makes a daemon its only writer, and the modes of
+ * everything in it (PROTOCOL.md section 1). Who may own it: dir-check.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,17 +10,6 @@ import type { DaemonPaths } from '../paths.js';
 
 const LOCK_EX = 2;
 const LOCK_NB = 4;
-
-/** DIR owned by another user is refused: that user could swap what the daemon keeps there. */
-export function assertOwnedByRoot(dir: string): void {
-  const owner = fs.statSync(dir).uid;
-  if (owner !== 0) {
-    throw new ApolloError(
-      'forbidden',
-      `${dir} is owned by uid ${owner}, not root: its owner could replace what the daemon keeps there (chown root ${dir})`,
-    );
-  }
-}
 
 /**
  * One daemon per DIR: an flock on DIR/daemon.lock, released by the kernel if we die. The

@@ -2,7 +2,7 @@
 // delete, and a visit that may delete what it is given.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { SlotList } from '../../dist/server/guest/slot-list.js';
+import { SlotList } from '../../../dist/server/guest/slot-list.js';
 
 const items = (n: number) => Array.from({ length: n }, (_, id) => ({ id, slot: -1 }));
 type Item = { id: number; slot: number };

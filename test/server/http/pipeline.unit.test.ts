@@ -1,5 +1,6 @@
-// The shared HTTP plumbing: Router.match and splitTarget, then routeRequests, sendReply and
-// answerClientError end to end on a real HTTP server listening on a Unix socket.
+// The request pipeline end to end on a real HTTP server listening on a Unix socket (no
+// root): routeRequests with its reports, replies, errors, bodies and parser rejections,
+// and its change-waits.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -7,136 +8,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ApolloError } from '../../dist/shared/errors.js';
-import {
-  answerClientError,
-  json,
-  routeRequests,
-  Router,
-  splitTarget,
-  text,
-  type Route,
-} from '../../dist/server/http/router.js';
-
-/** Asserts that `fn` throws an ApolloError with this code; returns it for more checks. */
-function throwsApollo(fn: () => unknown, code: string): ApolloError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof ApolloError, `expected an ApolloError, got ${String(caught)}`);
-  assert.equal(caught.code, code);
-  return caught;
-}
-
-describe('Router.match', () => {
-  const noop = () => json(null);
-  const routes: Route<null>[] = [
-    { method: 'GET', path: '/', handler: noop },
-    { method: 'GET', path: '/1.0', handler: noop },
-    { method: 'PATCH', path: '/1.0', handler: noop },
-    { method: 'GET', path: '/1.0/config', handler: noop },
-    { method: 'GET', path: '/1.0/config/:key', handler: noop },
-    { method: 'POST', path: '/1.0/things', handler: noop },
-    { method: 'DELETE', path: '/1.0/things/:name/files/:file', handler: noop },
-  ];
-  const router = new Router(routes);
-
-  test('static paths match their own route, by method', () => {
-    assert.equal(router.match('GET', '/').route, routes[0]);
-    assert.equal(router.match('GET', '/1.0').route, routes[1]);
-    assert.equal(router.match('PATCH', '/1.0').route, routes[2]);
-    assert.equal(router.match('GET', '/1.0/config').route, routes[3]);
-    assert.deepEqual(router.match('GET', '/1.0/config').params, {});
-  });
-
-  test('a :param is one percent-decoded segment', () => {
-    const plain = router.match('GET', '/1.0/config/user.foo');
-    assert.equal(plain.route, routes[4]);
-    assert.deepEqual(plain.params, { key: 'user.foo' });
-    assert.deepEqual(router.match('GET', '/1.0/config/user.a%20b%2Fc%C3%A9').params, { key: 'user.a b/cé' });
-    assert.deepEqual(router.match('DELETE', '/1.0/things/alpha/files/x%3Fy').params, { name: 'alpha', file: 'x?y' });
-  });
-
-  test('an unknown path is a 404', () => {
-    for (const p of ['/nope', '/1.0/', '/1.0/config/', '/1.0/config/a/b', '/1.0/Config', '']) {
-      const error = throwsApollo(() => router.match('GET', p), 'not-found');
-      assert.equal(error.status, 404, p);
-    }
-  });
-
-  test('a known path with another method is a 405 with Allow', () => {
-    const onInfo = throwsApollo(() => router.match('DELETE', '/1.0'), 'method-not-allowed');
-    assert.equal(onInfo.status, 405);
-    assert.equal(onInfo.headers['Allow'], 'GET, HEAD, PATCH');
-    const onThings = throwsApollo(() => router.match('GET', '/1.0/things'), 'method-not-allowed');
-    assert.equal(onThings.headers['Allow'], 'POST');
-    const onKey = throwsApollo(() => router.match('PUT', '/1.0/config/user.foo'), 'method-not-allowed');
-    assert.equal(onKey.headers['Allow'], 'GET, HEAD');
-  });
-
-  test('HEAD matches GET routes, and only those', () => {
-    assert.equal(router.match('HEAD', '/1.0').route, routes[1]);
-    assert.deepEqual(router.match('HEAD', '/1.0/config/user.x').params, { key: 'user.x' });
-    throwsApollo(() => router.match('HEAD', '/1.0/things'), 'method-not-allowed');
-  });
-
-  test('the first route in table order wins, whichever lookup finds it', () => {
-    const shadowing: Route<null>[] = [
-      { method: 'GET', path: '/a/:x', handler: noop },
-      { method: 'GET', path: '/a/fixed', handler: noop },
-      { method: 'GET', path: '/b/fixed', handler: noop },
-      { method: 'GET', path: '/b/:y', handler: noop },
-      { method: 'PUT', path: '/c/:z', handler: noop },
-      { method: 'GET', path: '/c/:w', handler: noop },
-    ];
-    const table = new Router(shadowing);
-    assert.equal(table.match('GET', '/a/fixed').route, shadowing[0]);
-    assert.deepEqual(table.match('GET', '/a/fixed').params, { x: 'fixed' });
-    assert.equal(table.match('GET', '/b/fixed').route, shadowing[2]);
-    assert.deepEqual(table.match('GET', '/b/other').params, { y: 'other' });
-    assert.deepEqual(table.match('GET', '/c/one').params, { w: 'one' });
-    assert.deepEqual(table.match('PUT', '/c/one').params, { z: 'one' });
-    throwsApollo(() => table.match('GET', '/b/'), 'not-found');
-    assert.equal(throwsApollo(() => table.match('POST', '/c/one'), 'method-not-allowed').headers['Allow'], 'PUT, GET, HEAD');
-  });
-
-  test('invalid percent-encoding in a param is a 400', () => {
-    for (const p of ['/1.0/config/%', '/1.0/config/%zz', '/1.0/config/%C3']) {
-      const error = throwsApollo(() => router.match('GET', p), 'bad-request');
-      assert.equal(error.status, 400);
-    }
-  });
-});
-
-describe('splitTarget', () => {
-  test('splits the path from the query and parses the query', () => {
-    const { path: p, query } = splitTarget('/1.0/config/user.foo?wait=true&etag=%22abc%22&timeout=5');
-    assert.equal(p, '/1.0/config/user.foo');
-    assert.equal(query.get('wait'), 'true');
-    assert.equal(query.get('etag'), '"abc"');
-    assert.equal(query.get('timeout'), '5');
-  });
-
-  test('without a query the path is the whole target and the query is empty', () => {
-    const { path: p, query } = splitTarget('/1.0');
-    assert.equal(p, '/1.0');
-    assert.equal([...query].length, 0);
-    assert.equal(splitTarget('/?').path, '/');
-  });
-
-  test('the path stays raw; only the router decodes params', () => {
-    assert.equal(splitTarget('/1.0/config/a%2Fb?x=1').path, '/1.0/config/a%2Fb');
-  });
-
-  test('a target that is not a path is a 400', () => {
-    for (const t of ['', '*', 'http://apollo/1.0', '1.0', '?x=1']) {
-      throwsApollo(() => splitTarget(t), 'bad-request');
-    }
-  });
-});
+import { ApolloError } from '../../../dist/shared/errors.js';
+import { answerClientError } from '../../../dist/server/http/client-errors.js';
+import { routeRequests } from '../../../dist/server/http/pipeline.js';
+import { errorReply, json, text } from '../../../dist/server/http/reply.js';
+import type { Route } from '../../../dist/server/http/router.js';
 
 describe('routeRequests on a real Unix socket', () => {
   let dir: string;
@@ -163,6 +39,7 @@ describe('routeRequests on a real Unix socket', () => {
       },
     },
     { method: 'PATCH', path: '/echo', handler: (_context, request) => json({ got: request.body.toString('utf8') }) },
+    { method: 'GET', path: '/unset', handler: () => errorReply('not-found', 'y is not set', '"unset-7"') },
     {
       method: 'GET',
       path: '/later',
@@ -237,6 +114,7 @@ describe('routeRequests on a real Unix socket', () => {
       ['GET', '/value', { 'If-None-Match': etag }, undefined, 'GET /value 304'],
       ['HEAD', '/text/a%20b', {}, undefined, 'HEAD /text/:name 200'],
       ['GET', '/missing', {}, undefined, 'GET /missing 404'],
+      ['GET', '/unset', {}, undefined, 'GET /unset 404'],
       ['GET', '/boom', {}, undefined, 'GET /boom 500'],
       ['GET', '/later', {}, undefined, 'GET /later 200'],
       ['PATCH', '/echo', {}, 'hi', 'PATCH /echo 200'],
@@ -303,6 +181,20 @@ describe('routeRequests on a real Unix socket', () => {
     assert.equal(answer.body, '{"type":"error","error":"x","error_code":404}');
   });
 
+  test('an error reply is its status, the exact envelope and its ETag; If-None-Match never makes it a 304', async () => {
+    for (const headers of [{}, { 'If-None-Match': '"unset-7"' }]) {
+      const answer = await request('GET', '/unset', headers);
+      assert.equal(answer.status, 404);
+      assert.equal(answer.headers['etag'], '"unset-7"');
+      assert.equal(answer.headers['content-type'], 'application/json');
+      assert.equal(answer.body, '{"type":"error","error":"y is not set","error_code":404}');
+    }
+    const head = await request('HEAD', '/unset');
+    assert.equal(head.status, 404);
+    assert.equal(head.headers['etag'], '"unset-7"');
+    assert.equal(head.body, '');
+  });
+
   test('a thrown plain Error is a 500 with the envelope and is reported, without its message', async () => {
     const before = unexpected.length;
     const answer = await request('GET', '/boom');
@@ -352,7 +244,15 @@ describe('change-waits in routeRequests', () => {
   let begun = 0;
   let ended = 0;
   const wakers = new Set<() => void>();
+  /** The value of /maybe; a 404 reply with an ETag while undefined. */
+  let maybe: string | undefined;
   const routes: Route<null>[] = [
+    {
+      method: 'GET',
+      path: '/maybe',
+      handler: () => (maybe === undefined ? errorReply('not-found', 'maybe is not set', `"m${revision}"`) : text(maybe, { etag: `"m${revision}"` })),
+      waitsOn: () => 'maybe',
+    },
     {
       method: 'GET',
       path: '/thing/:name',
@@ -413,6 +313,28 @@ describe('change-waits in routeRequests', () => {
     revision++;
     for (const wake of [...wakers]) wake();
     assert.equal(await answer, `"r${revision}" r${revision}`);
+    assert.equal(ended, begun);
+  });
+
+  test('a 404 reply with an ETag is waited on like any answer: the wait ends when the value is set', async () => {
+    const get = (target: string) =>
+      new Promise<string>((resolve) => {
+        http.get({ socketPath, path: target, agent: false }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString('utf8')));
+          res.on('end', () => resolve(`${res.statusCode} ${res.headers['etag']} ${body}`));
+        });
+      });
+    const unset = await get('/maybe');
+    assert.equal(unset, `404 "m${revision}" {"type":"error","error":"maybe is not set","error_code":404}`);
+    const before = topics.length;
+    const answer = get(`/maybe?wait=true&timeout=30&etag=${encodeURIComponent(`"m${revision}"`)}`);
+    await waitFor(() => topics.length === before + 1);
+    assert.equal(topics.at(-1), 'maybe');
+    revision++;
+    maybe = 'now';
+    for (const wake of [...wakers]) wake();
+    assert.equal(await answer, `200 "m${revision}" now`);
     assert.equal(ended, begun);
   });
 

@@ -3,7 +3,7 @@
 // connections (on node:test's mock timers). No sleeps.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { retryAfterSeconds, Shares, Throttle, TokenBucket } from '../../dist/server/guest/limits.js';
+import { retryAfterSeconds, Shares, Throttle, TokenBucket } from '../../../dist/server/guest/limits.js';
 
 describe('TokenBucket', () => {
   test('a burst is granted at once, then tokens come at the rate; the answer says when the next one is there', () => {

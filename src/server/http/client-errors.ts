@@ -1,0 +1,36 @@
+/**
+ * Answers to what Node's HTTP parser rejects before any handler runs (bad syntax, headers
+ * too large, timeouts): the same JSON envelope as every other error.
+ */
+import type { Socket } from 'node:net';
+import { ApolloError } from '../../shared/errors.js';
+import { endWithError } from './reply.js';
+
+const parserErrors: Record<string, ApolloError['code']> = {
+  HPE_HEADER_OVERFLOW: 'header-too-large',
+  ERR_HTTP_REQUEST_TIMEOUT: 'request-timeout',
+  HPE_URI_TOO_LONG: 'uri-too-long',
+};
+
+/** The server's 'clientError' listener. */
+export function answerClientError(error: NodeJS.ErrnoException, socket: Socket): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const code = parserErrors[error.code ?? ''] ?? 'bad-request';
+  endWithError(socket, new ApolloError(code, clientErrorMessage(code)));
+}
+
+function clientErrorMessage(code: ApolloError['code']): string {
+  switch (code) {
+    case 'header-too-large':
+      return 'request headers too large';
+    case 'request-timeout':
+      return 'request timed out';
+    case 'uri-too-long':
+      return 'request URI too long';
+    default:
+      return 'malformed HTTP request';
+  }
+}
