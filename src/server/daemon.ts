@@ -128,6 +128,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       identity,
       socket_activation: inherited !== undefined,
       socket_repairs: keeper.repairs(),
+      ...(debugInternals ? { internals: { ...manager.internals(), ...guestServer.internals(), metric_label_sets: metrics.labelSets, process_listeners: processListeners() } } : {}),
     });
     const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render() }, manager, observer, adminGid);
     // Read by status() only once the daemon answers, after this line.
@@ -231,4 +232,12 @@ function guestLimitsWire(limits: GuestServerLimits): StatusWire['limits'] {
     change_waits_per_container: limits.maxWaitsPerContainer,
     pipelined_requests_per_connection: limits.maxPipelinedRequests,
   };
+}
+
+/** Whether `status` shows its `internals` (a switch for tests and debugging: StatusWire['internals']). */
+const debugInternals = process.env['DEVAPOLLO_DEBUG_INTERNALS'] === '1';
+
+/** Listeners on `process`, all events together (signals, exit, warnings). */
+function processListeners(): number {
+  return process.eventNames().reduce((sum, name) => sum + process.listenerCount(name), 0);
 }

@@ -80,6 +80,13 @@ export interface StatusWire {
     readonly last: string | null;
     readonly stranded_containers: readonly string[];
   };
+  /**
+   * Debugging only, not part of the API: present only when the daemon runs with
+   * DEVAPOLLO_DEBUG_INTERNALS=1 in its environment. The sizes of the daemon's maps and
+   * caches kept by container, namespace, process or connection, so that a test can check
+   * that nothing grows with the daemon's history. Names and contents may change.
+   */
+  readonly internals?: Readonly<Record<string, number>>;
 }
 
 /** GET /1.0 on the guest socket. */

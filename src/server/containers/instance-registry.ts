@@ -63,6 +63,11 @@ export class InstanceRegistry {
     return instance;
   }
 
+  /** Instances mapped (status `internals`). */
+  get size(): number {
+    return this.byNamespace.size;
+  }
+
   /** Calls `onExit` once the init exits (the exit watcher polls its pidfd). */
   watch(instance: Instance, onExit: () => void): void {
     this.watcher.watch(instance.pidfd, onExit);

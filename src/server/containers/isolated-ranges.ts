@@ -28,6 +28,11 @@ export class IsolatedRanges {
     private readonly readIdFile?: ReadFile,
   ) {}
 
+  /** Containers with a range of their own (status `internals`). */
+  get size(): number {
+    return this.idmaps.size;
+  }
+
   /** A range a loaded record holds. */
   remember(name: string, idmap: IdmapRecord | null): void {
     if (idmap !== null) this.idmaps.set(name, idmap);

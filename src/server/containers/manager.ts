@@ -57,14 +57,15 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   readonly kernel: KernelFeatures;
   private readonly registry: InstanceRegistry;
   private readonly lifecycle: Lifecycle;
+  private readonly ranges: IsolatedRanges;
 
   constructor(private readonly options: ManagerOptions) {
     super();
     this.setMaxListeners(0);
     this.kernel = options.kernel;
     this.registry = new InstanceRegistry(options.watcher, options.kernel);
-    const ranges = new IsolatedRanges({ uids: options.uids, gids: options.gids }, options.logger, options.readIdFile);
-    this.lifecycle = new Lifecycle(this, this.registry, ranges, options);
+    this.ranges = new IsolatedRanges({ uids: options.uids, gids: options.gids }, options.logger, options.readIdFile);
+    this.lifecycle = new Lifecycle(this, this.registry, this.ranges, options);
   }
 
   /** Loads the records and re-adopts every init that still runs (same pid, start time, boot). */
@@ -85,6 +86,17 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     const container = this.containers.get(name);
     if (container === undefined) throw new ApolloError('not-found', `container ${JSON.stringify(name)} not found`);
     return container;
+  }
+
+  /** Sizes of what the manager keeps by container, namespace or pid (status `internals`). */
+  internals(): Record<string, number> {
+    return {
+      containers: this.containers.size,
+      instances_by_namespace: this.registry.size,
+      isolated_idmaps: this.ranges.size,
+      exit_watches: this.options.watcher.size,
+      manager_event_listeners: this.listenerCount('event'),
+    };
   }
 
   counts(): { total: number; running: number } {

@@ -116,6 +116,11 @@ export class EventHub {
     return this.guestCount;
   }
 
+  /** Containers with guest streams open (the index of listeners by container). */
+  get containerCount(): number {
+    return this.guests.size;
+  }
+
   /** Open admin streams. */
   get adminSize(): number {
     return this.admins.size;

@@ -8,7 +8,7 @@ import { isGuestReadableKey } from '../../shared/names.js';
 import { changeTopics } from '../containers/change-waiters.js';
 import { instanceIdOf } from '../containers/instance-id.js';
 import { parseJsonBody } from '../http/body.js';
-import { errorReply, json, text } from '../http/reply.js';
+import { errorReply, json, text } from './http.js';
 import type { RequestInfo, Route } from '../http/router.js';
 import { parseEventTypes } from '../events/hub.js';
 import type { GuestContext } from './context.js';

@@ -9,10 +9,10 @@
  */
 import http from 'node:http';
 import { ApolloError } from '../../shared/errors.js';
-import type { ContainerManager } from '../containers/manager.js';
+import type { ContainerEvent, ContainerManager } from '../containers/manager.js';
 import { defaultEventLimits, EventHub, type EventLimits } from '../events/hub.js';
 import { answerClientError } from '../http/client-errors.js';
-import { routeRequests } from '../http/pipeline.js';
+import { routeRequests } from './http.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { Admission } from './admission.js';
 import { GuestAuthorizer } from './authorization.js';
@@ -73,6 +73,8 @@ export interface GuestServer {
   readonly pausedConnections: () => number;
   /** Closes every connection, websockets and connections taken over by an upgrade included (shutdown). */
   readonly closeAllConnections: () => void;
+  /** Sizes of what the server keeps by connection, process or container (status `internals`). */
+  readonly internals: () => Record<string, number>;
 }
 
 export function createGuestServer(
@@ -141,8 +143,22 @@ export function createGuestServer(
     (req, res) => queue.serve(req, res),
   );
   const stopSweep = startIdleSweep(connections.served, limits.keepAliveTimeoutMs);
+  // A container that stopped or was deleted takes its processes' entries in the
+  // known-process memo with it, once per turn however many stop together.
+  let pruning = false;
+  const onManagerEvent = (event: ContainerEvent): void => {
+    const action = event.metadata['action'];
+    if (event.type !== 'lifecycle' || (action !== 'stopped' && action !== 'deleted') || pruning) return;
+    pruning = true;
+    setImmediate(() => {
+      pruning = false;
+      connections.forgetEnded();
+    });
+  };
+  manager.on('event', onManagerEvent);
   server.once('close', () => {
     stopSweep();
+    manager.off('event', onManagerEvent);
     connections.clear();
   });
   server.on('connection', (socket) => connections.accept(socket));
@@ -154,6 +170,13 @@ export function createGuestServer(
     openConnections: () => connections.open,
     pendingWaits: () => pendingWaits,
     pausedConnections: () => holds.paused,
+    internals: () => ({
+      guest_connection_slots: connections.served.size,
+      known_processes: connections.knownProcessCount,
+      event_listener_containers: events.containerCount,
+      event_listeners: events.size,
+      change_waits: pendingWaits,
+    }),
     closeAllConnections: () => {
       events.close();
       server.closeAllConnections();
