@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: every benchmark of issues 3, 4 and 7, each side by side with its
+ * `npm run bench`: every benchmark of issues 3, 4, 7 and 19, each side by side with its
  * baseline in the same run. Prints a table; a full run (not --quick) also merges its
  * figures into docs/performance.json and regenerates docs/PERFORMANCE.md from it.
  *
@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { runColdStart } from './cases/cold-start.js';
 import { runEvents } from './cases/events.js';
 import { runHistory } from './cases/history.js';
+import { runIdentity } from './cases/identity.js';
 import { runScale } from './cases/scale.js';
 import { runThroughput, type ThroughputMode } from './cases/throughput.js';
 import { installCleanupHooks } from './lib/cleanup.js';
@@ -112,6 +113,7 @@ async function main(): Promise<number> {
   await attempt(['events'], async () => [await runEvents(ctx)]);
   await attempt(['scale'], async () => [await runScale(ctx)]);
   await attempt(['history'], async () => [await runHistory(ctx)]);
+  await attempt(['identity'], async () => [await runIdentity(ctx)]);
 
   if (results.length > 0) process.stdout.write(`${renderTable(results)}\n`);
   const seconds = Math.round((Date.now() - started) / 1000);

@@ -61,18 +61,21 @@ export async function loadRun(
     seconds: number;
     warmupSeconds: number;
     connections?: number;
+    /** What is asked for (default the config key) and the body it must answer (null: any 200). */
+    path?: string;
+    expectBody?: string | null;
     /** Called as the measured part starts and once it has ended (for profilers). */
     onMeasure?: (phase: 'start' | 'end') => void;
   },
 ): Promise<LoadSample> {
   const spec = {
     socketPath: options.socketPath,
-    path: '/1.0/config/user.foo',
+    path: options.path ?? '/1.0/config/user.foo',
     connections: options.connections ?? 10,
     seconds: options.seconds,
     warmupSeconds: options.warmupSeconds,
     reconnect: options.reconnect,
-    expectBody: fooValue,
+    expectBody: options.expectBody === undefined ? fooValue : options.expectBody,
   };
   const agent = daemon.spawnIn(options.container, 'load generator', [
     'taskset',

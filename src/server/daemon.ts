@@ -12,6 +12,9 @@ import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
 import { subordinateRange } from './containers/idmap.js';
 import { registerGauges } from './gauges.js';
+import { IdentityIssuer } from './identity/issuer.js';
+import type { IdentitySettings } from './identity/settings.js';
+import type { RateLimit } from './guest/limits.js';
 import { createGuestServer, type GuestServerLimits } from './guest/server.js';
 import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
@@ -38,6 +41,10 @@ export interface ServeOptions {
   readonly guestLimits: GuestServerLimits;
   /** One log line per request. */
   readonly logRequests: boolean;
+  /** Who signs identity tokens (`--identity-issuer`, `--trust-domain`). */
+  readonly identity: IdentitySettings;
+  /** Identity tokens per container (`--token-rate`, `--token-burst`). */
+  readonly tokenRate?: RateLimit;
 }
 
 /** A running daemon; `closed` settles once it has shut down. */
@@ -85,7 +92,15 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
 
     // The kernel's features, once: every peer lookup and the registry use this answer.
     const kernel = processKernelFeatures();
-    const identity = await checkPeerCredentials(paths.dir, kernel);
+    const features = await checkPeerCredentials(paths.dir, kernel);
+    // Before any container is adopted: a key file it refuses stops the daemon with nothing held.
+    const identity = await IdentityIssuer.open({
+      identityDir: paths.identityDir,
+      publicDir: paths.publicDir,
+      settings: options.identity,
+      logger,
+      tokenRate: options.tokenRate,
+    });
 
     const watcher = new ExitWatcher();
     const manager = new ContainerManager({
@@ -104,7 +119,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
 
     const metrics = new Metrics();
     const observer: RequestObserver = { metrics, logger, logRequests: options.logRequests };
-    const guestServer = createGuestServer(manager, observer, options.guestLimits);
+    const guestServer = createGuestServer(manager, observer, options.guestLimits, undefined, identity);
     const { server: guest, events, openConnections } = guestServer;
     registerGauges(metrics, manager, guestServer, options.guestLimits);
     const inherited = inheritedSockets();
@@ -125,12 +140,12 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
         paused: guestServer.pausedConnections(),
       },
       limits: guestLimitsWire(options.guestLimits),
-      identity,
+      identity: features,
       socket_activation: inherited !== undefined,
       socket_repairs: keeper.repairs(),
       ...(debugInternals ? { internals: { ...manager.internals(), ...guestServer.internals(), metric_label_sets: metrics.labelSets, process_listeners: processListeners() } } : {}),
     });
-    const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render() }, manager, observer, adminGid);
+    const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render(), identity }, manager, observer, adminGid);
     // Read by status() only once the daemon answers, after this line.
     const keeper = new SocketKeeper({
       directory: paths.guestDir,
@@ -179,6 +194,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       running: counts.running,
       socket_activation: inherited !== undefined,
     });
+    identity.logStarted();
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -206,6 +222,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
         admin.closeAllConnections();
         await Promise.all(closing);
         manager.close();
+        identity.close();
         await watcher.close();
         fs.closeSync(lockFd);
         stopped = true;

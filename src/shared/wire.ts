@@ -1,5 +1,12 @@
 /** JSON shapes on the wire, shared by the daemon and its clients. */
 
+/**
+ * The largest admin API request body the daemon reads. Admin requests carry whole config
+ * values (1 MiB each by default, `serve --max-value-size`), several at once; the CLI
+ * refuses a larger value itself, before sending it (`config set KEY -`).
+ */
+export const maxAdminBodyBytes = 64 * 1024 * 1024;
+
 /** A container as the admin API and `devapollo list --format json` show it. */
 export interface ContainerWire {
   readonly name: string;

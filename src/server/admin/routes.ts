@@ -10,6 +10,8 @@ import { streamLog } from '../containers/container-log.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { OciStartFacts } from '../containers/oci-binding.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
+import { identityAdminRoutes } from '../identity/admin-routes.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 import { parseJsonBody } from '../http/body.js';
 import { json, type StreamReply, text } from '../http/reply.js';
 import type { RequestInfo, Route } from '../http/router.js';
@@ -21,6 +23,8 @@ export interface AdminContext {
   readonly status: () => StatusWire;
   /** Prometheus text. */
   readonly metrics: () => string;
+  /** Identity keys and tokens (section 3b); undefined where the daemon serves none. */
+  readonly identity?: IdentityIssuer | undefined;
 }
 
 export const adminRoutes: readonly Route<AdminContext>[] = [
@@ -40,6 +44,7 @@ export const adminRoutes: readonly Route<AdminContext>[] = [
   { method: 'PATCH', path: '/1.0/containers/:name/config', handler: patchConfig },
   { method: 'GET', path: '/1.0/containers/:name/config/:key', handler: getConfigKey },
   { method: 'GET', path: '/1.0/events', handler: streamEvents },
+  ...identityAdminRoutes,
 ];
 
 function getStatus({ status }: AdminContext) {

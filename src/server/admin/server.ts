@@ -7,6 +7,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { ApolloError } from '../../shared/errors.js';
+import { maxAdminBodyBytes } from '../../shared/wire.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError } from '../http/client-errors.js';
 import { routeRequests } from '../http/pipeline.js';
@@ -16,8 +17,6 @@ import { inAdminGroup } from './admin-group.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { type AdminContext, adminRoutes } from './routes.js';
 
-/** Admin requests carry whole config values (1 MiB each by default), several at once. */
-const maxAdminBodyBytes = 64 * 1024 * 1024;
 
 export function createAdminServer(
   context: AdminContext,

@@ -5,6 +5,7 @@
  * runs; the record rules decide what the record becomes, the book makes it durable and
  * tells listeners, the registry maps and lets go of instances.
  */
+import { randomUUID } from 'node:crypto';
 import { ApolloError } from '../../shared/errors.js';
 import { assertContainerName } from '../../shared/names.js';
 import { closeFd, openPidfd, pidfdIsAlive, reapedExitStatus, signalPidfd } from '../kernel/pidfd.js';
@@ -17,7 +18,7 @@ import { Container, type Instance, whileBusy } from './container.js';
 import type { InstanceRegistry } from './instance-registry.js';
 import type { IsolatedRanges } from './isolated-ranges.js';
 import { LaunchHandshake } from './launcher.js';
-import { annotationConfig, claimKey, newClaim, ociBindRefusal, type OciStartFacts } from './oci-binding.js';
+import { annotationConfig, claimKey, knownAnnotationKeys, newClaim, ociBindRefusal, type OciStartFacts } from './oci-binding.js';
 import { type ConfigChanges, isolatedKey, newRecord, privilegedIsolated, validatedConfig, withConfig, withGuestState } from './record-rules.js';
 
 /** Which run of a registered container a stop hook is for; unset fields match any. */
@@ -235,7 +236,10 @@ export class Lifecycle {
   async register(name: string, pid: number, options: RegisterOptions = {}): Promise<Registration> {
     assertContainerName(name);
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new ApolloError('bad-request', `invalid pid ${String(pid)}`);
-    const requested = validatedConfig(options.config ?? {}, this.options.maxValueBytes);
+    // An OCI state's annotations may be an image's: one naming a key devapollo does not
+    // know is left out with a warning, not a failed start (the admin's own keys are checked).
+    const unknown = options.oci === undefined ? { config: options.config ?? {}, ignored: [] } : knownAnnotationKeys(options.config ?? {});
+    const requested = validatedConfig(unknown.config, this.options.maxValueBytes);
     const runtimeId = options.runtimeId;
     const existing = this.book.containers.get(name);
     if (existing !== undefined) {
@@ -252,8 +256,9 @@ export class Lifecycle {
         throw new ApolloError('forbidden', refusal);
       }
     }
-    const { config: changes, ignored: warnings } =
+    const { config: changes, ignored } =
       options.oci === undefined ? { config: requested, ignored: [] } : annotationConfig(requested, existing?.record);
+    const warnings = [...unknown.ignored, ...ignored];
     for (const warning of warnings) this.options.logger.warn('OCI annotations ignored', { container: name, why: warning });
     // A container a runtime's hook may bind to again has a claim from its first registration.
     if (existing === undefined && changes[claimKey] === undefined) changes[claimKey] = newClaim();
@@ -300,6 +305,8 @@ export class Lifecycle {
         return {
           ...rest,
           origin: 'register',
+          // Each run another runtime binds is a new instance (identity tokens name it).
+          instance_uuid: randomUUID(),
           exit_code: null,
           privileged: instance.rootUid === 0,
           init: {

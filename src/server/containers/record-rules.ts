@@ -7,19 +7,12 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ApolloError } from '../../shared/errors.js';
+import { assertSettableKey, booleanKeys } from '../../shared/config-keys.js';
 import { keyMap } from '../../shared/key-map.js';
 import { assertConfigKey, isGuestReadableKey } from '../../shared/names.js';
 import { type ContainerRecord, type GuestState, stateSchemaVersion } from '../state/container-store.js';
 import { metaDataKeys } from './change-waiters.js';
 import { assertInstanceId, instanceIdKey, withNewInstanceId } from './instance-id.js';
-
-/** Keys the daemon itself reads; their values must be booleans. */
-export const booleanKeys = new Set([
-  'security.devapollo',
-  'security.devapollo.users',
-  'security.devapollo.lxd-compat',
-  'security.idmap.isolated',
-]);
 
 /** A container's own uid/gid range instead of the shared one; read at each start. */
 export const isolatedKey = 'security.idmap.isolated';
@@ -38,6 +31,7 @@ export function newRecord(
     schema: stateSchemaVersion,
     name,
     uuid: randomUUID(),
+    instance_uuid: randomUUID(),
     created_at: new Date().toISOString(),
     origin,
     privileged,
@@ -67,6 +61,7 @@ export function validatedConfig(changes: ConfigChanges, maxValueBytes: number): 
       continue;
     }
     if (typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string`);
+    assertSettableKey(key);
     const size = Buffer.byteLength(value, 'utf8');
     if (size > maxValueBytes) {
       throw new ApolloError('payload-too-large', `the value of ${key} is ${size} bytes, more than the limit of ${maxValueBytes}`);

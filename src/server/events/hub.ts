@@ -131,7 +131,7 @@ export class EventHub {
     this.checkCapacity(subscriber.container);
     return {
       stream: (req: IncomingMessage, res: ServerResponse) => {
-        // Every 200 to a GET carries an ETag (PROTOCOL.md section 3); a stream's never changes.
+        // Every 200 to a GET carries an ETag (docs/api.md, "Conventions"); a stream's never changes.
         const etag = subscriber.container.etag(0);
         this.streamTo(req, res, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache', ETag: etag }, {
           audience: 'guest',

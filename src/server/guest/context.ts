@@ -7,6 +7,7 @@
 import type { Container, Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { EventHub, EventSubscriber, EventType } from '../events/hub.js';
+import type { ContainerIdentity } from '../identity/issuer.js';
 import type { StreamReply } from '../http/reply.js';
 import type { GuestState } from '../state/container-store.js';
 
@@ -20,6 +21,8 @@ export interface GuestContext {
   setGuestState(state: GuestState): Promise<void>;
   /** The caller's event stream (`GET /1.0/events`); 429 when its container has too many. */
   streamEvents(types: ReadonlySet<EventType>): StreamReply;
+  /** Identity tokens naming the caller's container, and the keys that verify them (section 3b); none where the daemon serves them not. */
+  readonly identity: ContainerIdentity | undefined;
 }
 
 /**
@@ -36,6 +39,7 @@ export class GuestSession implements GuestContext, EventSubscriber {
     private readonly events: EventHub,
     /** Whether the connection may still use the API (re-checked on every event). */
     readonly authorized: () => boolean,
+    readonly identity: ContainerIdentity | undefined = undefined,
   ) {
     this.container = instance.container;
   }

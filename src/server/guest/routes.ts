@@ -1,5 +1,5 @@
 /**
- * The guest API on /dev/apollo/sock, at a glance (PROTOCOL.md section 3). Every handler
+ * The guest API on /dev/apollo/sock, at a glance (docs/api.md, "Guest API"). Every handler
  * runs after the connection's container has been checked: running, served, caller allowed.
  */
 import os from 'node:os';
@@ -11,6 +11,7 @@ import { parseJsonBody } from '../http/body.js';
 import { errorReply, json, text } from './http.js';
 import type { RequestInfo, Route } from '../http/router.js';
 import { parseEventTypes } from '../events/hub.js';
+import { identityGuestRoutes } from '../identity/guest-routes.js';
 import type { GuestContext } from './context.js';
 import { buildMetaData } from './meta-data.js';
 
@@ -23,6 +24,7 @@ export const guestRoutes: readonly Route<GuestContext>[] = [
   { method: 'GET', path: '/1.0/meta-data', handler: getMetaData, waitsOn: () => changeTopics.metaData },
   { method: 'GET', path: '/1.0/devices', handler: listDevices },
   { method: 'GET', path: '/1.0/events', handler: streamEvents },
+  ...identityGuestRoutes,
 ];
 
 /** What never changes for a container gets the ETag of revision 0. */

@@ -10,6 +10,7 @@
 import http from 'node:http';
 import { ApolloError } from '../../shared/errors.js';
 import type { ContainerEvent, ContainerManager } from '../containers/manager.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 import { defaultEventLimits, EventHub, type EventLimits } from '../events/hub.js';
 import { answerClientError } from '../http/client-errors.js';
 import { routeRequests } from './http.js';
@@ -83,13 +84,15 @@ export function createGuestServer(
   limits: GuestServerLimits = defaultGuestLimits,
   /** The clock of the request-rate buckets (milliseconds); tests give their own. */
   now?: () => number,
+  /** Signs identity tokens (section 3b); none: the identity routes answer 404. */
+  identity?: IdentityIssuer,
 ): GuestServer {
   const { logger } = observer;
   const events = new EventHub(manager, limits.events);
   const refusals = new GuestRefusals(observer);
   const holds = new ReadingHolds();
   const admission = new Admission(limits.rate, holds, refusals, now);
-  const authorizer = new GuestAuthorizer(manager, events, refusals);
+  const authorizer = new GuestAuthorizer(manager, events, refusals, identity);
   const connections = new GuestConnections(limits, (key) => manager.instanceOfNamespace(key), admission, holds, refusals, observer, manager.kernel);
   let pendingWaits = 0;
 

@@ -1,14 +1,10 @@
 /** `devapollo logs NAME`: a container's output, as it wrote it. */
-import type { CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
-import { adminClient } from './shared.js';
+import { adminClient, hostCommand } from './shared.js';
 
-type Global = { dir?: string | undefined };
-
-export const logsCommand: CommandModule<Global, Global & { name: string; follow: boolean; lines?: number | undefined }> = {
-  command: 'logs <name>',
-  describe: "Show a container's output (its init's stdout and stderr, from the capped log)",
-  builder: (y) =>
+/** `devapollo logs`. */
+export const logs = hostCommand(
+  (y) =>
     y
       .positional('name', { type: 'string', demandOption: true, describe: 'container name' })
       .usage(
@@ -20,8 +16,8 @@ export const logsCommand: CommandModule<Global, Global & { name: string; follow:
       .option('lines', { alias: 'n', type: 'number', describe: 'only the last N lines' })
       .option('follow', { alias: 'f', type: 'boolean', default: false, describe: 'keep printing what the container writes (Ctrl-C ends)' })
       .example('$0 logs web --lines 20', 'the last 20 lines')
-      .example('$0 logs web -f | cat -v', 'follow, escape sequences shown, not acted on') as never,
-  handler: async (argv) => {
+      .example('$0 logs web -f | cat -v', 'follow, escape sequences shown, not acted on'),
+  async (argv) => {
     const query = new URLSearchParams();
     if (argv.lines !== undefined) {
       if (!(Number.isSafeInteger(argv.lines) && argv.lines >= 0)) {
@@ -33,4 +29,4 @@ export const logsCommand: CommandModule<Global, Global & { name: string; follow:
     const search = query.size > 0 ? `?${query}` : '';
     await adminClient(argv).copyTo(`/1.0/containers/${encodeURIComponent(argv.name)}/log${search}`, process.stdout);
   },
-};
+);
