@@ -110,17 +110,27 @@ export async function runExec(request: ExecRequest): Promise<number> {
   // Output to a terminal that went away fails with EIO: nobody is there to read it.
   const ignore = () => undefined;
   let finished = false;
+  const relayOutput = () => {
+    child.stdout.pipe(process.stdout, { end: false });
+    child.stderr.pipe(process.stderr, { end: false });
+  };
   try {
     if (request.terminal && stdin.isTTY) {
       // Raw once the command runs, so that an error before (not running, cannot run) is
-      // printed on a terminal as usual.
+      // printed on a terminal as usual. The output is relayed from then on: a first line
+      // written before would go through the caller's terminal's own newline translation
+      // a second time (\r\r\n). Until then the helper's pipes hold it.
       const { makeRaw } = await import('../kernel/terminal.js');
       void started(control).then((yes) => {
-        if (!yes || finished) return;
-        restore = makeRaw(0) ?? restore;
-        // A last resort should this process end any other way.
-        process.once('exit', restore);
+        if (yes && !finished) {
+          restore = makeRaw(0) ?? restore;
+          // A last resort should this process end any other way.
+          process.once('exit', restore);
+        }
+        relayOutput();
       });
+    } else {
+      relayOutput();
     }
     if (request.terminal) {
       sendWindowSize();
@@ -134,8 +144,6 @@ export async function runExec(request: ExecRequest): Promise<number> {
       stdin.once('error', onTerminalGone);
     }
     stdin.pipe(child.stdin);
-    child.stdout.pipe(process.stdout, { end: false });
-    child.stderr.pipe(process.stderr, { end: false });
     return await closed;
   } finally {
     finished = true;
