@@ -4,15 +4,16 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { finishCli, parseOrComplete } from '../shared/cli.js';
+import { finishCli, parseOrComplete, stdinArgument } from '../shared/cli.js';
 import { runCli } from '../shared/output.js';
 import { GuestClient } from './api-client.js';
 import { guestCommands } from './commands/index.js';
 
 export function buildGuestCli(argv: readonly string[]): Argv {
-  let cli = yargs([...argv])
+  // A lone "-" is `set KEY -`'s "value from stdin" (yargs would drop it).
+  let cli = yargs(argv.map((arg) => (arg === '-' ? stdinArgument : arg)))
     .scriptName('devapollo-guest')
-    .usage('$0 <command>\n\nRead this container\'s config and meta-data from the devapollo socket.')
+    .usage('$0 <command>\n\nRead this container\'s config and meta-data from the devapollo socket, and write its guest.* keys for the host.')
     .option('socket', { type: 'string', global: true, describe: 'the socket (env APOLLO_SOCKET)', defaultDescription: '/dev/apollo/sock' })
     .option('connect-timeout', { type: 'number', global: true, default: 5, describe: 'seconds an answer may take, body included (a wait adds its own time)' });
   for (const command of guestCommands) cli = cli.command(command);

@@ -58,6 +58,12 @@ export interface StatusWire {
     readonly event_streams_per_container: number;
     readonly change_waits_per_container: number;
     readonly pipelined_requests_per_connection: number;
+    /** The guest's writes of guest.* keys (PROTOCOL.md section 3a). */
+    readonly guest_writes_per_second: number;
+    readonly guest_write_burst: number;
+    readonly guest_keys_per_container: number;
+    readonly guest_key_bytes_per_container: number;
+    readonly guest_value_bytes: number;
   };
   readonly identity: { readonly peer_pidfd: boolean; readonly namespace_ids: boolean };
   /** Whether the sockets came from a service manager (systemd socket activation). */

@@ -11,6 +11,7 @@ import type { ContainerManager } from '../containers/manager.js';
 import type { EventHub } from '../events/hub.js';
 import { type GuestPeer, peerOf } from './connection.js';
 import { GuestSession } from './context.js';
+import type { GuestKeyRules } from './guest-keys.js';
 import { type GuestRefusals, notServed } from './refusals.js';
 
 /** Makes each connection's context, once it may ask. */
@@ -18,6 +19,7 @@ export class GuestAuthorizer {
   constructor(
     private readonly manager: ContainerManager,
     private readonly events: EventHub,
+    private readonly guestKeys: GuestKeyRules,
     private readonly refusals: GuestRefusals,
   ) {}
 
@@ -26,7 +28,7 @@ export class GuestAuthorizer {
     const peer = peerOf(socket);
     if (peer === undefined) throw new ApolloError('forbidden', notServed);
     const instance = authorize(peer, this.refusals);
-    peer.context ??= new GuestSession(instance, this.manager, this.events, () => {
+    peer.context ??= new GuestSession(instance, this.manager, this.events, this.guestKeys, () => {
       try {
         authorize(peer, undefined);
         return true;

@@ -19,6 +19,7 @@ import { GuestAuthorizer } from './authorization.js';
 import { peerOf } from './connection.js';
 import { type ConnectionCaps, GuestConnections } from './connections.js';
 import type { GuestSession } from './context.js';
+import { defaultGuestKeyLimits, type GuestKeyLimits, GuestKeyRules } from './guest-keys.js';
 import { startIdleSweep } from './idle-sweep.js';
 import type { RateLimit } from './limits.js';
 import { ReadingHolds } from './reading-holds.js';
@@ -45,6 +46,8 @@ export interface GuestServerLimits extends ConnectionCaps {
   /** Change-waits pending per container. */
   readonly maxWaitsPerContainer: number;
   readonly events: EventLimits;
+  /** The guest's writes of its guest.* keys: their rate and quotas (PROTOCOL.md section 3a). */
+  readonly guestKeys: GuestKeyLimits;
 }
 
 export const defaultGuestLimits: GuestServerLimits = {
@@ -53,6 +56,7 @@ export const defaultGuestLimits: GuestServerLimits = {
   keepAliveTimeoutMs: 30_000,
   maxHeaderBytes: 16 * 1024,
   maxUrlBytes: 8 * 1024,
+  // The largest guest.* value (guest-keys.ts) is the largest body of all.
   maxBodyBytes: 64 * 1024,
   maxConnectionsPerContainer: 256,
   maxConnections: 8192,
@@ -60,6 +64,7 @@ export const defaultGuestLimits: GuestServerLimits = {
   maxPipelinedRequests: 8,
   maxWaitsPerContainer: 64,
   events: defaultEventLimits,
+  guestKeys: defaultGuestKeyLimits,
 };
 
 /** The guest server, its event hub, and its counts. */
@@ -79,7 +84,7 @@ export function createGuestServer(
   manager: ContainerManager,
   observer: RequestObserver,
   limits: GuestServerLimits = defaultGuestLimits,
-  /** The clock of the request-rate buckets (milliseconds); tests give their own. */
+  /** The clock of the request-rate and write-rate buckets (milliseconds); tests give their own. */
   now?: () => number,
 ): GuestServer {
   const { logger } = observer;
@@ -87,7 +92,7 @@ export function createGuestServer(
   const refusals = new GuestRefusals(observer);
   const holds = new ReadingHolds();
   const admission = new Admission(limits.rate, holds, refusals, now);
-  const authorizer = new GuestAuthorizer(manager, events, refusals);
+  const authorizer = new GuestAuthorizer(manager, events, new GuestKeyRules(limits.guestKeys, now), refusals);
   const connections = new GuestConnections(limits, (key) => manager.instanceOfNamespace(key), admission, holds, refusals, observer);
   let pendingWaits = 0;
 

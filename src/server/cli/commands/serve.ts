@@ -15,6 +15,8 @@ type ServeArgs = Global & {
   'events-heartbeat': number;
   'rate-limit': number;
   'rate-burst': number;
+  'guest-write-rate': number;
+  'guest-write-burst': number;
   'max-connections': number;
   'max-container-connections': number;
   'max-event-streams': number;
@@ -31,6 +33,8 @@ const numeric: [keyof ServeArgs, number, boolean][] = [
   ['events-heartbeat', 0.001, false],
   ['rate-limit', 0, false],
   ['rate-burst', 1, true],
+  ['guest-write-rate', 0, false],
+  ['guest-write-burst', 1, true],
   ['max-connections', 1, true],
   ['max-container-connections', 1, true],
   ['max-event-streams', 1, true],
@@ -60,6 +64,8 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       .option('events-heartbeat', { type: 'number', default: 15, describe: 'seconds between heartbeats on event streams' })
       .option('rate-limit', { type: 'number', default: 1024, describe: 'guest requests per second per container (0: no limit)' })
       .option('rate-burst', { type: 'number', default: 4096, describe: 'guest requests a container may make at once' })
+      .option('guest-write-rate', { type: 'number', default: 16, describe: 'writes of guest.* keys per second per container, each fsynced (0: no limit)' })
+      .option('guest-write-burst', { type: 'number', default: 64, describe: 'writes of guest.* keys a container may make at once' })
       .option('max-connections', { type: 'number', default: 8192, describe: 'open guest connections in all' })
       .option('max-container-connections', { type: 'number', default: 256, describe: 'open guest connections per container' })
       .option('max-event-streams', { type: 'number', default: 64, describe: 'open event streams per container' })
@@ -92,6 +98,7 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
         maxConnections: argv['max-connections'],
         maxConnectionsPerContainer: argv['max-container-connections'],
         rate: { perSecond: argv['rate-limit'], burst: argv['rate-burst'] },
+        guestKeys: { ...defaultGuestLimits.guestKeys, rate: { perSecond: argv['guest-write-rate'], burst: argv['guest-write-burst'] } },
         events: {
           ...defaultGuestLimits.events,
           heartbeatMs: argv['events-heartbeat'] * 1000,
