@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: every benchmark of issues 3, 4 and 7, each side by side with its
+ * `npm run bench`: every benchmark of issues 3, 4, 7 and 20, each side by side with its
  * baseline in the same run. Prints a table; a full run (not --quick) also merges its
  * figures into docs/performance.json and regenerates docs/PERFORMANCE.md from it.
  *
@@ -15,6 +15,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runColdStart } from './cases/cold-start.js';
 import { runEvents } from './cases/events.js';
+import { runGuestWrites } from './cases/guest-writes.js';
 import { runScale } from './cases/scale.js';
 import { runThroughput, type ThroughputMode } from './cases/throughput.js';
 import { installCleanupHooks } from './lib/cleanup.js';
@@ -95,6 +96,7 @@ async function main(): Promise<number> {
   await attempt(['cold-start'], async () => [await runColdStart(ctx)]);
   await attempt(['events'], async () => [await runEvents(ctx)]);
   await attempt(['scale'], async () => [await runScale(ctx)]);
+  await attempt(['guest-writes'], async () => [await runGuestWrites(ctx)]);
 
   if (results.length > 0) process.stdout.write(`${renderTable(results)}\n`);
   const seconds = Math.round((Date.now() - started) / 1000);

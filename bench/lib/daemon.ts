@@ -93,6 +93,7 @@ export class BenchDaemon {
     const args = [...daemonNodeFlags(), ...this.nodeArgs, hostCli, 'serve', '--dir', this.dir, '--log-level', 'warn'];
     // Benchmarks push one container far past any sane rate: measure the daemon, not its limiter.
     if (serveHas('--rate-limit')) args.push('--rate-limit', '0');
+    if (serveHas('--guest-write-rate')) args.push('--guest-write-rate', '0');
     if (serveHas('--max-container-connections')) args.push('--max-container-connections', '4096');
     if (serveHas('--max-connections')) args.push('--max-connections', '16384');
     const stdout = this.stdoutFile === undefined ? 'ignore' : fs.openSync(this.stdoutFile, 'a');

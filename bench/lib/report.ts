@@ -57,7 +57,7 @@ export interface PerformanceFile {
 }
 
 /** Benchmarks in the order the documents show them. */
-export const benchmarkOrder = ['keepalive', 'reconnect', 'cold-start', 'events', 'scale'];
+export const benchmarkOrder = ['keepalive', 'reconnect', 'cold-start', 'events', 'scale', 'guest-writes'];
 
 function formatNumber(value: number | undefined, unit = ''): string {
   if (value === undefined || Number.isNaN(value)) return '–';
