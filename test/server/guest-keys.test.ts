@@ -6,6 +6,10 @@ import { after, before, describe } from 'node:test';
 import { eventually, guestTool, hostCli, rssOf, TestDaemon } from '../helpers/daemon.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 import { type GuestAnswer, guestRequests } from '../helpers/guest-requests.js';
+import { devapolloCommand, readmeBlock, sh, substitute } from '../helpers/readme.js';
+import { devapolloArgv, sharedTempDir } from '../helpers/runtimes.js';
+import fs from 'node:fs';
+import path from 'node:path';
 
 const KiB = 1024;
 const put = (key: string, body: Buffer | string) => ({ method: 'PUT', path: `/1.0/config/${key}`, body });
@@ -21,12 +25,39 @@ describe('guest.* keys: the guest writes, the host reads', () => {
     if (curlUnavailable) return;
     // No write rate here: the quotas are tested on their own (the rate has its own daemon below).
     daemon = await TestDaemon.start({ args: ['--guest-write-rate', '0'] });
-    for (const name of ['alpha', 'beta', 'counted', 'sized', 'hammer']) await daemon.launch(name);
+    for (const name of ['alpha', 'beta', 'counted', 'sized', 'hammer', 'web']) await daemon.launch(name);
     await daemon.launch('readonly', { config: { 'security.devapollo.guest-writes': 'false', 'guest.given': 'by the host' } });
   });
 
   after(async () => {
     await daemon?.destroy();
+  });
+
+  test('the README example "Reporting back to the host" works as written', async () => {
+    // `devapollo` and `devapollo-guest` stand-ins on PATH, and the host key a real host has.
+    const scratch = sharedTempDir('devapollo-readme-guest-');
+    try {
+      devapolloCommand(scratch, devapolloArgv(daemon.dir));
+      fs.writeFileSync(path.join(scratch, 'devapollo-guest'), `#!/bin/sh\nexec '${process.execPath}' '${guestTool()}' "$@"\n`, { mode: 0o755 });
+      const hostKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample root@web\n';
+      fs.writeFileSync(path.join(scratch, 'host-key.pub'), hostKey, { mode: 0o644 });
+      const env = { ...process.env, PATH: `${scratch}:${process.env['PATH'] ?? ''}` };
+      const host = sh(readmeBlock('until devapollo config get web guest.status'), { cwd: scratch, env });
+      const guestBlock = substitute(readmeBlock('devapollo-guest set guest.status ready'), [['/etc/ssh/ssh_host_ed25519_key.pub', path.join(scratch, 'host-key.pub')]]);
+      const agent = await daemon.exec('web', ['sh', '-euc', `PATH=${scratch}:$PATH\n${guestBlock}`]);
+      assert.equal(agent.code, 0, agent.stderr);
+      const shown = await host;
+      assert.equal(shown.code, 0, shown.stderr);
+      // `config get` prints the exact bytes, no newline added: the JSON follows at once.
+      assert.ok(shown.out.startsWith('ready{'), shown.out);
+      const config = JSON.parse(shown.out.slice('ready'.length)) as Record<string, string>;
+      assert.equal(config['guest.status'], 'ready');
+      assert.equal(config['guest.ssh-fingerprint'], hostKey);
+      // Reset, then removed.
+      assert.equal((await daemon.cli(['config', 'get', 'web', 'guest.status'])).code, 3);
+    } finally {
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
   });
 
   test('exact bytes round trip: UTF-8, newlines, a BOM; the host reads the same bytes; empty unsets', async () => {

@@ -66,7 +66,15 @@ export class GuestKeyRules {
         headers: { 'Retry-After': String(seconds) },
       });
     }
-    if (declaredBytes !== undefined) this.assertFits(container.record, { key, bytes: declaredBytes === 0 ? null : declaredBytes });
+    if (declaredBytes === undefined) return;
+    try {
+      this.assertFits(container.record, { key, bytes: declaredBytes === 0 ? null : declaredBytes });
+    } catch (error) {
+      // The body is still unread: the answer closes the connection, so that it never is
+      // (node:http would otherwise read a declared gigabyte to find the next request).
+      if (error instanceof ApolloError) throw new ApolloError(error.code, error.message, { headers: { Connection: 'close' } });
+      throw error;
+    }
   }
 
   /**

@@ -88,6 +88,7 @@ describe('GuestKeyRules', () => {
     // The declared Content-Length is checked before the body: 0 is an unset.
     const c = containerWith({});
     assert.equal(outcome(() => rules.admit(c, 'guest.x', 64 * KiB + 1)), 'payload-too-large');
+    assert.throws(() => rules.admit(c, 'guest.x', 1024 * 1024 * 1024), (error: ApolloError) => error.headers['Connection'] === 'close', 'a body refused unread closes its connection');
     assert.equal(outcome(() => rules.admit(full, 'guest.new', 0)), 'ok');
     assert.equal(outcome(() => rules.admit(full, 'guest.new', undefined)), 'ok');
   });
