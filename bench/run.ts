@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: every benchmark of issues 3, 4, 7 and 20, each side by side with its
+ * `npm run bench`: every benchmark of issues 3, 4, 7, 19 and 20, each side by side with its
  * baseline in the same run. Prints a table; a full run (not --quick) also merges its
  * figures into docs/performance.json and regenerates docs/PERFORMANCE.md from it.
  *
@@ -8,6 +8,7 @@
  *   npm run bench -- --only keepalive,cold-start    # some benchmarks
  *   npm run bench -- --only scale --containers 2000 # another container count
  *   npm run bench -- --only keepalive --rounds 51   # more rounds, a narrower interval
+ *   npm run bench -- --only history --history 200,2000 --mixed-minutes 10
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,6 +16,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runColdStart } from './cases/cold-start.js';
 import { runEvents } from './cases/events.js';
+import { runHistory } from './cases/history.js';
+import { runIdentity } from './cases/identity.js';
 import { runGuestWrites } from './cases/guest-writes.js';
 import { runScale } from './cases/scale.js';
 import { runThroughput, type ThroughputMode } from './cases/throughput.js';
@@ -24,7 +27,7 @@ import { repoRoot } from './lib/daemon.js';
 import { machine } from './lib/proc.js';
 import { type BenchResult, benchmarkOrder, type PerformanceFile, renderMarkdown, renderTable, storeResults } from './lib/report.js';
 
-const usage = `usage: npm run bench -- [--quick] [--only ${benchmarkOrder.join(',')}] [--containers N] [--rounds N] [--no-write] [--render]`;
+const usage = `usage: npm run bench -- [--quick] [--only ${benchmarkOrder.join(',')}] [--containers N] [--rounds N] [--history N,N...] [--mixed-minutes M] [--no-write] [--render]`;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -33,6 +36,8 @@ async function main(): Promise<number> {
       only: { type: 'string' },
       containers: { type: 'string' },
       rounds: { type: 'string' },
+      history: { type: 'string' },
+      'mixed-minutes': { type: 'string' },
       'no-write': { type: 'boolean', default: false },
       render: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -64,6 +69,16 @@ async function main(): Promise<number> {
     process.stderr.write(`Error: --rounds must be an integer from 1 to 500\n${usage}\n`);
     return 2;
   }
+  const history = values.history === undefined ? undefined : values.history.split(',').map((s) => Number(s.trim()));
+  if (history !== undefined && !history.every((n, i) => Number.isInteger(n) && n >= 1 && n <= 100_000 && n > (history[i - 1] ?? 0))) {
+    process.stderr.write(`Error: --history must be increasing launch counts from 1 to 100000, comma-separated, not ${JSON.stringify(values.history)}\n${usage}\n`);
+    return 2;
+  }
+  const mixedMinutes = values['mixed-minutes'] === undefined ? undefined : Number(values['mixed-minutes']);
+  if (mixedMinutes !== undefined && !(Number.isFinite(mixedMinutes) && mixedMinutes >= 0 && mixedMinutes <= 600)) {
+    process.stderr.write(`Error: --mixed-minutes must be a number of minutes from 0 to 600, not ${JSON.stringify(values['mixed-minutes'])}\n${usage}\n`);
+    return 2;
+  }
   if (process.getuid?.() !== 0) {
     process.stderr.write('Error: the benchmarks start real containers: run them as root\n');
     return 2;
@@ -76,6 +91,8 @@ async function main(): Promise<number> {
     quick: values.quick,
     containers,
     rounds,
+    history,
+    mixedMinutes,
     log: (message) => process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${message}\n`),
   };
   const results: BenchResult[] = [];
@@ -96,6 +113,8 @@ async function main(): Promise<number> {
   await attempt(['cold-start'], async () => [await runColdStart(ctx)]);
   await attempt(['events'], async () => [await runEvents(ctx)]);
   await attempt(['scale'], async () => [await runScale(ctx)]);
+  await attempt(['history'], async () => [await runHistory(ctx)]);
+  await attempt(['identity'], async () => [await runIdentity(ctx)]);
   await attempt(['guest-writes'], async () => [await runGuestWrites(ctx)]);
 
   if (results.length > 0) process.stdout.write(`${renderTable(results)}\n`);

@@ -10,7 +10,9 @@
 #  - debootstrap: scripts/build-test-rootfs.sh builds, once, the Debian root filesystem with
 #    systemd and cloud-init that the end-to-end tests boot in LXC containers;
 #  - cloud-init: the tests run its LXD datasource's reading code on this machine, never a
-#    boot (cloud-init boots only inside those containers).
+#    boot (cloud-init boots only inside those containers);
+#  - python3-jwt and python3-cryptography: PyJWT, the verifier devapollo did not write that
+#    the identity token tests check tokens with (ES256 needs cryptography, only recommended).
 set -eu
 if [ "$(id -u)" -ne 0 ]; then
   echo "Error: run as root (the tests start real containers)" >&2
@@ -23,7 +25,7 @@ export DEBIAN_FRONTEND=noninteractive
 mkdir -p /etc/cloud
 touch /etc/cloud/cloud-init.disabled
 missing=""
-for pkg in curl util-linux perl-base ca-certificates procps lxc busybox-static crun runc podman debootstrap cloud-init; do
+for pkg in curl util-linux perl-base ca-certificates procps lxc busybox-static crun runc podman debootstrap cloud-init python3-jwt python3-cryptography; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then

@@ -61,18 +61,21 @@ export async function loadRun(
     seconds: number;
     warmupSeconds: number;
     connections?: number;
+    /** What is asked for (default the config key) and the body it must answer (null: any 200). */
+    path?: string;
+    expectBody?: string | null;
     /** Called as the measured part starts and once it has ended (for profilers). */
     onMeasure?: (phase: 'start' | 'end') => void;
   },
 ): Promise<LoadSample> {
   const spec = {
     socketPath: options.socketPath,
-    path: '/1.0/config/user.foo',
+    path: options.path ?? '/1.0/config/user.foo',
     connections: options.connections ?? 10,
     seconds: options.seconds,
     warmupSeconds: options.warmupSeconds,
     reconnect: options.reconnect,
-    expectBody: fooValue,
+    expectBody: options.expectBody === undefined ? fooValue : options.expectBody,
   };
   const agent = daemon.spawnIn(options.container, 'load generator', [
     'taskset',
@@ -182,18 +185,24 @@ export async function runThroughput(ctx: BenchContext, modes: readonly Throughpu
   const seconds = ctx.quick ? 2 : 3;
   const warmupSeconds = ctx.quick ? 0.5 : 1;
   const daemon = await BenchDaemon.start();
+  // Beside the daemons replaced every few rounds, one that serves the whole run: neither
+  // the luck of one process nor what a long life does to it hides behind the other.
+  const longLived = await BenchDaemon.start();
   const tmp = tempDir('devapollo-bench-baseline-', { worldReadable: true });
   try {
     await daemon.launch(loadContainer, { privileged: true, config: { 'user.foo': fooValue } });
+    await longLived.launch(loadContainer, { privileged: true, config: { 'user.foo': fooValue } });
     const etag = await etagOf(daemon);
     const baselineSocket = path.join(tmp.dir, 'baseline.sock');
     let baseline = await startBaselineServer(baselineSocket, etag);
     pin(daemon.pid, '0');
+    pin(longLived.pid, '0');
 
     const results: BenchResult[] = [];
     for (const mode of modes) {
       const reconnect = mode === 'reconnect';
-      const samples: { devapollo: LoadSample[]; baseline: LoadSample[] } = { devapollo: [], baseline: [] };
+      const samples: Samples = { devapollo: [], baseline: [], longLived: [] };
+      await loadRun(longLived, { container: loadContainer, socketPath: '/dev/apollo/sock', serverPid: longLived.pid, reconnect, seconds: 1, warmupSeconds });
       for (let round = 0; round < rounds; round++) {
         if (round > 0 && round % roundsPerProcess === 0) {
           // A new daemon (it re-adopts the load container) and a new bare server, each
@@ -209,12 +218,13 @@ export async function runThroughput(ctx: BenchContext, modes: readonly Throughpu
           ctx.log(`${mode}: a new daemon and a new bare server`);
         }
         // Alternate which side goes first, so that a drift in the machine's load hits both.
-        const order = round % 2 === 0 ? (['devapollo', 'baseline'] as const) : (['baseline', 'devapollo'] as const);
+        const order = round % 2 === 0 ? (['devapollo', 'baseline', 'longLived'] as const) : (['longLived', 'baseline', 'devapollo'] as const);
         for (const side of order) {
-          const sample = await loadRun(daemon, {
+          const server = side === 'longLived' ? longLived : daemon;
+          const sample = await loadRun(server, {
             container: loadContainer,
-            socketPath: side === 'devapollo' ? '/dev/apollo/sock' : baselineSocket,
-            serverPid: side === 'devapollo' ? daemon.pid : (baseline.pid as number),
+            socketPath: side === 'baseline' ? baselineSocket : '/dev/apollo/sock',
+            serverPid: side === 'baseline' ? (baseline.pid as number) : server.pid,
             reconnect,
             seconds,
             warmupSeconds,
@@ -231,12 +241,20 @@ export async function runThroughput(ctx: BenchContext, modes: readonly Throughpu
     return results;
   } finally {
     daemon.destroy();
+    longLived.destroy();
     tmp.remove();
   }
 }
 
-function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; baseline: LoadSample[] }): BenchResult {
-  const pick = (side: 'devapollo' | 'baseline', field: keyof LoadSample) => samples[side].map((s) => s[field]);
+/** The rounds of one mode: the daemons replaced every few rounds, the bare server, the daemon never replaced. */
+interface Samples {
+  readonly devapollo: LoadSample[];
+  readonly baseline: LoadSample[];
+  readonly longLived: LoadSample[];
+}
+
+function summarize(mode: ThroughputMode, samples: Samples): BenchResult {
+  const pick = (side: keyof Samples, field: keyof LoadSample) => samples[side].map((s) => s[field]);
   const rps = median(pick('devapollo', 'requests_per_second'));
   const rpsBase = median(pick('baseline', 'requests_per_second'));
   const cpu = median(pick('devapollo', 'server_cpu_us_per_request'));
@@ -274,6 +292,24 @@ function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; bas
     // slows a round down, so the best rounds are the closest to what the code costs.
     bestRow('throughput, best round', Math.max(...pick('devapollo', 'requests_per_second')), Math.max(...pick('baseline', 'requests_per_second')), 'req/s'),
     bestRow('server CPU per request, best round', Math.min(...pick('devapollo', 'server_cpu_us_per_request')), Math.min(...pick('baseline', 'server_cpu_us_per_request')), 'µs'),
+    {
+      metric: 'throughput, one long-lived daemon (never restarted)',
+      value: median(pick('longLived', 'requests_per_second')),
+      unit: 'req/s',
+      baseline: rpsBase,
+      baselineName: 'node:http',
+      ratio: median(pick('longLived', 'requests_per_second')) / rpsBase,
+      spread: spread(pick('longLived', 'requests_per_second')),
+    },
+    pairedRow('throughput, one long-lived daemon, round by round', { devapollo: samples.longLived, baseline: samples.baseline }, 'requests_per_second'),
+    {
+      metric: 'server CPU per request, one long-lived daemon',
+      value: median(pick('longLived', 'server_cpu_us_per_request')),
+      unit: 'µs',
+      baseline: cpuBase,
+      baselineName: 'node:http',
+      ratio: median(pick('longLived', 'server_cpu_us_per_request')) / cpuBase,
+    },
     // autocannon counts latency in whole milliseconds: no ratio against a 0.
     { metric: 'latency p99', value: p99, unit: 'ms', baseline: p99Base, baselineName: 'node:http', ...(p99Base > 0 ? { ratio: p99 / p99Base } : {}) },
   ];
@@ -297,9 +333,10 @@ function summarize(mode: ThroughputMode, samples: { devapollo: LoadSample[]; bas
       'the server under test is pinned to core 0. The daemon runs with its request rate limit off (`--rate-limit 0`). ' +
       `Every ${roundsPerProcess} rounds the daemon and the bare server are replaced by new processes (the daemon re-adopts the ` +
       'load container), each warmed up by one unrecorded run: one process can run a quarter slower than an identical one for ' +
-      'its whole life here, and only many processes average that out.',
+      'its whole life here, and only many processes average that out. A third side, one more daemon started once and never replaced, ' +
+      'is measured in the same rounds (the "long-lived" rows).',
     rows,
-    notes: [pairedNote(samples), loadNote([...samples.devapollo, ...samples.baseline])],
+    notes: [pairedNote(samples), loadNote([...samples.devapollo, ...samples.baseline, ...samples.longLived])],
     raw: samples,
   };
 }

@@ -10,6 +10,10 @@ export interface BenchContext {
   readonly containers: number | undefined;
   /** Rounds of each side in the throughput and scale benchmarks (default 17 and 6; 3 and 2 with --quick). */
   readonly rounds: number | undefined;
+  /** Launch-and-delete counts after which the history benchmark measures (default 200 and 2,000; 20 and 100 with --quick). */
+  readonly history: readonly number[] | undefined;
+  /** Minutes of mixed load in the history benchmark (default 10; 0.5 with --quick; 0: none). */
+  readonly mixedMinutes: number | undefined;
   readonly log: (message: string) => void;
 }
 

@@ -59,6 +59,8 @@ export class BenchDaemon {
     private readonly nodeArgs: readonly string[],
     /** A file for the daemon's standard output (V8's --trace-gc writes there), else none. */
     private readonly stdoutFile: string | undefined,
+    /** Keep the request and identity token rates at their defaults (else off: the daemon, not its limiter). */
+    private readonly shippedLimits: boolean,
   ) {
     this.destroy = onCleanup(() => this.teardown());
   }
@@ -78,9 +80,9 @@ export class BenchDaemon {
   }
 
   /** A daemon on a fresh DIR, answering on its admin socket. */
-  static async start(options: { nodeArgs?: readonly string[]; stdoutFile?: string } = {}): Promise<BenchDaemon> {
+  static async start(options: { nodeArgs?: readonly string[]; stdoutFile?: string; shippedLimits?: boolean } = {}): Promise<BenchDaemon> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-bench-'));
-    const daemon = new BenchDaemon(dir, options.nodeArgs ?? [], options.stdoutFile);
+    const daemon = new BenchDaemon(dir, options.nodeArgs ?? [], options.stdoutFile, options.shippedLimits === true);
     await daemon.spawn();
     return daemon;
   }
@@ -92,10 +94,11 @@ export class BenchDaemon {
   async spawn(): Promise<void> {
     const args = [...daemonNodeFlags(), ...this.nodeArgs, hostCli, 'serve', '--dir', this.dir, '--log-level', 'warn'];
     // Benchmarks push one container far past any sane rate: measure the daemon, not its limiter.
-    if (serveHas('--rate-limit')) args.push('--rate-limit', '0');
-    if (serveHas('--guest-write-rate')) args.push('--guest-write-rate', '0');
+    if (serveHas('--rate-limit') && !this.shippedLimits) args.push('--rate-limit', '0');
+    if (serveHas('--guest-write-rate') && !this.shippedLimits) args.push('--guest-write-rate', '0');
     if (serveHas('--max-container-connections')) args.push('--max-container-connections', '4096');
     if (serveHas('--max-connections')) args.push('--max-connections', '16384');
+    if (serveHas('--token-rate') && !this.shippedLimits) args.push('--token-rate', '0');
     const stdout = this.stdoutFile === undefined ? 'ignore' : fs.openSync(this.stdoutFile, 'a');
     const child = spawn(process.execPath, args, { stdio: ['ignore', stdout, 'pipe'], detached: true });
     if (typeof stdout === 'number') fs.closeSync(stdout);

@@ -9,10 +9,11 @@
  * answer is read past a size limit (`answerLimits`).
  */
 import fs from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import path from 'node:path';
 import { ApolloError, errorFromResponse } from '../shared/errors.js';
 import { readLines } from '../shared/lines.js';
+import { exchange, openStream } from '../shared/unix-http.js';
 
 export const defaultSocketPath = '/dev/apollo/sock';
 
@@ -52,11 +53,20 @@ export const answerLimits = {
   eventLineBytes: 16 * MiB,
 } as const;
 
-/** 64 MiB, 64 KiB, 12 bytes. */
-function sizeText(bytes: number): string {
-  if (bytes >= MiB && bytes % MiB === 0) return `${bytes / MiB} MiB`;
-  if (bytes >= 1024 && bytes % 1024 === 0) return `${bytes / 1024} KiB`;
-  return `${bytes} bytes`;
+/**
+ * How a 429 (the container's request rate is over its limit) is retried: after the wait
+ * its Retry-After asks for, at most 3 times, and only when that wait is at most 5 s; a
+ * longer one is answered at once with the error (exit 1), not slept through.
+ */
+export const rateLimitRetries = { attempts: 3, longestWaitMs: 5000 } as const;
+
+/** A Retry-After header (seconds, or an HTTP date) in milliseconds; 1 s when absent or unreadable. */
+function retryAfterMs(header: string | string[] | undefined): number {
+  const text = Array.isArray(header) ? header[0] : header;
+  if (text === undefined || text.trim() === '') return 1000;
+  if (/^\s*\d+\s*$/.test(text)) return Number(text) * 1000;
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? 1000 : Math.max(0, at - Date.now());
 }
 
 /** What the options of a request may say beyond its method and target. */
@@ -114,33 +124,17 @@ export class GuestClient {
    * (rejects when it breaks, or a line is longer than `answerLimits.eventLineBytes`).
    */
   async openStream(target: string, onLine: (line: string) => void): Promise<{ ended: Promise<void>; close: () => void }> {
-    const { res, req } = await new Promise<{ res: http.IncomingMessage; req: http.ClientRequest }>((resolve, reject) => {
-      const request = http.request({ ...this.connection(), method: 'GET', path: target, headers: { Host: 'apollo' } });
-      const timer = setTimeout(() => request.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })), this.connectTimeoutMs);
-      request.once('response', (response) => {
-        if ((response.statusCode ?? 0) < 400) {
-          clearTimeout(timer);
-          resolve({ res: response, req: request });
-          return;
-        }
-        // An error's body is read within the same timeout, and only so far.
-        readBody(request, response, answerLimits.errorBytes, this.socketPath).then(
-          (body) => {
-            clearTimeout(timer);
-            reject(errorFromResponse(response.statusCode ?? 0, body.toString('utf8')));
-          },
-          (error: unknown) => {
-            clearTimeout(timer);
-            reject(this.unreachable(error));
-          },
-        );
+    let opened;
+    try {
+      opened = await openStream({
+        ...this.target('GET', target),
+        timeoutMs: this.connectTimeoutMs,
+        maxBytes: () => answerLimits.errorBytes,
       });
-      request.on('error', (error) => {
-        clearTimeout(timer);
-        reject(this.unreachable(error));
-      });
-      request.end();
-    });
+    } catch (error) {
+      throw this.unreachable(error);
+    }
+    const { res, req } = opened;
     const ended = (async () => {
       try {
         // Empty lines are heartbeats.
@@ -153,13 +147,27 @@ export class GuestClient {
     return { ended, close: () => req.destroy() };
   }
 
-  /** Sends with retries for a daemon that is restarting; 503 counts as restarting. */
+  /**
+   * Sends with retries for a daemon that is restarting (503 counts as restarting), and
+   * after a 429 as its Retry-After says, within `rateLimitRetries`: a refusal past them is
+   * the answer (exit 1).
+   */
   async send(method: string, target: string, options: SendOptions = {}): Promise<GuestResponse> {
-    const deadline = Date.now() + this.connectTimeoutMs;
+    let deadline = Date.now() + this.connectTimeoutMs;
     let delay = 25;
+    let throttled = 0;
     for (;;) {
       try {
         const response = await this.once(method, target, options, Math.max(deadline - Date.now(), 100));
+        if (response.status === 429) {
+          const waitMs = retryAfterMs(response.headers['retry-after']);
+          if (throttled >= rateLimitRetries.attempts || waitMs > rateLimitRetries.longestWaitMs) return response;
+          throttled++;
+          await new Promise((resolve) => setTimeout(resolve, waitMs));
+          // The wait was the daemon's to ask for: the next attempt has its whole time again.
+          deadline = Date.now() + this.connectTimeoutMs;
+          continue;
+        }
         if (response.status !== 503 || Date.now() + delay > deadline) return response;
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code ?? '';
@@ -178,36 +186,18 @@ export class GuestClient {
    * by a change-wait's own time.
    */
   private once(method: string, target: string, options: SendOptions, timeoutMs: number): Promise<GuestResponse> {
-    return new Promise((resolve, reject) => {
-      const req = http.request({ ...this.connection(), method, path: target, headers: { Host: 'apollo', ...options.headers } });
-      const timer = setTimeout(() => {
-        req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
-      }, timeoutMs + (options.waitMs ?? 0));
-      const fail = (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      };
-      req.once('response', (res) => {
-        const status = res.statusCode ?? 0;
-        const limit = status >= 400 ? answerLimits.errorBytes : (options.maxBytes ?? answerLimits.jsonBytes);
-        readBody(req, res, limit, this.socketPath).then((body) => {
-          clearTimeout(timer);
-          resolve({ status, headers: res.headers, body });
-        }, fail);
-      });
-      req.on('error', fail);
-      req.end(options.body);
+    return exchange({
+      ...this.target(method, target),
+      headers: options.headers,
+      body: options.body,
+      timeoutMs: timeoutMs + (options.waitMs ?? 0),
+      maxBytes: (status) => (status >= 400 ? answerLimits.errorBytes : (options.maxBytes ?? answerLimits.jsonBytes)),
+      reader: 'devapollo-guest',
     });
   }
 
-  /**
-   * How every request reaches the daemon: the socket, a connection of its own (no agent
-   * pool to keep the process alive), and no TLS server name. Without `servername`, Node's
-   * agent derives one from the Host header and runs its IPv6 regular expression on it,
-   * which costs a cold `devapollo-guest get` about 5 ms of its start-up.
-   */
-  private connection(): Pick<http.RequestOptions, 'socketPath' | 'agent'> & { servername: string } {
-    return { socketPath: this.socketPath, agent: false, servername: '' };
+  private target(method: string, target: string): { socketPath: string; method: string; path: string } {
+    return { socketPath: this.socketPath, method, path: target };
   }
 
   /** Without /dev/apollo there is nothing to wait for: this is not a served container. */
@@ -243,43 +233,4 @@ export class GuestClient {
         });
     }
   }
-}
-
-/**
- * An answer's body, at most `limit` bytes: a larger one (declared or sent) ends the
- * exchange with an error (exit 1). Errors of the request (its timeout) reject too.
- */
-function readBody(req: http.ClientRequest, res: http.IncomingMessage, limit: number, socket: string): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const tooLarge = () => {
-      req.destroy();
-      reject(
-        new ApolloError(
-          'internal',
-          `the answer on ${socket} is larger than ${sizeText(limit)}, more than devapollo-guest reads: refusing it`,
-        ),
-      );
-    };
-    const declared = Number(res.headers['content-length'] ?? 0);
-    if (declared > limit) {
-      tooLarge();
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        res.removeAllListeners('data');
-        tooLarge();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    res.once('end', () => resolve(Buffer.concat(chunks)));
-    // The request's own error (its timeout) ends the body too; the first settlement wins,
-    // and later errors (an abort after a refusal) are heard, never thrown.
-    res.on('error', reject);
-    req.on('error', reject);
-  });
 }

@@ -14,8 +14,11 @@ import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
 import { subordinateRange } from './containers/idmap.js';
 import type { EventHub } from './events/hub.js';
+import { IdentityIssuer } from './identity/issuer.js';
+import type { IdentitySettings } from './identity/settings.js';
 import { listenOn } from './guest/listen.js';
 import { createGuestServer, type GuestServer, type GuestServerLimits } from './guest/server.js';
+import type { RateLimit } from './guest/limits.js';
 import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
 import { closeInheritedOnExec } from './kernel/descriptors.js';
@@ -41,6 +44,10 @@ export interface ServeOptions {
   readonly guestLimits: GuestServerLimits;
   /** One log line per request. */
   readonly logRequests: boolean;
+  /** Who signs identity tokens (`--identity-issuer`, `--trust-domain`). */
+  readonly identity: IdentitySettings;
+  /** Identity tokens per container (`--token-rate`, `--token-burst`). */
+  readonly tokenRate?: RateLimit;
 }
 
 /** A running daemon; `closed` settles once it has shut down. */
@@ -90,6 +97,14 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     const guestDirWasMissing = guestDirMissing && records.some((record) => record.init !== null);
 
     const features = await checkPeerCredentials(paths.dir);
+    // Before any container is adopted: a key file it refuses stops the daemon with nothing held.
+    const identity = await IdentityIssuer.open({
+      identityDir: paths.identityDir,
+      publicDir: paths.publicDir,
+      settings: options.identity,
+      logger,
+      tokenRate: options.tokenRate,
+    });
 
     const watcher = new ExitWatcher();
     const manager = new ContainerManager({
@@ -107,7 +122,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
 
     const metrics = new Metrics();
     const observer: RequestObserver = { metrics, logger, logRequests: options.logRequests };
-    const guestServer = createGuestServer(manager, observer, options.guestLimits);
+    const guestServer = createGuestServer(manager, observer, options.guestLimits, undefined, identity);
     const { server: guest, events, openConnections } = guestServer;
     registerGauges(metrics, manager, guestServer, options.guestLimits);
     const inherited = inheritedSockets();
@@ -131,8 +146,9 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       identity: features,
       socket_activation: inherited !== undefined,
       socket_repairs: keeper.repairs(),
+      ...(debugInternals ? { internals: { ...manager.internals(), ...guestServer.internals(), metric_label_sets: metrics.labelSets, process_listeners: processListeners() } } : {}),
     });
-    const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render() }, manager, observer, adminGid);
+    const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render(), identity }, manager, observer, adminGid);
     // Read by status() only once the daemon answers, after this line.
     const keeper = new SocketKeeper({
       directory: paths.guestDir,
@@ -181,6 +197,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       running: counts.running,
       socket_activation: inherited !== undefined,
     });
+    identity.logStarted();
 
     let resolveClosed!: () => void;
     const closed = new Promise<void>((resolve) => (resolveClosed = resolve));
@@ -208,6 +225,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
         admin.closeAllConnections();
         await Promise.all(closing);
         manager.close();
+        identity.close();
         await watcher.close();
         fs.closeSync(lockFd);
         stopped = true;
@@ -344,6 +362,14 @@ function registerGauges(metrics: Metrics, manager: ContainerManager, guest: Gues
   metrics.register('process_open_fds', 'gauge', 'Open file descriptors of the daemon.', () => [{ value: fs.readdirSync('/proc/self/fd').length }]);
   metrics.register('nodejs_heap_size_used_bytes', 'gauge', 'Used size of the JavaScript heap.', () => [{ value: process.memoryUsage().heapUsed }]);
   metrics.register('nodejs_external_memory_bytes', 'gauge', 'Memory of Buffers and other objects outside the heap.', () => [{ value: process.memoryUsage().external }]);
+}
+
+/** Whether `status` shows its `internals` (a switch for tests and debugging: StatusWire['internals']). */
+const debugInternals = process.env['DEVAPOLLO_DEBUG_INTERNALS'] === '1';
+
+/** Listeners on `process`, all events together (signals, exit, warnings). */
+function processListeners(): number {
+  return process.eventNames().reduce((sum, name) => sum + process.listenerCount(name), 0);
 }
 
 /** The guest socket's limits as `status` shows them. */

@@ -52,6 +52,13 @@ export class Metrics {
     histogram.observe(seconds);
   }
 
+  /** Label sets of the request counters and histograms (status `internals`): by API, route and status, never by container. */
+  get labelSets(): number {
+    let sets = this.latency.size + this.refused.size;
+    for (const byRoute of this.requests.values()) for (const byStatus of byRoute.values()) sets += byStatus.size;
+    return sets;
+  }
+
   countRefusal(reason: string): void {
     this.refused.set(reason, (this.refused.get(reason) ?? 0) + 1);
   }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 
-/** Where a daemon keeps its sockets and state (PROTOCOL.md section 1). */
+/** Where a daemon keeps its sockets and state (README.md, "Files"). */
 export interface DaemonPaths {
   readonly dir: string;
   /** Bind-mounted read-only at /dev/apollo in every container; never replaced. */
@@ -10,6 +10,9 @@ export interface DaemonPaths {
   readonly lockFile: string;
   readonly containersDir: string;
   readonly logsDir: string;
+  /** The identity signing keys (0700), and their public half for a web server to publish (0755). */
+  readonly identityDir: string;
+  readonly publicDir: string;
   /** An empty directory the launcher mounts a container's /dev on while building it. */
   readonly stageDir: string;
 }
@@ -32,5 +35,7 @@ export function daemonPaths(dir: string): DaemonPaths {
     containersDir: path.join(dir, 'containers'),
     logsDir: path.join(dir, 'logs'),
     stageDir: path.join(dir, 'stage'),
+    identityDir: path.join(dir, 'identity'),
+    publicDir: path.join(dir, 'public'),
   };
 }

@@ -1,7 +1,7 @@
 /**
  * Keeps the daemon's sockets where containers and the host CLI look for them.
- * `DIR/devapollo/` is never to be deleted or replaced while containers run (PROTOCOL.md
- * section 1), but root can still `rm -rf` it, or remove or replace the socket file: the
+ * `DIR/devapollo/` is never to be deleted or replaced while containers run (README.md,
+ * "Files"), but root can still `rm -rf` it, or remove or replace the socket file: the
  * daemon would go on listening on a socket nobody can reach, and every container
  * launched afterwards would fail to mount the directory.
  *

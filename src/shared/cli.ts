@@ -17,7 +17,7 @@ export const stdinArgument = '\u0000-';
 export type DynamicCompletion = (words: readonly string[], argv: Readonly<Record<string, unknown>>) => Promise<string[]>;
 
 /** Completion, help, version, strictness, and usage errors as ApolloErrors (exit 2). */
-export function finishCli(cli: Argv, name: string, dynamic?: DynamicCompletion): Argv {
+export function finishCli<T>(cli: Argv<T>, name: string, dynamic?: DynamicCompletion): Argv<T> {
   return cli
     .completion('completion', 'Print a bash/zsh completion script (source it from your shell rc)', completeWith(dynamic))
     .demandCommand(1, 'Pick a command')
@@ -29,8 +29,32 @@ export function finishCli(cli: Argv, name: string, dynamic?: DynamicCompletion):
     .wrap(Math.min(100, process.stdout.columns || 100))
     .fail((message, error) => {
       if (error) throw error;
-      throw Object.assign(new ApolloError('usage', message ?? 'invalid usage'), { usage: `Run "${name} --help" for usage.` });
+      throw Object.assign(new ApolloError('usage', oneLine(message ?? 'invalid usage')), { usage: `Run "${name} --help" for usage.` });
     });
+}
+
+/** One of yargs' lines for a value outside an option's `choices`. */
+const invalidChoice = /^\s*Argument: (.+?), Given: (.+), Choices: (.+)$/;
+
+/**
+ * yargs' message in one line, as the error line must be: a value outside an option's
+ * `choices` comes as "Invalid values:" with the option, the value and the choices on the
+ * lines below, which a one-line error would drop; they become `--format "xml" is not one
+ * of "table", "json"`.
+ */
+export function oneLine(message: string): string {
+  const [first = '', ...rest] = message.split('\n').filter((line) => line.trim() !== '');
+  if (rest.length === 0) return first;
+  const choices = rest.map((line) => line.match(invalidChoice));
+  if (choices.every((match) => match !== null)) {
+    return choices
+      .map((match) => {
+        const [, option = '', given = '', allowed = ''] = match ?? [];
+        return `${option.length === 1 ? '-' : '--'}${option} ${given} is not one of ${allowed}`;
+      })
+      .join('; ');
+  }
+  return [first, ...rest.map((line) => line.trim())].join(' ');
 }
 
 /**
@@ -39,7 +63,7 @@ export function finishCli(cli: Argv, name: string, dynamic?: DynamicCompletion):
  * request is answered here, without a parse: a parse would validate the half-typed
  * command line while the completions are still being fetched from the daemon.
  */
-export async function parseOrComplete(cli: Argv, argv: readonly string[]): Promise<void> {
+export async function parseOrComplete<T>(cli: Argv<T>, argv: readonly string[]): Promise<void> {
   // Only before "--": what follows it belongs to a command run inside a container.
   const dashes = argv.indexOf('--');
   const request = argv.slice(0, dashes === -1 ? argv.length : dashes).indexOf('--get-yargs-completions');

@@ -2,7 +2,7 @@
  * One error type for the whole toolkit. Each stable code has two faces: the HTTP status
  * the daemon answers with, and the exit code a CLI ends with. The client rebuilds an
  * ApolloError from the status on the wire, so a guest exits with the code that matches
- * the server's answer (PROTOCOL.md section 6).
+ * the server's answer (docs/api.md, "Exit codes").
  */
 export const errorFaces = {
   'bad-request': { http: 400, exit: 2 },
@@ -73,7 +73,7 @@ export function errorFromResponse(status: number, body: string): ApolloError {
   return new ApolloError(code, message);
 }
 
-/** The JSON error envelope of PROTOCOL.md section 3. */
+/** The JSON error envelope (docs/api.md, "Conventions"). */
 export function errorEnvelope(status: number, message: string): string {
   return JSON.stringify({ type: 'error', error: message, error_code: status });
 }

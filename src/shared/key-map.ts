@@ -4,7 +4,7 @@
  * in state files) with no prototype: `map[key]` is then only ever what was put there.
  * On an ordinary object `map['toString']` is a function, `map['constructor']` is
  * `Object` and `map['__proto__'] = value` replaces the prototype instead of setting a key
- * (PROTOCOL.md section 3c: such a key is an unset key like any other).
+ * (docs/api.md, "Config keys": such a key is an unset key like any other).
  *
  * Object spread, Object.fromEntries and JSON.parse make ordinary objects again: build
  * with `keyMap`, or look up with `ownValue` where the object comes from elsewhere.

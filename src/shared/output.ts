@@ -134,12 +134,15 @@ export async function writeValue(value: Buffer): Promise<void> {
 }
 
 /**
- * The one top-level handler of both CLIs: runs a command, turns a thrown error into one
- * `Error: ` line on stderr and its exit code. Commands never call process.exit.
+ * The one top-level handler of both CLIs, and the only code that sets the exit code: runs
+ * a command, which returns its exit code (or nothing for 0) or throws; a thrown error
+ * becomes one `Error: ` line on stderr and the exit code of its ErrorCode (errorFaces,
+ * docs/api.md, "Exit codes"). Commands never call process.exit.
  */
-export async function runCli(main: () => Promise<void>): Promise<void> {
+export async function runCli(main: () => Promise<number | void>): Promise<void> {
   try {
-    await main();
+    const code = await main();
+    if (typeof code === 'number') process.exitCode = code;
   } catch (error) {
     const apollo = error instanceof ApolloError ? error : undefined;
     const message = apollo?.message ?? (error instanceof Error ? error.message : String(error));

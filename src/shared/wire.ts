@@ -1,5 +1,12 @@
 /** JSON shapes on the wire, shared by the daemon and its clients. */
 
+/**
+ * The largest admin API request body the daemon reads. Admin requests carry whole config
+ * values (1 MiB each by default, `serve --max-value-size`), several at once; the CLI
+ * refuses a larger value itself, before sending it (`config set KEY -`).
+ */
+export const maxAdminBodyBytes = 64 * 1024 * 1024;
+
 /** A container as the admin API and `devapollo list --format json` show it. */
 export interface ContainerWire {
   readonly name: string;
@@ -79,6 +86,13 @@ export interface StatusWire {
     readonly last: string | null;
     readonly stranded_containers: readonly string[];
   };
+  /**
+   * Debugging only, not part of the API: present only when the daemon runs with
+   * DEVAPOLLO_DEBUG_INTERNALS=1 in its environment. The sizes of the daemon's maps and
+   * caches kept by container, namespace, process or connection, so that a test can check
+   * that nothing grows with the daemon's history. Names and contents may change.
+   */
+  readonly internals?: Readonly<Record<string, number>>;
 }
 
 /** GET /1.0 on the guest socket. */

@@ -28,7 +28,7 @@ describe('devapollo-guest', () => {
         'cloud-init.user-data': '#cloud-config\nfrom: cloud-init\n',
         'user.vendor-data': '#cloud-config\nvendor: ü\n',
         'user.meta-data': 'zone: α\n',
-        'security.secret': 'hidden',
+        'security.idmap.isolated': 'false',
       },
     });
   });
@@ -73,6 +73,7 @@ describe('devapollo-guest', () => {
     assert.equal(parsed['user.a'], 'first');
     assert.equal(parsed['cloud-init.user-data'], '#cloud-config\nfrom: cloud-init\n');
     assert.equal(parsed['security.secret'], undefined);
+    assert.equal(parsed['security.idmap.isolated'], undefined);
     assert.deepEqual(parseYaml((await guest(['config', '--format', 'yaml'])).out), parsed);
     const table = await guest(['config']);
     assert.match(table.out, /KEY\s+│\s+VALUE/);

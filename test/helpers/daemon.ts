@@ -27,12 +27,13 @@ export interface RunOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** A hang guard, not a deadline: generous by default. */
   readonly timeoutMs?: number;
+  readonly cwd?: string;
 }
 
 /** Runs a command to completion, capturing stdout bytes and stderr. */
 export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], ...(options.cwd === undefined ? {} : { cwd: options.cwd }) });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => stdout.push(c));
@@ -102,14 +103,16 @@ export class TestDaemon {
     private readonly env?: NodeJS.ProcessEnv,
     /** Descriptors the daemon inherits from 3 on (a test's leak), at every start. */
     private readonly inherit: readonly ('ignore' | number)[] = [],
+    /** The host CLI that serves and that `cli()` runs (default: the checkout's; an installed copy's). */
+    private readonly hostCli: string = path.join(repoRoot, 'bin/devapollo.js'),
   ) {}
 
   /** Starts a daemon on a fresh temporary DIR (or the given one) and waits until it answers. */
   static async start(
-    options: { dir?: string; args?: readonly string[]; env?: NodeJS.ProcessEnv; inherit?: readonly ('ignore' | number)[] } = {},
+    options: { dir?: string; args?: readonly string[]; env?: NodeJS.ProcessEnv; inherit?: readonly ('ignore' | number)[]; cli?: string } = {},
   ): Promise<TestDaemon> {
     const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-test-'));
-    const daemon = new TestDaemon(dir, options.env, options.inherit);
+    const daemon = new TestDaemon(dir, options.env, options.inherit, options.cli);
     live.add(daemon);
     await daemon.spawn(options.args ?? []);
     return daemon;
@@ -126,7 +129,7 @@ export class TestDaemon {
 
   /** Starts the daemon process (again) and waits for its admin socket to answer. */
   async spawn(args: readonly string[] = []): Promise<void> {
-    const child = spawn(process.execPath, [hostCli, 'serve', '--dir', this.dir, ...args], {
+    const child = spawn(process.execPath, [this.hostCli, 'serve', '--dir', this.dir, ...args], {
       stdio: ['ignore', 'ignore', 'pipe', ...this.inherit],
       detached: true,
       env: this.env ?? process.env,
@@ -176,7 +179,7 @@ export class TestDaemon {
   }
 
   cli(args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
-    return run(process.execPath, [hostCli, '--dir', this.dir, ...args], options);
+    return run(process.execPath, [this.hostCli, '--dir', this.dir, ...args], options);
   }
 
   async launch(name: string, options: LaunchOptions = {}): Promise<void> {

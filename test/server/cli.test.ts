@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
@@ -61,6 +62,61 @@ describe('host CLI', () => {
     assert.equal(get.code, 3);
     const fits = await daemon.cli(['config', 'set', 'web', 'user.big', '-'], { input: 'x'.repeat(4096) });
     assert.equal(fits.code, 0, fits.stderr);
+  });
+
+  test('a 200 MB value on stdin is refused as too large, with the limit, and nothing changes', async () => {
+    const r = await daemon.cli(['config', 'set', 'web', 'user.huge', '-'], { input: Buffer.alloc(200 * 1024 * 1024, 'x') });
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(
+      r.stderr,
+      'Error: the value on stdin is too large: more than 64 MiB, the most the daemon takes in one request (a value may be at most its serve --max-value-size, 1 MiB by default)\n',
+    );
+    assert.equal((await daemon.cli(['config', 'get', 'web', 'user.huge'])).code, 3);
+  });
+
+  test('a key in an unknown namespace, or a misspelt security key, is refused with the known keys', async () => {
+    const known =
+      'use user.* for your own keys, or one of cloud-init.network-config, cloud-init.user-data, cloud-init.vendor-data, ' +
+      'security.devapollo, security.devapollo.identity, security.devapollo.lxd-compat, security.devapollo.users, security.idmap.isolated, volatile.cloud-init.instance-id';
+    for (const args of [
+      ['config', 'set', 'web', 'securty.devapollo=false'],
+      ['config', 'set', 'web', 'security.devapolo=false'],
+      ['config', 'set', 'web', 'cloud-init.userdata', '-'],
+      ['config', 'set', 'web', 'image.os=debian'],
+      ['launch', 'typo', '-c', 'security.devapollo.user=true'],
+    ]) {
+      const r = await daemon.cli(args, { input: '#cloud-config\n' });
+      const key = (args.find((arg) => arg.includes('=')) ?? args[3] ?? '').split('=')[0];
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.equal(r.stderr, `Error: unknown config key "${key}": ${known}\n`);
+    }
+    // The admin API refuses them too: the rule is the daemon's.
+    const api = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({ socketPath: path.join(daemon.dir, 'unix.socket'), method: 'PATCH', path: '/1.0/containers/web/config' }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString('utf8')));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end(JSON.stringify({ 'security.devapolo': 'false' }));
+    });
+    assert.equal(api.status, 400);
+    assert.equal((JSON.parse(api.body) as { error: string }).error, `unknown config key "security.devapolo": ${known}`);
+    const shown = JSON.parse((await daemon.cli(['config', 'show', 'web', '--format', 'json'])).out) as Record<string, string>;
+    assert.deepEqual(Object.keys(shown).filter((key) => !key.startsWith('user.')), []);
+    assert.doesNotMatch((await daemon.cli(['list'])).out, /\btypo\b/);
+  });
+
+  test('config set with spaces where "=" belongs says to use KEY=VALUE', async () => {
+    for (const [args, bad] of [
+      [['config', 'set', 'web', 'user.a', '1', 'user.b', '2'], 'user.a'],
+      [['config', 'set', 'web', 'user.a=hello', 'world'], 'world'],
+    ] as const) {
+      const r = await daemon.cli([...args]);
+      assert.equal(r.code, 2, r.stderr);
+      assert.equal(r.stderr, `Error: expected KEY=VALUE, got "${bad}": join a key and its value with "=" (KEY=VALUE), and quote a value with spaces (KEY="a b")\n`);
+    }
+    assert.equal((await daemon.cli(['config', 'get', 'web', 'user.a'])).code, 3);
   });
 
   test('config get prints the exact bytes; unset prints nothing and exits 3', async () => {
@@ -194,7 +250,35 @@ describe('host CLI without a daemon', () => {
   test('no daemon: exit 69 with a clear message', async () => {
     const r = await run(process.execPath, [hostCli, '--dir', dir, 'list']);
     assert.equal(r.code, 69);
-    assert.match(r.stderr, /^Error: no devapollo daemon answers on .*unix\.socket: start it with "devapollo serve"\n$/);
+    // The hint keeps the --dir given: a daemon started as it says is the one this command asks.
+    assert.equal(r.stderr, `Error: no devapollo daemon answers on ${dir}/unix.socket: start it with "devapollo serve --dir ${dir}"\n`);
+    const fromEnv = await run(process.execPath, [hostCli, 'list'], { env: { ...process.env, APOLLO_DIR: dir } });
+    assert.equal(fromEnv.stderr, r.stderr);
+    const notDir = await run(process.execPath, [hostCli, '--dir', '/etc/passwd', 'list']);
+    assert.equal(notDir.code, 69);
+    assert.equal(notDir.stderr, 'Error: no devapollo daemon answers on /etc/passwd/unix.socket: /etc/passwd is not a directory (see --dir)\n');
+  });
+
+  test('a value outside an option\'s choices is named, with the choices, on the one Error line', async () => {
+    const format = await run(process.execPath, [hostCli, '--dir', dir, 'list', '--format', 'xml']);
+    assert.equal(format.code, 2);
+    assert.match(format.stderr, /^Error: --format "xml" is not one of "table", "json", "yaml", "csv"\n/);
+    const level = await run(process.execPath, [hostCli, '--dir', dir, 'serve', '--log-level', 'loud']);
+    assert.equal(level.code, 2);
+    assert.match(level.stderr, /^Error: --log-level "loud" is not one of "debug", "info", "warn", "error"\n/);
+  });
+
+  test('serve: a header timeout past the request timeout, and a --dir that is a file, in plain words', async () => {
+    const timeout = await run(process.execPath, [hostCli, '--dir', dir, 'serve', '--header-timeout', '400']);
+    assert.equal(timeout.code, 2);
+    assert.equal(timeout.stderr, 'Error: --header-timeout must be at most 30 seconds (the time a guest has for its whole request), not 400\n');
+    // The daemon's own check of DIR (src/server/state/dir-check.ts) says it, not Node's EEXIST.
+    const file = await run(process.execPath, [hostCli, '--dir', '/etc/passwd', 'serve']);
+    assert.notEqual(file.code, 0);
+    assert.equal(file.stderr, 'Error: /etc/passwd is not a directory\n');
+    const below = await run(process.execPath, [hostCli, '--dir', '/etc/passwd/apollo', 'serve']);
+    assert.notEqual(below.code, 0);
+    assert.equal(below.stderr, 'Error: --dir /etc/passwd/apollo: /etc/passwd is not a directory\n');
   });
 
   test('usage errors exit 2', async () => {
@@ -218,5 +302,51 @@ describe('host CLI without a daemon', () => {
     const direct = await run(hostCli, ['--version']);
     assert.equal(direct.code, 0, direct.stderr);
     assert.equal(direct.out, version.out);
+  });
+});
+
+describe('devapollo monitor across a daemon restart', () => {
+  const test = gatedTest(containersUnavailable);
+
+  test('it reconnects, keeps printing, and reports a change made before it was back exactly once', async () => {
+    const daemon = await TestDaemon.start();
+    await daemon.launch('web', {});
+    const monitor = spawn(process.execPath, [hostCli, '--dir', daemon.dir, 'monitor', 'web', '--type', 'config', '--format', 'json'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    monitor.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
+    monitor.stderr.on('data', (c: Buffer) => (err += c.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => monitor.once('exit', (code) => resolve(code)));
+    const seen = (key: string, value: string) =>
+      out
+        .split('\n')
+        .filter((line) => line !== '')
+        .map((line) => JSON.parse(line) as { metadata: { key?: string; value?: string } })
+        .filter((event) => event.metadata.key === key && event.metadata.value === value).length;
+    try {
+      await eventually(async () => {
+        await daemon.cli(['config', 'set', 'web', `user.ping=${Date.now()}`]);
+        return out.includes('"user.ping"');
+      }, 'the monitor is connected');
+      assert.equal((await daemon.cli(['config', 'set', 'web', 'user.before=1'])).code, 0);
+      await eventually(() => seen('user.before', '1') === 1, 'the monitor sees user.before');
+      await daemon.signal('SIGTERM');
+      await daemon.spawn();
+      // Set at once: the monitor may not be back yet, and must report it either way.
+      assert.equal((await daemon.cli(['config', 'set', 'web', 'user.after=2'])).code, 0);
+      await eventually(() => seen('user.after', '2') >= 1, `the monitor sees user.after (stderr: ${err})`);
+      assert.equal((await daemon.cli(['config', 'set', 'web', 'user.last=3'])).code, 0);
+      await eventually(() => seen('user.last', '3') === 1, 'the monitor sees user.last');
+      assert.equal(seen('user.after', '2'), 1, out);
+      assert.equal(seen('user.before', '1'), 1, out);
+      assert.equal(monitor.exitCode, null, 'the monitor still runs');
+      monitor.kill('SIGINT');
+      assert.equal(await exited, 0, err);
+    } finally {
+      monitor.kill('SIGKILL');
+      await daemon.destroy();
+    }
   });
 });

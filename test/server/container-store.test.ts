@@ -13,6 +13,7 @@ function record(name: string, overrides: Partial<ContainerRecord> = {}): Contain
     schema: stateSchemaVersion,
     name,
     uuid: `00000000-0000-4000-8000-${name.padStart(12, '0').slice(-12)}`,
+    instance_uuid: `00000000-0000-4000-9000-${name.padStart(12, '0').slice(-12)}`,
     created_at: '2024-01-02T03:04:05.000Z',
     origin: 'launch',
     privileged: false,
@@ -159,6 +160,22 @@ describe('ContainerStore', () => {
     const saved = JSON.parse(fs.readFileSync(path.join(dir, 'alpha.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(saved['schema'], stateSchemaVersion);
     assert.equal(saved['idmap'], null);
+  });
+
+  test('a file from before instance_uuid loads with its uuid as the instance, the same at every load, and is saved with it', async () => {
+    const dir = freshDir();
+    const store = new ContainerStore(dir);
+    await store.load();
+    const { instance_uuid: _, ...old } = record('alpha', { config: { 'user.a': '1' } });
+    fs.writeFileSync(path.join(dir, 'alpha.json'), JSON.stringify(old));
+    const [loaded] = await store.load();
+    assert.deepEqual(loaded, { ...old, instance_uuid: old.uuid });
+    assert.deepEqual(await new ContainerStore(dir).load(), [loaded]);
+    await store.save(loaded as ContainerRecord);
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'alpha.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(saved['instance_uuid'], old.uuid);
+    fs.writeFileSync(path.join(dir, 'alpha.json'), JSON.stringify({ ...old, instance_uuid: 7 }));
+    await assert.rejects(store.load(), /alpha\.json is invalid: instance_uuid/);
   });
 
   test('an id range round-trips', async () => {

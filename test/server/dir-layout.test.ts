@@ -44,7 +44,7 @@ describe('DIR layout', () => {
     await daemon?.destroy();
   });
 
-  test('DIR 0711 root, secrets 0700/0600, only DIR/devapollo and its socket open to others', async () => {
+  test('DIR 0711 root, secrets 0700/0600, only DIR/devapollo and its socket, and DIR/public (the identity keys\' public half), open to others', async () => {
     const modes = snapshot(daemon.dir);
     const mode = (p: string) => modes.get(p)?.split(' ')[0];
     assert.equal(modes.get('.'), '711 0:0');
@@ -52,11 +52,18 @@ describe('DIR layout', () => {
     assert.equal(mode('devapollo/sock'), '666');
     assert.equal(mode('unix.socket'), '660');
     assert.equal(mode('daemon.lock'), '600');
-    for (const dir of ['containers', 'logs', 'stage']) assert.equal(mode(dir), '700', dir);
+    for (const dir of ['containers', 'logs', 'stage', 'identity']) assert.equal(mode(dir), '700', dir);
+    const keys = [...modes.keys()].filter((p) => p.startsWith('identity/'));
+    assert.equal(keys.length, 1, 'one signing key');
+    for (const key of keys) assert.equal(mode(key), '600', key);
+    // What a web server publishes at the issuer URL (PROTOCOL.md sections 1 and 3b): public by design.
+    assert.equal(mode('public'), '755');
+    assert.deepEqual([...modes.keys()].filter((p) => p.startsWith('public/')).sort(), ['public/jwks.json', 'public/openid-configuration']);
+    for (const file of ['public/jwks.json', 'public/openid-configuration']) assert.equal(mode(file), '644', file);
     assert.equal(mode('containers/box.json'), '600');
     assert.equal(mode('logs/box.log'), '600');
     for (const [relative, entry] of modes) {
-      if (relative === '.' || relative.startsWith('devapollo')) continue;
+      if (relative === '.' || relative.startsWith('devapollo') || relative === 'public' || relative.startsWith('public/')) continue;
       const bits = Number.parseInt(entry.split(' ')[0] ?? '', 8);
       assert.equal(bits & 0o007, 0, `${relative} (${entry}) is closed to others`);
       assert.ok(entry.endsWith(' 0:0'), `${relative} (${entry}) is root's`);

@@ -68,7 +68,7 @@ describe('live config', () => {
       return configEvents(wb).length > 0;
     }, 'watcher b connected');
     const before = configEvents(wb).length;
-    await set('a', 'user.foo=a1', 'security.devapollo.users=true', 'volatile.x=1');
+    await set('a', 'user.foo=a1', 'security.devapollo.users=true', 'volatile.cloud-init.instance-id=x1');
     await eventually(() => configEvents(wa).some((m) => m['key'] === 'user.foo' && m['value'] === 'a1'), 'a sees user.foo');
     const change = configEvents(wa).find((m) => m['key'] === 'user.foo' && m['value'] === 'a1');
     assert.equal(change?.['old_value'], 'a0');

@@ -18,8 +18,9 @@ describe('guest API inside real containers', () => {
         'user.foo': 'alpha-value',
         'user.only-alpha': 'a',
         'security.devapollo.users': 'false',
-        'volatile.secret': 'v',
-        'security.secret': 's',
+        // Set keys outside user.* and cloud-init.* (unknown ones cannot be set at all).
+        'volatile.cloud-init.instance-id': 'v',
+        'security.idmap.isolated': 'false',
         'cloud-init.user-data': '#cloud-config\npackages: [curl]\n',
         'user.meta-data': 'instance-id: custom-id\nfoo: bar\n',
       },
@@ -77,14 +78,14 @@ describe('guest API inside real containers', () => {
   });
 
   test('security.* and volatile.* keys are 403 even when set; unset ones too', async () => {
-    for (const key of ['security.secret', 'volatile.secret', 'security.devapollo.users', 'security.nothing', 'image.os']) {
+    for (const key of ['security.secret', 'volatile.secret', 'security.devapollo.users', 'security.nothing', 'image.os', 'volatile.cloud-init.instance-id', 'security.idmap.isolated']) {
       const r = await daemon.curl('alpha', `/1.0/config/${key}`, ['-i']);
       assert.match(r.out, /^HTTP\/1\.1 403 /, key);
       const body = JSON.parse(r.out.split('\r\n\r\n')[1] ?? '') as Record<string, unknown>;
       assert.equal(body['type'], 'error');
       assert.equal(body['error_code'], 403);
       assert.equal(typeof body['error'], 'string');
-      assert.doesNotMatch(r.out, /"s"|"v"/);
+      assert.doesNotMatch(r.out, /"s"|"v"|"false"/);
     }
     const guest = await daemon.guest('alpha', ['get', 'security.secret']);
     assert.equal(guest.code, 4);

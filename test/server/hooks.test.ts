@@ -5,10 +5,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { AdminClient } from '../../dist/server/cli/admin-client.js';
-import { applyHook } from '../../dist/server/hooks/apply-hook.js';
-import { lxcHookRequest } from '../../dist/server/hooks/lxc-hook.js';
-import { configFromAnnotations, ociContainerName, ociHookRequest, parseOciState } from '../../dist/server/hooks/oci-hook.js';
+import { AdminClient } from '../../dist/server/admin/client.js';
+import { applyHook } from '../../dist/server/admin/hooks/apply-hook.js';
+import { lxcHookRequest } from '../../dist/server/admin/hooks/lxc-hook.js';
+import { configFromAnnotations, ociContainerName, ociHookRequest, parseOciState } from '../../dist/server/admin/hooks/oci-hook.js';
 import { newRecord } from '../../dist/server/containers/manager.js';
 import { annotationConfig, claimKey, claimMatches, newClaim, ociBindRefusal } from '../../dist/server/containers/oci-binding.js';
 import type { ContainerRecord } from '../../dist/server/state/container-store.js';
@@ -236,7 +236,7 @@ describe('hooks when no daemon answers', () => {
         error instanceof ApolloError &&
         error.exitCode === 69 &&
         error.message ===
-          `cannot register LXC container c1: no devapollo daemon answers on ${dir}/unix.socket: start it with "devapollo serve"; ` +
+          `cannot register LXC container c1: no devapollo daemon answers on ${dir}/unix.socket: start it with "devapollo serve --dir ${dir}"; ` +
             'refusing to start the container: its /dev/apollo/sock would answer nothing about it',
     );
   });

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, test as plainTest } from 'node:test';
 import { Container } from '../../dist/server/containers/container.js';
 import { newRecord } from '../../dist/server/containers/manager.js';
-import { configFromAnnotations, ociContainerName, parseOciState } from '../../dist/server/hooks/oci-hook.js';
+import { configFromAnnotations, ociContainerName, parseOciState } from '../../dist/server/admin/hooks/oci-hook.js';
 import { keyMap, ownValue } from '../../dist/shared/key-map.js';
 import { ApolloError } from '../../dist/shared/errors.js';
 import { run, TestDaemon } from '../helpers/daemon.js';
@@ -91,16 +91,25 @@ describe('keys and names named like object properties', () => {
   });
 
   test('host CLI: set, get, show and unset keys of such names', async () => {
+    // Outside user.* a key must be one the daemon knows: such names are refused, never stored.
     for (const name of validNames) {
-      assert.equal((await daemon.cli(['config', 'set', 'web', `${name}=v-${name}`])).code, 0, name);
+      const refused = await daemon.cli(['config', 'set', 'web', `${name}=v-${name}`]);
+      assert.equal(refused.code, 2, name);
+      assert.match(refused.stderr, new RegExp(`^Error: unknown config key "${name}": use user\\.\\* for your own keys`));
     }
-    for (const name of validNames) assert.equal((await daemon.cli(['config', 'get', 'web', name])).out, `v-${name}`);
+    const keys = validNames.map((name) => `user.${name}`);
+    for (const key of keys) {
+      assert.equal((await daemon.cli(['config', 'set', 'web', `${key}=v-${key}`])).code, 0, key);
+    }
+    for (const key of keys) assert.equal((await daemon.cli(['config', 'get', 'web', key])).out, `v-${key}`);
     const shown = JSON.parse((await daemon.cli(['config', 'show', 'web', '--format', 'json'])).out) as Record<string, string>;
-    assert.deepEqual(Object.keys(shown).sort(), [...validNames, 'user.foo'].sort());
+    assert.deepEqual(Object.keys(shown).sort(), [...keys, 'user.foo'].sort());
     const listed = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; config: Record<string, string> }[];
-    assert.equal(listed.find((c) => c.name === 'web')?.config['constructor'], 'v-constructor');
+    assert.equal(listed.find((c) => c.name === 'web')?.config['user.constructor'], 'v-user.constructor');
+    assert.equal(Object.hasOwn(listed.find((c) => c.name === 'web')?.config ?? {}, 'constructor'), false);
+    for (const key of keys) assert.equal((await daemon.cli(['config', 'unset', 'web', key])).code, 0, key);
+    for (const key of keys) assert.equal((await daemon.cli(['config', 'get', 'web', key])).code, 3, key);
     for (const name of validNames) assert.equal((await daemon.cli(['config', 'unset', 'web', name])).code, 0, name);
-    for (const name of validNames) assert.equal((await daemon.cli(['config', 'get', 'web', name])).code, 3, name);
     // Unsetting a key that is not set changes nothing and is no error.
     assert.equal((await daemon.cli(['config', 'unset', 'web', 'constructor'])).code, 0);
   });
@@ -130,8 +139,10 @@ describe('keys and names named like object properties', () => {
     assert.equal((await admin('PATCH', '/1.0/containers/web/config', '{"__proto__":null}')).status, 400);
     const launched = await admin('POST', '/1.0/containers', '{"name":"p1","config":{"__proto__":{"user.a":"b"}}}');
     assert.equal(launched.status, 400, launched.body);
-    assert.equal((await admin('PATCH', '/1.0/containers/web/config', '{"toString":"t"}')).status, 200);
-    assert.equal((await admin('GET', '/1.0/containers/web/config/toString')).body, 't');
+    assert.equal((await admin('PATCH', '/1.0/containers/web/config', '{"toString":"t"}')).status, 400);
+    assert.equal((await admin('PATCH', '/1.0/containers/web/config', '{"user.toString":"t"}')).status, 200);
+    assert.equal((await admin('GET', '/1.0/containers/web/config/user.toString')).body, 't');
+    assert.equal((await admin('PATCH', '/1.0/containers/web/config', '{"user.toString":null}')).status, 200);
     assert.equal((await admin('PATCH', '/1.0/containers/web/config', '{"toString":null}')).status, 200);
   });
 

@@ -9,6 +9,8 @@ import type { Container } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { OciStartFacts } from '../containers/oci-binding.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
+import { identityAdminRoutes } from '../identity/admin-routes.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 import { parseJsonBody } from '../http/body.js';
 import { json, type StreamReply, text } from '../http/reply.js';
 import type { RequestInfo, Route } from '../http/router.js';
@@ -20,6 +22,8 @@ export interface AdminContext {
   readonly status: () => StatusWire;
   /** Prometheus text. */
   readonly metrics: () => string;
+  /** Identity keys and tokens (section 3b); undefined where the daemon serves none. */
+  readonly identity?: IdentityIssuer | undefined;
 }
 
 export const adminRoutes: readonly Route<AdminContext>[] = [
@@ -36,6 +40,7 @@ export const adminRoutes: readonly Route<AdminContext>[] = [
   { method: 'PATCH', path: '/1.0/containers/:name/config', handler: patchConfig },
   { method: 'GET', path: '/1.0/containers/:name/config/:key', handler: getConfigKey },
   { method: 'GET', path: '/1.0/events', handler: streamEvents },
+  ...identityAdminRoutes,
 ];
 
 function getStatus({ status }: AdminContext) {

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { ApolloError } from '../../shared/errors.js';
+import { maxAdminBodyBytes } from '../../shared/wire.js';
 import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError } from '../http/client-errors.js';
 import { routeRequests } from '../http/pipeline.js';
@@ -15,8 +16,6 @@ import { resolvePeer, unreadablePeerError } from '../kernel/peer.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { type AdminContext, adminRoutes } from './routes.js';
 
-/** Admin requests carry whole config values (1 MiB each by default), several at once. */
-const maxAdminBodyBytes = 64 * 1024 * 1024;
 
 export function createAdminServer(
   context: AdminContext,

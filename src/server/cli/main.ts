@@ -7,25 +7,18 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { finishCli, parseOrComplete } from '../../shared/cli.js';
 import { resolveDir } from '../paths.js';
-import { AdminClient } from './admin-client.js';
+import { addCommands, type CommandOutcome } from '../../shared/commands.js';
 import { runCli } from '../../shared/output.js';
-import { configCommand } from './commands/config.js';
-import { containerCommands } from './commands/containers.js';
-import { hookCommand } from './commands/hook.js';
-import { monitorCommand } from './commands/monitor.js';
-import { serveCommand } from './commands/serve.js';
-import { stdinArgument } from './commands/shared.js';
-import { statusCommand } from './commands/status.js';
+import { AdminClient } from '../admin/client.js';
+import { type HostGlobals, stdinArgument } from './commands/shared.js';
+import { hostCommands } from './registry.js';
 
-export interface GlobalOptions {
-  readonly dir: string | undefined;
-}
-
-export function buildCli(argv: readonly string[]): Argv {
+/** The host CLI with every command of the registry; a picked command's exit code goes to `outcome`. */
+export function buildCli(argv: readonly string[], outcome: CommandOutcome = { exitCode: 0 }): Argv<HostGlobals> {
   // A lone "-" is `config set`'s "value from stdin", but only before "--": what follows
   // it is a command run inside a container (`exec`), passed through as typed.
   const dashes = argv.indexOf('--');
-  let cli = yargs(argv.map((arg, i) => (arg === '-' && (dashes === -1 || i < dashes) ? stdinArgument : arg)))
+  const cli = yargs(argv.map((arg, i) => (arg === '-' && (dashes === -1 || i < dashes) ? stdinArgument : arg)))
     .scriptName('devapollo')
     .usage('$0 <command>\n\nServe /dev/apollo/sock to containers and manage them.')
     .option('dir', {
@@ -34,13 +27,8 @@ export function buildCli(argv: readonly string[]): Argv {
       defaultDescription: '/var/lib/apollo',
       global: true,
     })
-    .parserConfiguration({ 'populate--': true, 'unknown-options-as-args': false })
-    .command(serveCommand)
-    .command(statusCommand)
-    .command(monitorCommand)
-    .command(hookCommand);
-  for (const command of containerCommands) cli = cli.command(command);
-  return finishCli(cli.command(configCommand), 'devapollo', completeFromDaemon);
+    .parserConfiguration({ 'populate--': true, 'unknown-options-as-args': false });
+  return finishCli(addCommands(cli, hostCommands, outcome), 'devapollo', completeFromDaemon);
 }
 
 const takesContainer = new Set(['exec', 'start', 'stop', 'delete', 'rm', 'monitor']);
@@ -63,6 +51,8 @@ async function completeFromDaemon(words: readonly string[], argv: Readonly<Recor
 
 export async function main(argv: readonly string[] = hideBin(process.argv)): Promise<void> {
   await runCli(async () => {
-    await parseOrComplete(buildCli(argv), argv);
+    const outcome: CommandOutcome = { exitCode: 0 };
+    await parseOrComplete(buildCli(argv, outcome), argv);
+    return outcome.exitCode;
   });
 }

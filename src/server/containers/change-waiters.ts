@@ -1,5 +1,5 @@
 /**
- * The change-waits of one container (`?wait=true`, PROTOCOL.md section 3), indexed by
+ * The change-waits of one container (`?wait=true`, docs/api.md, "Conventions"), indexed by
  * what each waits on: a change wakes only the waits on what it changed, so its cost is
  * in proportion to those waits, not to all of the container's. A change that may end
  * the right to ask (the instance ended, a `security.*` key) wakes every one of them.
@@ -25,7 +25,7 @@ export const changeTopics = {
 
 /**
  * The keys meta-data is built from: `user.meta-data`, and the instance-id the daemon keeps
- * in `volatile.cloud-init.instance-id` (PROTOCOL.md section 3). Its ETag and its waits
+ * in `volatile.cloud-init.instance-id` (docs/api.md, "Guest API"). Its ETag and its waits
  * follow exactly these keys: a key that starts to shape meta-data belongs here.
  */
 export const metaDataKeys: readonly string[] = ['user.meta-data', 'volatile.cloud-init.instance-id'];

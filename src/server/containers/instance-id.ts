@@ -1,5 +1,5 @@
 /**
- * cloud-init's instance-id, as LXD keeps it (PROTOCOL.md section 3). cloud-init runs its
+ * cloud-init's instance-id, as LXD keeps it (docs/api.md, "Guest API"). cloud-init runs its
  * per-instance modules (user-data, write_files, runcmd...) only on the first boot of an
  * instance, and knows an instance by its instance-id: had it stayed NAME, new user-data
  * would never be applied to a container that had booted once. So a change to cloud-init's

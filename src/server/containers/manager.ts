@@ -8,6 +8,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
 import { keyMap } from '../../shared/key-map.js';
+import { assertSettableKey, booleanKeys } from '../../shared/config-keys.js';
 import { assertConfigKey, assertContainerName, isGuestReadableKey } from '../../shared/names.js';
 import type { ExitWatcher } from '../kernel/exit-watcher.js';
 import { namespaceKey, namespaceKeysAreIds, openPidNamespace } from '../kernel/namespaces.js';
@@ -26,16 +27,7 @@ import { Container, Instance } from './container.js';
 import { allocateRange, containerIdCount, describeIdmap, type IdRange, idmapClash, type ReadFile, rootRanges } from './idmap.js';
 import { assertInstanceId, instanceIdKey, withNewInstanceId } from './instance-id.js';
 import { launchContainer } from './launcher.js';
-import { annotationConfig, claimKey, newClaim, ociBindRefusal, type OciStartFacts } from './oci-binding.js';
-
-/** Keys the daemon itself reads; their values must be booleans. */
-export const booleanKeys = new Set([
-  'security.devapollo',
-  'security.devapollo.users',
-  'security.devapollo.lxd-compat',
-  'security.idmap.isolated',
-  'security.devapollo.guest-writes',
-]);
+import { annotationConfig, claimKey, knownAnnotationKeys, newClaim, ociBindRefusal, type OciStartFacts } from './oci-binding.js';
 
 /** A container's own uid/gid range instead of the shared one; read at each start. */
 const isolatedKey = 'security.idmap.isolated';
@@ -159,6 +151,17 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     const container = this.containers.get(name);
     if (container === undefined) throw new ApolloError('not-found', `container ${JSON.stringify(name)} not found`);
     return container;
+  }
+
+  /** Sizes of what the manager keeps by container, namespace or pid (status `internals`). */
+  internals(): Record<string, number> {
+    return {
+      containers: this.containers.size,
+      instances_by_namespace: this.byNamespace.size,
+      isolated_idmaps: this.idmaps.size,
+      exit_watches: this.options.watcher.size,
+      manager_event_listeners: this.listenerCount('event'),
+    };
   }
 
   counts(): { total: number; running: number } {
@@ -290,7 +293,10 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   async register(name: string, pid: number, options: RegisterOptions = {}): Promise<Registration> {
     assertContainerName(name);
     if (!Number.isSafeInteger(pid) || pid <= 0) throw new ApolloError('bad-request', `invalid pid ${String(pid)}`);
-    const requested = this.validatedConfig(options.config ?? {});
+    // An OCI state's annotations may be an image's: one naming a key devapollo does not
+    // know is left out with a warning, not a failed start (the admin's own keys are checked).
+    const unknown = options.oci === undefined ? { config: options.config ?? {}, ignored: [] } : knownAnnotationKeys(options.config ?? {});
+    const requested = this.validatedConfig(unknown.config);
     const runtimeId = options.runtimeId;
     const existing = this.containers.get(name);
     if (existing !== undefined) {
@@ -307,8 +313,9 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
         throw new ApolloError('forbidden', refusal);
       }
     }
-    const { config: changes, ignored: warnings } =
+    const { config: changes, ignored } =
       options.oci === undefined ? { config: requested, ignored: [] } : annotationConfig(requested, existing?.record);
+    const warnings = [...unknown.ignored, ...ignored];
     for (const warning of warnings) this.options.logger.warn('OCI annotations ignored', { container: name, why: warning });
     // A container a runtime's hook may bind to again has a claim from its first registration.
     if (existing === undefined && changes[claimKey] === undefined) changes[claimKey] = newClaim();
@@ -337,6 +344,8 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
           return {
             ...rest,
             origin: 'register',
+            // Each run another runtime binds is a new instance (identity tokens name it).
+            instance_uuid: randomUUID(),
             privileged: instance.rootUid === 0,
             init: {
               pid,
@@ -748,6 +757,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
         continue;
       }
       if (typeof value !== 'string') throw new ApolloError('bad-request', `the value of ${key} must be a string`);
+      assertSettableKey(key);
       const size = Buffer.byteLength(value, 'utf8');
       if (size > this.options.maxValueBytes) {
         throw new ApolloError(
@@ -784,6 +794,7 @@ export function newRecord(
     schema: stateSchemaVersion,
     name,
     uuid: randomUUID(),
+    instance_uuid: randomUUID(),
     created_at: new Date().toISOString(),
     origin,
     privileged,

@@ -19,6 +19,7 @@
  *   `devapollo config set`. What was ignored is said in a warning.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { isSettableKey } from '../../shared/config-keys.js';
 import { keyMap } from '../../shared/key-map.js';
 import type { ContainerRecord } from '../state/container-store.js';
 
@@ -100,5 +101,28 @@ export function annotationConfig(
         `(set them with devapollo config set ${record.name} KEY=VALUE)`,
     );
   }
+  return { config, ignored };
+}
+
+/**
+ * The annotations' keys an OCI start hook may set at all: any `user.*` and the keys
+ * devapollo or cloud-init reads, never `volatile.*` (the daemon's own: an image must not
+ * choose a container's instance-id or claim). The others are left out with a warning
+ * rather than refused: an image may carry annotations meant for another tool, and must
+ * not fail its container's start.
+ */
+export function knownAnnotationKeys(changes: Readonly<Record<string, string>>): { config: Record<string, string>; ignored: string[] } {
+  const config = keyMap<string>();
+  const volatile: string[] = [];
+  const unknown: string[] = [];
+  for (const [key, value] of Object.entries(changes)) {
+    if (key.startsWith('volatile.')) volatile.push(key);
+    else if (isSettableKey(key)) config[key] = value;
+    else unknown.push(key);
+  }
+  const named = (keys: string[]) => keys.map((k) => `apollo.${k}`).join(', ');
+  const ignored: string[] = [];
+  if (volatile.length > 0) ignored.push(`annotations never set volatile.* keys (the daemon's own): ignored ${named(volatile)}`);
+  if (unknown.length > 0) ignored.push(`annotations name keys devapollo does not know: ignored ${named(unknown)}`);
   return { config, ignored };
 }

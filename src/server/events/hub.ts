@@ -116,6 +116,11 @@ export class EventHub {
     return this.guestCount;
   }
 
+  /** Containers with guest streams open (the index of listeners by container). */
+  get containerCount(): number {
+    return this.guests.size;
+  }
+
   /** Open admin streams. */
   get adminSize(): number {
     return this.admins.size;
@@ -126,7 +131,7 @@ export class EventHub {
     this.checkCapacity(subscriber.container);
     return {
       stream: (req: IncomingMessage, res: ServerResponse) => {
-        // Every 200 to a GET carries an ETag (PROTOCOL.md section 3); a stream's never changes.
+        // Every 200 to a GET carries an ETag (docs/api.md, "Conventions"); a stream's never changes.
         const etag = subscriber.container.etag(0);
         this.streamTo(req, res, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache', ETag: etag }, {
           audience: 'guest',

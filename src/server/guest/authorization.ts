@@ -9,6 +9,7 @@ import { ApolloError } from '../../shared/errors.js';
 import type { Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { EventHub } from '../events/hub.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 import { type GuestPeer, peerOf } from './connection.js';
 import { GuestSession } from './context.js';
 import type { GuestKeyRules } from './guest-keys.js';
@@ -21,6 +22,7 @@ export class GuestAuthorizer {
     private readonly events: EventHub,
     private readonly guestKeys: GuestKeyRules,
     private readonly refusals: GuestRefusals,
+    private readonly identity?: IdentityIssuer,
   ) {}
 
   /** The connection's context if its request may be answered: else 403, or 401 for non-root. */
@@ -28,14 +30,21 @@ export class GuestAuthorizer {
     const peer = peerOf(socket);
     if (peer === undefined) throw new ApolloError('forbidden', notServed);
     const instance = authorize(peer, this.refusals);
-    peer.context ??= new GuestSession(instance, this.manager, this.events, this.guestKeys, () => {
-      try {
-        authorize(peer, undefined);
-        return true;
-      } catch {
-        return false;
-      }
-    });
+    peer.context ??= new GuestSession(
+      instance,
+      this.manager,
+      this.events,
+      this.guestKeys,
+      () => {
+        try {
+          authorize(peer, undefined);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      this.identity?.forContainer(instance.container),
+    );
     return peer.context;
   }
 }

@@ -102,6 +102,19 @@ export class GuestConnections {
     this.knownProcesses.clear();
   }
 
+  /**
+   * Forgets the processes of containers no longer running (with their kept pidfds): one
+   * of an ended container never connects again. Called once a turn after containers stop.
+   */
+  forgetEnded(): void {
+    this.knownProcesses.forgetUnless((namespace) => this.lookupInstance(namespace) !== undefined);
+  }
+
+  /** Processes remembered (status `internals`). */
+  get knownProcessCount(): number {
+    return this.knownProcesses.size;
+  }
+
   private closed(socket: Socket): void {
     const peer = recordOf(socket);
     if (peer === undefined) return;

@@ -8,6 +8,7 @@ import { ApolloError } from '../../shared/errors.js';
 import type { Container, Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { EventHub, EventSubscriber, EventType } from '../events/hub.js';
+import type { ContainerIdentity } from '../identity/issuer.js';
 import type { StreamReply } from '../http/reply.js';
 import type { GuestState } from '../state/container-store.js';
 import type { GuestKeyRules } from './guest-keys.js';
@@ -31,6 +32,8 @@ export interface GuestContext {
   setGuestKey(key: string, value: string): Promise<void>;
   /** Unsets the caller's guest.KEY durably; 404 when it is not set. */
   unsetGuestKey(key: string): Promise<void>;
+  /** Identity tokens naming the caller's container, and the keys that verify them (section 3b); none where the daemon serves them not. */
+  readonly identity: ContainerIdentity | undefined;
 }
 
 /**
@@ -48,6 +51,7 @@ export class GuestSession implements GuestContext, EventSubscriber {
     private readonly guestKeys: GuestKeyRules,
     /** Whether the connection may still use the API (re-checked on every event). */
     readonly authorized: () => boolean,
+    readonly identity: ContainerIdentity | undefined = undefined,
   ) {
     this.container = instance.container;
   }

@@ -131,7 +131,7 @@ export class Shares<T> {
 
 /**
  * A token bucket per container for one kind of request, apart from its request rate
- * (the guest's writes of guest.* keys, PROTOCOL.md section 3a): a container that writes
+ * (the guest's writes of guest.* keys, PROTOCOL.md section 3a; identity tokens, 3b): a container that writes
  * at its limit can still read at its full rate, and nobody else's bucket is touched.
  */
 export class ContainerBuckets {

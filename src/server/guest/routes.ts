@@ -1,5 +1,5 @@
 /**
- * The guest API on /dev/apollo/sock, at a glance (PROTOCOL.md section 3). Every handler
+ * The guest API on /dev/apollo/sock, at a glance (docs/api.md, "Guest API"). Every handler
  * runs after the connection's container has been checked: running, served, caller allowed.
  */
 import os from 'node:os';
@@ -8,9 +8,10 @@ import { isGuestReadableKey } from '../../shared/names.js';
 import { changeTopics } from '../containers/change-waiters.js';
 import { instanceIdOf } from '../containers/instance-id.js';
 import { parseJsonBody } from '../http/body.js';
-import { errorReply, json, text } from '../http/reply.js';
+import { errorReply, json, text } from './http.js';
 import type { RequestInfo, Route } from '../http/router.js';
 import { parseEventTypes } from '../events/hub.js';
+import { identityGuestRoutes } from '../identity/guest-routes.js';
 import type { GuestContext } from './context.js';
 import { buildMetaData } from './meta-data.js';
 import { admitWrite, deleteConfigKey, putConfigKey } from './writes.js';
@@ -26,6 +27,7 @@ export const guestRoutes: readonly Route<GuestContext>[] = [
   { method: 'GET', path: '/1.0/meta-data', handler: getMetaData, waitsOn: () => changeTopics.metaData },
   { method: 'GET', path: '/1.0/devices', handler: listDevices },
   { method: 'GET', path: '/1.0/events', handler: streamEvents },
+  ...identityGuestRoutes,
 ];
 
 /** What never changes for a container gets the ETag of revision 0. */

@@ -9,10 +9,11 @@
  */
 import http from 'node:http';
 import { ApolloError } from '../../shared/errors.js';
-import type { ContainerManager } from '../containers/manager.js';
+import type { ContainerEvent, ContainerManager } from '../containers/manager.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 import { defaultEventLimits, EventHub, type EventLimits } from '../events/hub.js';
 import { answerClientError } from '../http/client-errors.js';
-import { routeRequests } from '../http/pipeline.js';
+import { routeRequests } from './http.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { Admission } from './admission.js';
 import { GuestAuthorizer } from './authorization.js';
@@ -78,6 +79,8 @@ export interface GuestServer {
   readonly pausedConnections: () => number;
   /** Closes every connection, websockets and connections taken over by an upgrade included (shutdown). */
   readonly closeAllConnections: () => void;
+  /** Sizes of what the server keeps by connection, process or container (status `internals`). */
+  readonly internals: () => Record<string, number>;
 }
 
 export function createGuestServer(
@@ -86,13 +89,15 @@ export function createGuestServer(
   limits: GuestServerLimits = defaultGuestLimits,
   /** The clock of the request-rate and write-rate buckets (milliseconds); tests give their own. */
   now?: () => number,
+  /** Signs identity tokens (section 3b); none: the identity routes answer 404. */
+  identity?: IdentityIssuer,
 ): GuestServer {
   const { logger } = observer;
   const events = new EventHub(manager, limits.events);
   const refusals = new GuestRefusals(observer);
   const holds = new ReadingHolds();
   const admission = new Admission(limits.rate, holds, refusals, now);
-  const authorizer = new GuestAuthorizer(manager, events, new GuestKeyRules(limits.guestKeys, now), refusals);
+  const authorizer = new GuestAuthorizer(manager, events, new GuestKeyRules(limits.guestKeys, now), refusals, identity);
   const connections = new GuestConnections(limits, (key) => manager.instanceOfNamespace(key), admission, holds, refusals, observer);
   let pendingWaits = 0;
 
@@ -146,8 +151,22 @@ export function createGuestServer(
     (req, res) => queue.serve(req, res),
   );
   const stopSweep = startIdleSweep(connections.served, limits.keepAliveTimeoutMs);
+  // A container that stopped or was deleted takes its processes' entries in the
+  // known-process memo with it, once per turn however many stop together.
+  let pruning = false;
+  const onManagerEvent = (event: ContainerEvent): void => {
+    const action = event.metadata['action'];
+    if (event.type !== 'lifecycle' || (action !== 'stopped' && action !== 'deleted') || pruning) return;
+    pruning = true;
+    setImmediate(() => {
+      pruning = false;
+      connections.forgetEnded();
+    });
+  };
+  manager.on('event', onManagerEvent);
   server.once('close', () => {
     stopSweep();
+    manager.off('event', onManagerEvent);
     connections.clear();
   });
   server.on('connection', (socket) => connections.accept(socket));
@@ -159,6 +178,13 @@ export function createGuestServer(
     openConnections: () => connections.open,
     pendingWaits: () => pendingWaits,
     pausedConnections: () => holds.paused,
+    internals: () => ({
+      guest_connection_slots: connections.served.size,
+      known_processes: connections.knownProcessCount,
+      event_listener_containers: events.containerCount,
+      event_listeners: events.size,
+      change_waits: pendingWaits,
+    }),
     closeAllConnections: () => {
       events.close();
       server.closeAllConnections();

@@ -6,7 +6,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { ApolloError } from '../../shared/errors.js';
-import { json } from '../http/reply.js';
+import { json } from './http.js';
 import type { RequestInfo } from '../http/router.js';
 import type { GuestContext } from './context.js';
 

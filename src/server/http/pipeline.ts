@@ -12,8 +12,17 @@ import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http
 import { ApolloError } from '../../shared/errors.js';
 import { noBody, readBody } from './body.js';
 import { type ChangeWaits, waitForChange } from './change-wait.js';
-import { type FixedReply, type HandlerResult, sendError, sendFixed, sendReply } from './reply.js';
-import { type RequestInfo, type Route, Router, splitTarget } from './router.js';
+import type * as Replies from './reply.js';
+import type { FixedReply, HandlerResult } from './reply.js';
+import type * as Routing from './router.js';
+import type { RequestInfo, Route } from './router.js';
+
+// This module's own query (src/server/guest/http.ts loads a second instance of it, for the
+// guest API alone) goes on to the reply and router modules it uses, so that each instance
+// of the pipeline has its own copy of the code on its request path.
+const instance = new URL(import.meta.url).search;
+const { sendError, sendFixed, sendReply } = (await import(`./reply.js${instance}`)) as typeof Replies;
+const { Router, splitTarget } = (await import(`./router.js${instance}`)) as typeof Routing;
 
 /** How an API's listener is put together. */
 export interface PipelineOptions<C> {

@@ -98,6 +98,23 @@ export class KnownProcesses {
     this.entries.set(processId, { namespace, pidfd });
   }
 
+  /**
+   * Forgets the processes whose pid namespace `keep` no longer wants (their container has
+   * stopped or gone) and closes their pidfds: a process of an ended container never
+   * connects again, and left here it would hold its entry and a descriptor until 1,024
+   * newer processes pushed it out. How many were forgotten.
+   */
+  forgetUnless(keep: (namespace: bigint) => boolean): number {
+    let forgotten = 0;
+    for (const [processId, { namespace, pidfd }] of this.entries) {
+      if (keep(namespace)) continue;
+      this.entries.delete(processId);
+      closeFd(pidfd);
+      forgotten++;
+    }
+    return forgotten;
+  }
+
   /** Forgets every process and closes the pidfds kept for them; how many were forgotten. */
   clear(): number {
     const forgotten = this.entries.size;

@@ -8,12 +8,11 @@
  * containers there are. A file the daemon cannot read stops it with the file's name; it
  * is never overwritten or reset.
  */
-import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
 import { isConfigKey, isContainerName } from '../../shared/names.js';
+import { syncDirectory, tempPrefix, writeFileDurably } from './durable-file.js';
 
 /**
  * Schema 2 added the origin `create` and `idmap`. Files of schema 1 still load (a schema 2
@@ -55,6 +54,14 @@ export interface ContainerRecord {
   readonly name: string;
   /** Distinguishes this container from an earlier one of the same name (ETags). */
   readonly uuid: string;
+  /**
+   * The container instance that identity tokens name (`devapollo.instance`): new when the
+   * container is created or launched and at every register (each run another runtime
+   * binds), so that `identity verify` refuses the tokens of a container that was deleted
+   * or re-created. A file without it (written before it existed) takes `uuid`, which is
+   * stable across loads, and is written with it at its next change.
+   */
+  readonly instance_uuid: string;
   readonly created_at: string;
   /**
    * Who runs the container:
@@ -103,8 +110,6 @@ export class StateFileError extends Error {
   }
 }
 
-const tempPrefix = '.tmp-';
-
 export class ContainerStore {
   constructor(readonly directory: string) {}
 
@@ -144,20 +149,9 @@ export class ContainerStore {
   /** Writes a record durably; the old file stays intact when this throws. */
   async save(record: ContainerRecord): Promise<void> {
     const target = this.fileOf(record.name);
-    const temp = path.join(this.directory, `${tempPrefix}${record.name}-${randomBytes(6).toString('hex')}`);
-    const data = `${JSON.stringify(record, null, 2)}\n`;
-    let handle: fsp.FileHandle | undefined;
     try {
-      handle = await fsp.open(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-      await handle.writeFile(data);
-      await handle.sync();
-      await handle.close();
-      handle = undefined;
-      await fsp.rename(temp, target);
-      await this.syncDirectory();
+      await writeFileDurably(target, `${JSON.stringify(record, null, 2)}\n`, 0o600);
     } catch (error) {
-      await handle?.close().catch(() => undefined);
-      await fsp.rm(temp, { force: true }).catch(() => undefined);
       throw storageError(target, error);
     }
   }
@@ -166,18 +160,9 @@ export class ContainerStore {
     const target = this.fileOf(name);
     try {
       await fsp.rm(target, { force: true });
-      await this.syncDirectory();
+      await syncDirectory(this.directory);
     } catch (error) {
       throw storageError(target, error);
-    }
-  }
-
-  private async syncDirectory(): Promise<void> {
-    const dir = await fsp.open(this.directory, 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
     }
   }
 }
@@ -206,6 +191,8 @@ function parseRecord(file: string, text: string): ContainerRecord {
   }
   if (typeof r['name'] !== 'string' || !isContainerName(r['name'])) bad('name');
   if (typeof r['uuid'] !== 'string') bad('uuid');
+  const instanceUuid = r['instance_uuid'] ?? r['uuid'];
+  if (typeof instanceUuid !== 'string' || instanceUuid === '') bad('instance_uuid');
   if (typeof r['created_at'] !== 'string') bad('created_at');
   const origins: readonly unknown[] = r['schema'] === 1 ? ['launch', 'register'] : ['create', 'launch', 'register'];
   if (!origins.includes(r['origin'])) bad('origin');
@@ -242,5 +229,5 @@ function parseRecord(file: string, text: string): ContainerRecord {
   }
   // A schema 1 record is a schema 2 record that cannot be `create` and has no id range of
   // its own: upgraded in memory, written as the current schema by the next save.
-  return { ...(value as ContainerRecord), schema: stateSchemaVersion, idmap: idmap as IdmapRecord | null };
+  return { ...(value as ContainerRecord), schema: stateSchemaVersion, instance_uuid: instanceUuid as string, idmap: idmap as IdmapRecord | null };
 }

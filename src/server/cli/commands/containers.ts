@@ -1,27 +1,25 @@
 /** Container commands: create, launch, exec, list, start, stop, delete, register. */
-import type { ArgumentsCamelCase, Argv, CommandModule } from 'yargs';
+import type { Argv } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
-import { type OutputFormat, render, writeOut } from '../../../shared/output.js';
+import { render, writeOut } from '../../../shared/output.js';
 import type { ContainerWire } from '../../../shared/wire.js';
 import { execEnvironment, runExec } from '../exec-session.js';
-import { adminClient, note, parseAssignments } from './shared.js';
+import { adminClient, afterDashes, type HostGlobals, hostCommand, note, parseAssignments } from './shared.js';
 
-type Global = { dir?: string | undefined };
-type WithDashDash = { '--'?: (string | number)[] };
-
-const nameArg = (y: Argv) => y.positional('name', { type: 'string', demandOption: true, describe: 'container name' });
-
-type DefineArgs = Global & { name: string; config: string[]; privileged: boolean } & WithDashDash;
+const nameArg = <T>(y: Argv<T>) => y.positional('name', { type: 'string', demandOption: true, describe: 'container name' });
 
 /** What create and launch both take: NAME, -c KEY=VALUE..., --privileged, -- CMD. */
-const defineOptions = (y: Argv) =>
+const defineOptions = (y: Argv<HostGlobals>) =>
   nameArg(y)
     .option('config', { alias: 'c', type: 'string', array: true, default: [], describe: 'KEY=VALUE config (repeatable)' })
     .option('privileged', { type: 'boolean', default: false, describe: 'keep host root (no user namespace; no security boundary)' });
 
 /** POST /1.0/containers: the same definition for both; `start` says whether it runs now. */
-function defineContainer(argv: DefineArgs, start: boolean): Promise<ContainerWire> {
-  const command = (argv['--'] ?? []).map(String);
+function defineContainer(
+  argv: HostGlobals & { name: string; config: string[]; privileged: boolean; readonly [option: string]: unknown },
+  start: boolean,
+): Promise<ContainerWire> {
+  const command = afterDashes(argv);
   const body = {
     name: argv.name,
     config: parseAssignments(argv.config),
@@ -32,10 +30,9 @@ function defineContainer(argv: DefineArgs, start: boolean): Promise<ContainerWir
   return adminClient(argv).json<ContainerWire>('POST', '/1.0/containers', body);
 }
 
-const create: CommandModule<Global, DefineArgs> = {
-  command: 'create <name>',
-  describe: "Create a Stopped container: set its keys, then start it or let a runtime's hook bind it",
-  builder: (y) =>
+/** `devapollo create`. */
+export const create = hostCommand(
+  (y) =>
     defineOptions(y)
       .usage(
         '$0 create <name> [-c KEY=VALUE]... [--privileged] [-- <command> [args...]]\n\n' +
@@ -47,34 +44,29 @@ const create: CommandModule<Global, DefineArgs> = {
       .example('$0 create web -c user.foo=bar', 'define it; set keys; start it later')
       .example('$0 config set web cloud-init.user-data - < ud.yaml', "user-data before the first boot")
       .example('$0 start web', "then run it with devapollo's launcher")
-      .example('lxc-start -n web', '...or with LXC, whose start hook binds to it') as never,
-  handler: async (argv) => {
+      .example('lxc-start -n web', '...or with LXC, whose start hook binds to it'),
+  async (argv) => {
     const container = await defineContainer(argv, false);
     note(`Created ${container.name}`);
   },
-};
+);
 
-const launch: CommandModule<Global, DefineArgs> = {
-  command: 'launch <name>',
-  describe: 'Create and start a container; returns once it runs and is served',
-  builder: (y) =>
+/** `devapollo launch`. */
+export const launch = hostCommand(
+  (y) =>
     defineOptions(y)
       .usage('$0 launch <name> [-c KEY=VALUE]... [--privileged] [-- <command> [args...]]\n\nCreate and start a container; returns once it runs and is served')
       .example('$0 launch web -c user.foo=bar', 'an idle container with one key')
-      .example('$0 launch job -- sh -c "devapollo-guest get user.foo"', 'run a command as its init') as never,
-  handler: async (argv) => {
+      .example('$0 launch job -- sh -c "devapollo-guest get user.foo"', 'run a command as its init'),
+  async (argv) => {
     const container = await defineContainer(argv, true);
     note(`Launched ${container.name} (init pid ${container.pid})`);
   },
-};
+);
 
-const execCommand: CommandModule<
-  Global,
-  Global & { name: string; env: string[]; cwd: string; 'force-interactive': boolean; 'force-noninteractive': boolean } & WithDashDash
-> = {
-  command: 'exec <name>',
-  describe: 'Run a command in a running container, as its root, in a fresh environment',
-  builder: (y) =>
+/** `devapollo exec`. */
+export const exec = hostCommand(
+  (y) =>
     nameArg(y)
       .usage(
         "$0 exec <name> [--env KEY=VALUE]... [--cwd DIR] [-t|-T] -- <command> [args...]\n\nRun a command in a running container, as its root, in a fresh environment\n\nIt gets PATH, HOME=/root, USER=root, TERM and LANG (when set here) and the --env variables, nothing else of yours. With a terminal on stdin (or -t) it runs on a new pseudo-terminal inside the container; otherwise (or -T) on pipes, byte for byte. Stdin, stdout, stderr, signals and the exit code (128+N for signal N) pass through; the command never holds your terminal or anything else of yours. Output reaches your terminal as written (escape sequences too; -T ... | cat -v shows them). Refused in containers another runtime started (use lxc-attach, podman exec, crun exec there).",
@@ -85,9 +77,9 @@ const execCommand: CommandModule<
       .option('force-noninteractive', { alias: 'T', type: 'boolean', default: false, describe: 'pipes even when stdin is a terminal' })
       .example('$0 exec web -- curl -s --unix-socket /dev/apollo/sock http://apollo/1.0/config', 'ask the socket from inside')
       .example('$0 exec web -- sh', 'an interactive shell (on a terminal)')
-      .example('$0 exec web --env DEBUG=1 --cwd /tmp -T -- ./run.sh < input > output', 'pipes, byte for byte') as never,
-  handler: async (argv) => {
-    const command = (argv['--'] ?? []).map(String);
+      .example('$0 exec web --env DEBUG=1 --cwd /tmp -T -- ./run.sh < input > output', 'pipes, byte for byte'),
+  async (argv) => {
+    const command = afterDashes(argv);
     if (command.length === 0) throw new ApolloError('usage', 'exec needs a command after "--"');
     if (argv['force-interactive'] && argv['force-noninteractive']) throw new ApolloError('usage', '-t and -T cannot be used together');
     if (!argv.cwd.startsWith('/')) throw new ApolloError('usage', `--cwd must be an absolute path inside the container, got ${JSON.stringify(argv.cwd)}`);
@@ -111,19 +103,17 @@ const execCommand: CommandModule<
           `security profile; use the runtime's own exec (lxc-attach -n ${argv.name}, podman exec, crun exec or runc exec)`,
       );
     }
-    process.exitCode = await runExec({ pid: container.pid, startTime: container.start_time, command, environment, cwd: argv.cwd, terminal });
+    return runExec({ pid: container.pid, startTime: container.start_time, command, environment, cwd: argv.cwd, terminal });
   },
-};
+);
 
-const list: CommandModule<Global, Global & { format: OutputFormat }> = {
-  command: 'list',
-  aliases: ['ls'],
-  describe: 'List containers',
-  builder: (y) =>
+/** `devapollo list`. */
+export const list = hostCommand(
+  (y) =>
     y
       .option('format', { alias: 'f', choices: ['table', 'json', 'yaml', 'csv'] as const, default: 'table' as const })
-      .example('$0 list --format json', 'every container with its config') as never,
-  handler: async (argv) => {
+      .example('$0 list --format json', 'every container with its config'),
+  async (argv) => {
     const containers = await adminClient(argv).list();
     // As LXD's `lxc list`: a stopped container has no pid and no guest to be in a state,
     // so the table leaves both empty; JSON and YAML keep pid 0 and guest_state (the contract).
@@ -136,31 +126,29 @@ const list: CommandModule<Global, Global & { format: OutputFormat }> = {
     }));
     await writeOut(output);
   },
-};
+);
 
 function containerType(c: ContainerWire): string {
   if (c.origin === 'register') return 'registered';
   return c.privileged ? 'privileged' : 'unprivileged';
 }
 
-const start: CommandModule<Global, Global & { name: string }> = {
-  command: 'start <name>',
-  describe: "Start a created or stopped container with devapollo's launcher",
-  builder: (y) => nameArg(y).example('$0 start web', '') as never,
-  handler: async (argv) => {
+/** `devapollo start`. */
+export const start = hostCommand(
+  (y) => nameArg(y).example('$0 start web', ''),
+  async (argv) => {
     await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, { action: 'start' });
   },
-};
+);
 
-const stop: CommandModule<Global, Global & { name: string; force: boolean; timeout: number }> = {
-  command: 'stop <name>',
-  describe: 'Stop a container: SIGTERM to its init, SIGKILL after the timeout',
-  builder: (y) =>
+/** `devapollo stop`. */
+export const stop = hostCommand(
+  (y) =>
     nameArg(y)
       .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'SIGKILL at once' })
       .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait before SIGKILL' })
-      .example('$0 stop web', '') as never,
-  handler: async (argv) => {
+      .example('$0 stop web', ''),
+  async (argv) => {
     if (!(argv.timeout >= 0)) throw new ApolloError('usage', '--timeout must be a number of seconds');
     await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, {
       action: 'stop',
@@ -168,39 +156,31 @@ const stop: CommandModule<Global, Global & { name: string; force: boolean; timeo
       timeout: argv.timeout,
     });
   },
-};
+);
 
-const deleteCommand: CommandModule<Global, Global & { name: string; force: boolean }> = {
-  command: 'delete <name>',
-  aliases: ['rm'],
-  describe: 'Delete a stopped container (--force: a running one too)',
-  builder: (y) =>
+/** `devapollo delete`. */
+export const deleteContainer = hostCommand(
+  (y) =>
     nameArg(y)
       .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'kill it first if it runs' })
-      .example('$0 delete web --force', '') as never,
-  handler: async (argv) => {
+      .example('$0 delete web --force', ''),
+  async (argv) => {
     await adminClient(argv).request('DELETE', `/1.0/containers/${encodeURIComponent(argv.name)}${argv.force ? '?force=true' : ''}`);
   },
-};
+);
 
-const register: CommandModule<Global, Global & { name: string; pid: number; config: string[] }> = {
-  command: 'register <name>',
-  describe: 'Adopt a container another runtime started, by the host pid of its init',
-  builder: (y) =>
+/** `devapollo register`. */
+export const register = hostCommand(
+  (y) =>
     nameArg(y)
       .option('pid', { type: 'number', demandOption: true, describe: "the container init's pid on the host" })
       .option('config', { alias: 'c', type: 'string', array: true, default: [], describe: 'KEY=VALUE config (repeatable)' })
-      .example('$0 register c1 --pid 4242', '') as never,
-  handler: async (argv) => {
+      .example('$0 register c1 --pid 4242', ''),
+  async (argv) => {
     if (!Number.isSafeInteger(argv.pid) || argv.pid <= 0) throw new ApolloError('usage', '--pid must be a positive integer');
     await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/init`, {
       pid: argv.pid,
       config: parseAssignments(argv.config),
     });
   },
-};
-
-export const containerCommands = [create, launch, execCommand, list, start, stop, deleteCommand, register] as unknown as CommandModule<
-  Global,
-  ArgumentsCamelCase<Global>
->[];
+);

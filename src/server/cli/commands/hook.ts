@@ -3,15 +3,12 @@
  * container another runtime starts and let go of it when it stops. What each runtime
  * hands a hook is read in src/server/hooks; this module only parses and prints.
  */
-import type { Argv, CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
-import { applyHook } from '../../hooks/apply-hook.js';
-import type { HookRequest } from '../../hooks/hook-request.js';
-import { lxcHookRequest } from '../../hooks/lxc-hook.js';
-import { isOciStage, nameAnnotation, ociHookRequest, ociStages } from '../../hooks/oci-hook.js';
-import { adminClient, parseAssignments, readStdinText } from './shared.js';
-
-type Global = { dir?: string | undefined };
+import { applyHook } from '../../admin/hooks/apply-hook.js';
+import type { HookRequest } from '../../admin/hooks/hook-request.js';
+import { lxcHookRequest } from '../../admin/hooks/lxc-hook.js';
+import { isOciStage, nameAnnotation, ociHookRequest, ociStages } from '../../admin/hooks/oci-hook.js';
+import { adminClient, type HostGlobals, hostCommand, parseAssignments, readStdinText } from './shared.js';
 
 /** Where a hook is, for the syslog line: what the runtime told it, even if it is unusable. */
 interface HookPlace {
@@ -26,7 +23,7 @@ interface HookPlace {
  * annotation; else nowhere), and to syslog (the journal, where there is one): a runtime
  * that refuses a start says only "exit 69", and this line is why.
  */
-async function runHook(argv: Global, place: () => HookPlace, request: () => Promise<HookRequest>): Promise<void> {
+async function runHook(argv: HostGlobals, place: () => HookPlace, request: () => Promise<HookRequest>): Promise<void> {
   try {
     // A hung daemon must not hang the runtime's start: the hook gives up (and fails) after 30 s.
     const warning = await applyHook(await request(), adminClient(argv, 30_000));
@@ -56,18 +53,17 @@ async function toSyslog(severity: 'err' | 'warning', place: HookPlace, line: str
   }
 }
 
-const lxc: CommandModule<Global, Global & { args: string[]; config: string | string[] | undefined }> = {
-  command: 'lxc [args..]',
-  describe: 'For lxc.hook.start-host (register) and lxc.hook.stop / post-stop (let go, keeping the config)',
-  builder: (y) =>
+/** `lxc`. */
+export const lxc = hostCommand(
+  (y) =>
     y
       .positional('args', { type: 'string', array: true, default: [], describe: 'what LXC appends: NAME SECTION TYPE...' })
       // Not an array option: LXC appends its arguments after ours, and an array option
       // would swallow them. Repeating -c still gives several keys.
       .option('config', { alias: 'c', type: 'string', describe: 'KEY=VALUE set at every start (repeatable)' })
       .example('lxc.hook.start-host = devapollo hook lxc -c user.role=web', 'in the container config')
-      .example('lxc.hook.post-stop = devapollo hook lxc', '') as never,
-  handler: async (argv) => {
+      .example('lxc.hook.post-stop = devapollo hook lxc', ''),
+  async (argv) => {
     const args = argv.args.map(String);
     const place = (): HookPlace => ({
       runtime: 'LXC',
@@ -79,17 +75,16 @@ const lxc: CommandModule<Global, Global & { args: string[]; config: string | str
       return lxcHookRequest(args, process.env, config);
     });
   },
-};
+);
 
-const oci: CommandModule<Global, Global & { stage: string }> = {
-  command: 'oci <stage>',
-  describe: `For OCI runtime hooks; STAGE is the hook's stage (${Object.keys(ociStages).join(', ')}); the state JSON comes on stdin`,
-  builder: (y) =>
+/** `oci`. */
+export const oci = hostCommand(
+  (y) =>
     y
       .positional('stage', { type: 'string', demandOption: true, describe: 'the stage this hook is listed under in config.json' })
       .example('"createRuntime": [{"path": "/usr/local/bin/devapollo", "args": ["devapollo", "hook", "oci", "createRuntime"]}]', '')
-      .example('"poststop": [{"path": "/usr/local/bin/devapollo", "args": ["devapollo", "hook", "oci", "poststop"]}]', '') as never,
-  handler: async (argv) => {
+      .example('"poststop": [{"path": "/usr/local/bin/devapollo", "args": ["devapollo", "hook", "oci", "poststop"]}]', ''),
+  async (argv) => {
     let stateText: string | undefined;
     await runHook(argv, () => ({ runtime: 'OCI', stage: argv.stage, name: ociNameHint(stateText) }), async () => {
       if (!isOciStage(argv.stage)) {
@@ -99,7 +94,7 @@ const oci: CommandModule<Global, Global & { stage: string }> = {
       return ociHookRequest(argv.stage, stateText);
     });
   },
-};
+);
 
 /** The name an OCI state gives, checked or not, for the syslog line; undefined when it gives none. */
 function ociNameHint(stateText: string | undefined): string | undefined {
@@ -111,10 +106,3 @@ function ociNameHint(stateText: string | undefined): string | undefined {
     return undefined;
   }
 }
-
-export const hookCommand: CommandModule<Global, Global> = {
-  command: 'hook',
-  describe: 'Runtime hooks: register containers LXC or an OCI runtime starts, and let them go when they stop',
-  builder: (y: Argv<Global>) => y.command(lxc).command(oci).demandCommand(1, 'Pick a runtime: lxc or oci') as never,
-  handler: () => undefined,
-};

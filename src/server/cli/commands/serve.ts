@@ -1,36 +1,22 @@
 /** `devapollo serve`: the daemon in the foreground. */
-import type { CommandModule } from 'yargs';
 import { ApolloError } from '../../../shared/errors.js';
-import type { LogFormat, LogLevel } from '../../log.js';
+import { defaultGuestLimits } from '../../guest/server.js';
+import { identitySettings } from '../../identity/settings.js';
 import { resolveDir } from '../../paths.js';
+import { hostCommand } from './shared.js';
 
-type Global = { dir?: string | undefined };
-type ServeArgs = Global & {
-  'log-level': LogLevel;
-  'log-format': LogFormat;
-  'max-value-size': number;
-  'max-log-size': number;
-  'admin-group'?: string | undefined;
-  'stop-timeout': number;
-  'events-heartbeat': number;
-  'rate-limit': number;
-  'rate-burst': number;
-  'guest-write-rate': number;
-  'guest-write-burst': number;
-  'max-connections': number;
-  'max-container-connections': number;
-  'max-event-streams': number;
-  'header-timeout': number;
-  'idle-timeout': number;
-  'log-requests': boolean;
-};
+/** The longest time a Node timer waits (2^31 - 1 ms): a longer one fires at once. */
+const longestWaitSeconds = 2_147_483;
 
-/** Options that must be numbers of at least `min` (integers where `integer`). */
-const numeric: [keyof ServeArgs, number, boolean][] = [
+/** The time a guest has for its whole request (headers and body), which its headers' time cannot pass. */
+const requestSeconds = defaultGuestLimits.requestTimeoutMs / 1000;
+
+/** Options that must be numbers from `min` to `max` (integers where `integer`), and why the max. */
+const numeric: [option: string, min: number, integer: boolean, max?: [number, string]][] = [
   ['max-value-size', 1, true],
   ['max-log-size', 4096, true],
-  ['stop-timeout', 0, false],
-  ['events-heartbeat', 0.001, false],
+  ['stop-timeout', 0, false, [longestWaitSeconds, 'the longest a timer waits']],
+  ['events-heartbeat', 0.001, false, [longestWaitSeconds, 'the longest a timer waits']],
   ['rate-limit', 0, false],
   ['rate-burst', 1, true],
   ['guest-write-rate', 0, false],
@@ -38,14 +24,28 @@ const numeric: [keyof ServeArgs, number, boolean][] = [
   ['max-connections', 1, true],
   ['max-container-connections', 1, true],
   ['max-event-streams', 1, true],
-  ['header-timeout', 0.001, false],
-  ['idle-timeout', 0.001, false],
+  ['header-timeout', 0.001, false, [requestSeconds, 'the time a guest has for its whole request']],
+  ['idle-timeout', 0.001, false, [longestWaitSeconds, 'the longest a timer waits']],
+  ['token-rate', 0, false],
+  ['token-burst', 1, true],
 ];
 
-export const serveCommand: CommandModule<Global, ServeArgs> = {
-  command: 'serve',
-  describe: 'Run the daemon in the foreground (SIGINT/SIGTERM stop it; containers keep running)',
-  builder: (y) =>
+/** Each numeric option's value in range, or a usage error that names it, the range and the value. */
+function checkNumbers(argv: { readonly [option: string]: unknown }): void {
+  for (const [option, min, integer, max] of numeric) {
+    const value = argv[option];
+    if (typeof value !== 'number' || !(value >= min) || (integer && !Number.isSafeInteger(value))) {
+      throw new ApolloError('usage', `--${option} must be a number${integer ? ' (whole)' : ''} of at least ${min}`);
+    }
+    if (max !== undefined && value > max[0]) {
+      throw new ApolloError('usage', `--${option} must be at most ${max[0]} seconds (${max[1]}), not ${value}`);
+    }
+  }
+}
+
+/** `serve`. */
+export const serve = hostCommand(
+  (y) =>
     y
       .option('log-level', { choices: ['debug', 'info', 'warn', 'error'] as const, default: 'info' as const })
       .option('log-format', { choices: ['text', 'json'] as const, default: 'text' as const })
@@ -71,19 +71,29 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       .option('max-event-streams', { type: 'number', default: 64, describe: 'open event streams per container' })
       .option('header-timeout', { type: 'number', default: 5, describe: 'seconds a guest has to send its request headers' })
       .option('idle-timeout', { type: 'number', default: 30, describe: 'seconds an idle kept-alive guest connection stays open' })
+      .option('identity-issuer', {
+        type: 'string',
+        defaultDescription: 'https://HOSTNAME',
+        describe: 'the iss of identity tokens: an https URL where DIR/public is published (ISSUER/jwks.json)',
+      })
+      .option('trust-domain', {
+        type: 'string',
+        defaultDescription: 'HOSTNAME',
+        describe: 'the SPIFFE trust domain in the sub of identity tokens (spiffe://TRUST_DOMAIN/devapollo/HOSTNAME/NAME)',
+      })
+      .option('token-rate', { type: 'number', default: 16, describe: 'identity tokens per second per container (0: no limit beyond --rate-limit)' })
+      .option('token-burst', { type: 'number', default: 64, describe: 'identity tokens a container may be issued at once' })
       .example('$0 serve --dir /var/lib/apollo', '')
-      .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs') as never,
-  handler: async (argv) => {
-    for (const [option, min, integer] of numeric) {
-      const value = argv[option] as number;
-      if (typeof value !== 'number' || !(value >= min) || (integer && !Number.isSafeInteger(value))) {
-        throw new ApolloError('usage', `--${option} must be a number${integer ? ' (whole)' : ''} of at least ${min}`);
-      }
-    }
+      .example('$0 serve --identity-issuer https://apollo.example.com --trust-domain example.com', 'tokens a relying party checks at that URL')
+      .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs'),
+  async (argv) => {
+    checkNumbers(argv);
+    const dir = resolveDir(argv.dir);
+    const identity = identitySettings({ issuer: argv['identity-issuer'], trustDomain: argv['trust-domain'] });
     if (process.getuid?.() !== 0) throw new ApolloError('forbidden', 'devapollo serve must run as root');
-    const [{ serve }, { defaultGuestLimits }] = await Promise.all([import('../../daemon.js'), import('../../guest/server.js')]);
-    const daemon = await serve({
-      dir: resolveDir(argv.dir),
+    const { serve: startDaemon } = await import('../../daemon.js');
+    const daemon = await startDaemon({
+      dir,
       logLevel: argv['log-level'],
       logFormat: argv['log-format'],
       maxValueBytes: argv['max-value-size'],
@@ -91,6 +101,8 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
       adminGroup: argv['admin-group'],
       stopTimeoutSeconds: argv['stop-timeout'],
       logRequests: argv['log-requests'],
+      identity,
+      tokenRate: { perSecond: argv['token-rate'], burst: argv['token-burst'] },
       guestLimits: {
         ...defaultGuestLimits,
         headersTimeoutMs: argv['header-timeout'] * 1000,
@@ -120,4 +132,4 @@ export const serveCommand: CommandModule<Global, ServeArgs> = {
     process.on('SIGHUP', () => undefined);
     await daemon.closed;
   },
-};
+);

@@ -1,9 +1,32 @@
 /** Small helpers every host command uses. */
+import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { type CommandBody, commandBody } from '../../../shared/commands.js';
 import { ApolloError } from '../../../shared/errors.js';
+import { sizeText } from '../../../shared/unix-http.js';
+import { maxAdminBodyBytes } from '../../../shared/wire.js';
 import { keyMap } from '../../../shared/key-map.js';
 import { visible } from '../../../shared/output.js';
-import { AdminClient } from '../admin-client.js';
+import { AdminClient } from '../../admin/client.js';
 import { resolveDir } from '../../paths.js';
+
+/** The options every host command has (main declares them). */
+export interface HostGlobals {
+  readonly dir: string | undefined;
+}
+
+/** A host command's body: its builder starts from the global options. */
+export function hostCommand<A>(
+  builder: (cli: Argv<HostGlobals>) => Argv<A>,
+  handler: (argv: ArgumentsCamelCase<A>) => Promise<number | void> | number | void,
+): CommandBody<HostGlobals> {
+  return commandBody(builder, handler);
+}
+
+/** What follows "--" on the command line (a command to run in a container), as typed. */
+export function afterDashes(argv: { readonly [option: string]: unknown }): string[] {
+  const rest = argv['--'];
+  return Array.isArray(rest) ? rest.map(String) : [];
+}
 
 export { stdinArgument } from '../../../shared/cli.js';
 
@@ -11,10 +34,15 @@ export function adminClient(argv: { dir?: string | undefined }, timeoutMs?: numb
   return new AdminClient(resolveDir(argv.dir), timeoutMs);
 }
 
-/** Splits KEY=VALUE at the first "="; a missing "=" is a usage error. */
+/**
+ * Splits KEY=VALUE at the first "="; a missing "=" is a usage error, which says to join
+ * KEY and VALUE with "=" (and to quote a value with spaces: the shell splits it).
+ */
 export function parseAssignment(text: string): [string, string] {
   const eq = text.indexOf('=');
-  if (eq <= 0) throw new ApolloError('usage', `expected KEY=VALUE, got ${JSON.stringify(text)}`);
+  if (eq <= 0) {
+    throw new ApolloError('usage', `expected KEY=VALUE, got ${JSON.stringify(text)}: join a key and its value with "=" (KEY=VALUE), and quote a value with spaces (KEY="a b")`);
+  }
   return [text.slice(0, eq), text.slice(eq + 1)];
 }
 
@@ -27,10 +55,27 @@ export function parseAssignments(texts: readonly string[]): Record<string, strin
   return out;
 }
 
-/** Reads all of stdin as UTF-8, refusing bytes that are not (values are UTF-8 text). */
-export async function readStdinText(): Promise<string> {
+/**
+ * Reads all of stdin as UTF-8, refusing bytes that are not (values are UTF-8 text), and
+ * more than `limitBytes` (the most the daemon takes in one request) without reading on:
+ * a 200 MB file piped in is refused at once, for what it is, instead of being sent to a
+ * daemon that must cut the connection.
+ */
+export async function readStdinText(limitBytes = maxAdminBodyBytes): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limitBytes) {
+      process.stdin.destroy();
+      throw new ApolloError(
+        'payload-too-large',
+        `the value on stdin is too large: more than ${sizeText(limitBytes)}, the most the daemon takes in one request ` +
+          '(a value may be at most its serve --max-value-size, 1 MiB by default)',
+      );
+    }
+    chunks.push(chunk);
+  }
   const bytes = Buffer.concat(chunks);
   try {
     return new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes);

@@ -1,17 +1,13 @@
 /** `devapollo status`: the daemon's health at a glance. */
-import type { CommandModule } from 'yargs';
 import { render, writeOut } from '../../../shared/output.js';
 import type { StatusWire } from '../../../shared/wire.js';
-import { adminClient } from './shared.js';
+import { adminClient, hostCommand } from './shared.js';
 
-type Global = { dir?: string | undefined };
-
-export const statusCommand: CommandModule<Global, Global & { format: 'table' | 'json' }> = {
-  command: 'status',
-  describe: 'Show the daemon: version, uptime, sockets, counts',
-  builder: (y) =>
-    y.option('format', { alias: 'f', choices: ['table', 'json'] as const, default: 'table' as const }).example('$0 status --format json', '') as never,
-  handler: async (argv) => {
+/** `status`. */
+export const status = hostCommand(
+  (y) =>
+    y.option('format', { alias: 'f', choices: ['table', 'json'] as const, default: 'table' as const }).example('$0 status --format json', ''),
+  async (argv) => {
     const status = await adminClient(argv).status();
     const rows: [string, string][] = [
       ['version', status.version],
@@ -33,7 +29,7 @@ export const statusCommand: CommandModule<Global, Global & { format: 'table' | '
     if (stranded.length > 0) rows.push(['cut off (restart them)', `${stranded.length}: ${stranded.slice(0, 10).join(', ')}${stranded.length > 10 ? ', ...' : ''}`]);
     await writeOut(await render(argv.format, status, () => ({ head: ['', ''], rows })));
   },
-};
+);
 
 /** The guest's write rate and quotas, on one line. */
 function guestWrites(limits: StatusWire['limits']): string {

@@ -12,9 +12,9 @@
  *   up (it re-adopts only an init that still runs). Failing would only make the runtime
  *   report a stop error for a container that did stop.
  */
-import { ApolloError } from '../../shared/errors.js';
-import type { ContainerWire, RegistrationWire } from '../../shared/wire.js';
-import type { AdminClient } from '../cli/admin-client.js';
+import { ApolloError } from '../../../shared/errors.js';
+import type { ContainerWire, RegistrationWire } from '../../../shared/wire.js';
+import type { AdminClient } from '../client.js';
 import type { HookRequest, RegisterRequest, UnregisterRequest } from './hook-request.js';
 
 /** What a hook needs of the admin client. */

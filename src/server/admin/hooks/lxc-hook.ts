@@ -12,8 +12,8 @@
  * init runs, and a failing start-host hook makes lxc-start give up: the container never
  * runs unserved.
  */
-import { ApolloError } from '../../shared/errors.js';
-import { isContainerName } from '../../shared/names.js';
+import { ApolloError } from '../../../shared/errors.js';
+import { isContainerName } from '../../../shared/names.js';
 import type { HookRequest } from './hook-request.js';
 
 /** Hook types this hook handles, and what each asks. */

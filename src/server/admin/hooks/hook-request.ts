@@ -3,7 +3,7 @@
  * its init's host pid (start hooks) or let go of it (stop hooks). The LXC and OCI modules
  * turn what their runtime hands a hook into one of these; `applyHook` carries it out.
  */
-import type { OciStartFacts } from '../containers/oci-binding.js';
+import type { OciStartFacts } from '../../containers/oci-binding.js';
 
 /** Start hooks: adopt the container whose init is `pid`, with these config keys. */
 export interface RegisterRequest {

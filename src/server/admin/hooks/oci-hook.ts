@@ -13,10 +13,10 @@
  * createRuntime hook makes the runtime tear the container down (runtime-spec), which is
  * what keeps a container from running with a socket that knows nothing about it.
  */
-import { ApolloError } from '../../shared/errors.js';
-import { ownValue } from '../../shared/key-map.js';
-import { isConfigKey, isContainerName } from '../../shared/names.js';
-import { claimAnnotation } from '../containers/oci-binding.js';
+import { ApolloError } from '../../../shared/errors.js';
+import { ownValue } from '../../../shared/key-map.js';
+import { isConfigKey, isContainerName } from '../../../shared/names.js';
+import { claimAnnotation } from '../../containers/oci-binding.js';
 import type { HookRequest } from './hook-request.js';
 
 /** The fields of the runtime-spec state this hook reads. */
