@@ -339,7 +339,7 @@ sub monitor_script {
     return <<'MONITOR';
 use strict;
 use warnings;
-use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK);
+use Fcntl qw(F_GETFL F_SETFL O_NONBLOCK O_WRONLY O_APPEND O_CREAT O_EXCL O_NOFOLLOW);
 use POSIX qw(WNOHANG EAGAIN EINTR);
 my ($name, $log, $cap, $setup) = @ARGV;
 $0 = "devapollo-monitor $name";
@@ -347,8 +347,12 @@ umask 077;
 waitpid($setup, 0);
 my ($fh, $size, $gone, $id) = (undef, 0, 0, '');
 sub identity { my @st = @_; return @st ? "$st[0]:$st[1]" : '' }
+# The daemon makes NAME.log before the launch; the monitor never makes one but the next
+# after a rotation, and that one only if nobody made it meanwhile (O_EXCL).
 sub reopen {
-    open($fh, '>>', $log) or return undef $fh;
+    my ($create) = @_;
+    my $flags = O_WRONLY | O_APPEND | O_NOFOLLOW | ($create ? O_CREAT | O_EXCL : 0);
+    if (!sysopen($fh, $log, $flags, 0600)) { undef $fh; $gone = 1 if $! == 2 || $! == 17; return undef }
     my @st = stat $fh;
     ($id, $size) = (identity(@st), $st[7] || 0);
     return 1;
@@ -364,7 +368,7 @@ sub store {
         close $fh;
         undef $fh;
         if (rename($log, "$log.1")) {
-            return unless reopen();
+            return unless reopen(1);
         } elsif ($! == 2) {
             $gone = 1;
             return;

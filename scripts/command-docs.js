@@ -10,7 +10,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** [program, entry point, commands (with sub-commands)]. */
 const programs = [
-  ['devapollo', 'bin/devapollo.js', ['serve', 'create', 'launch', 'exec', 'list', 'config set', 'config get', 'config unset', 'config show', 'start', 'stop', 'delete', 'register', 'status', 'monitor', 'hook lxc', 'hook oci', 'identity jwks', 'identity rotate', 'identity verify', 'completion']],
+  ['devapollo', 'bin/devapollo.js', ['serve', 'create', 'launch', 'exec', 'list', 'config set', 'config get', 'config unset', 'config show', 'start', 'stop', 'restart', 'logs', 'delete', 'register', 'status', 'monitor', 'hook lxc', 'hook oci', 'identity jwks', 'identity rotate', 'identity verify', 'completion']],
   ['devapollo-guest', 'bin/devapollo-guest.cjs', ['get', 'config', 'metadata', 'info', 'watch', 'wait', 'ready', 'seed', 'set', 'unset', 'token', 'completion']],
 ];
 
@@ -36,7 +36,7 @@ export function commandPages() {
           file,
           `# ${program} completion\n\n${summary}.\n\n\`\`\`\n${program} completion >> ~/.bashrc     # or ~/.zshrc\n\`\`\`\n\n` +
             `Completes commands and options, and asks the daemon for what comes next: ${
-              program === 'devapollo' ? 'container names (exec, start, stop, delete, monitor, config) and their keys (config get, set, unset)' : 'this container\'s readable keys (get, wait)'
+              program === 'devapollo' ? 'container names (exec, start, stop, restart, logs, delete, monitor, config) and their keys (config get, set, unset)' : 'this container\'s readable keys (get, wait)'
             }. When no daemon answers within a second, only commands and options are offered.\n`,
         );
         index.push(`- [\`${program} completion\`](${file}): ${summary}`);

@@ -4,32 +4,29 @@
  * without stopping a single container.
  */
 import fs from 'node:fs';
-import type http from 'node:http';
-import net from 'node:net';
-import path from 'node:path';
 import { ApolloError } from '../shared/errors.js';
 import { packageVersion } from '../shared/version.js';
 import type { StatusWire } from '../shared/wire.js';
+import { groupId } from './admin/admin-group.js';
 import { createAdminServer } from './admin/server.js';
 import { ContainerManager } from './containers/manager.js';
 import { subordinateRange } from './containers/idmap.js';
-import type { EventHub } from './events/hub.js';
+import { registerGauges } from './gauges.js';
 import { IdentityIssuer } from './identity/issuer.js';
 import type { IdentitySettings } from './identity/settings.js';
-import { listenOn } from './guest/listen.js';
-import { createGuestServer, type GuestServer, type GuestServerLimits } from './guest/server.js';
 import type { RateLimit } from './guest/limits.js';
+import { createGuestServer, type GuestServerLimits } from './guest/server.js';
 import { Metrics, type RequestObserver } from './metrics.js';
 import { ExitWatcher } from './kernel/exit-watcher.js';
+import { checkPeerCredentials } from './kernel/credential-probe.js';
 import { closeInheritedOnExec } from './kernel/descriptors.js';
-import { errno, Errno, flock } from './kernel/libc.js';
-import { namespaceKeysAreIds } from './kernel/namespaces.js';
-import { peerPidfdSupported, readPeerCredentials } from './kernel/peer.js';
-import { boundPath } from './kernel/socket-path.js';
+import { processKernelFeatures } from './kernel/features.js';
+import { closeServer, inheritedSockets, listenInherited, listenSocket } from './listening.js';
 import { type LogFormat, Logger, type LogLevel, RateLimitedLog } from './log.js';
 import { daemonPaths, type DaemonPaths } from './paths.js';
 import { SocketKeeper } from './socket-keeper.js';
 import { ContainerStore, StateFileError } from './state/container-store.js';
+import { acquireLock, layOutDir } from './state/daemon-dir.js';
 import { prepareRootDir } from './state/dir-check.js';
 
 export interface ServeOptions {
@@ -56,9 +53,6 @@ export interface Daemon {
   readonly closed: Promise<void>;
   shutdown(reason: string): Promise<void>;
 }
-
-const LOCK_EX = 2;
-const LOCK_NB = 4;
 
 export async function serve(options: ServeOptions): Promise<Daemon> {
   // Before anything is started: no container may get a descriptor the daemon inherited.
@@ -96,7 +90,9 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     // reports it); layOutDir above has just re-created it.
     const guestDirWasMissing = guestDirMissing && records.some((record) => record.init !== null);
 
-    const features = await checkPeerCredentials(paths.dir);
+    // The kernel's features, once: every peer lookup and the registry use this answer.
+    const kernel = processKernelFeatures();
+    const features = await checkPeerCredentials(paths.dir, kernel);
     // Before any container is adopted: a key file it refuses stops the daemon with nothing held.
     const identity = await IdentityIssuer.open({
       identityDir: paths.identityDir,
@@ -112,6 +108,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       store,
       watcher,
       logger,
+      kernel,
       maxValueBytes: options.maxValueBytes,
       uids: subordinateRange('/etc/subuid'),
       gids: subordinateRange('/etc/subgid'),
@@ -241,137 +238,6 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
   }
 }
 
-/**
- * The modes of PROTOCOL.md section 1, set on every start (whatever an earlier version or
- * a hand left): DIR 0711, so that an unprivileged runtime (LXC with lxc.idmap, whose
- * root is a mapped uid) can pass through it to bind-mount DIR/devapollo, but nobody can
- * list it; everything secret below it closed on its own (0700 directories, a 0600 lock,
- * 0600 state files); only DIR/devapollo (0755) and its socket (0666) open to all.
- */
-function layOutDir(paths: DaemonPaths, lockFd: number): void {
-  fs.chmodSync(paths.dir, 0o711);
-  fs.fchmodSync(lockFd, 0o600);
-  // DIR/devapollo is bind-mounted into running containers: fix its mode, never replace it.
-  fs.mkdirSync(paths.guestDir, { recursive: true, mode: 0o755 });
-  fs.chmodSync(paths.guestDir, 0o755);
-  for (const dir of [paths.containersDir, paths.logsDir, paths.stageDir]) {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    fs.chmodSync(dir, 0o700);
-  }
-}
-
-/** One daemon per DIR: an flock on DIR/daemon.lock, released by the kernel if we die. */
-function acquireLock(file: string): number {
-  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
-  if (flock(fd, LOCK_EX | LOCK_NB) !== 0) {
-    const err = errno();
-    let holder = '';
-    try {
-      holder = fs.readFileSync(file, 'utf8').trim();
-    } catch {
-      // Unreadable: say less.
-    }
-    fs.closeSync(fd);
-    if (err === Errno.EWOULDBLOCK) {
-      throw new ApolloError(
-        'conflict',
-        `another devapollo daemon is already serving ${path.dirname(file)}${holder ? ` (pid ${holder})` : ''}`,
-      );
-    }
-    throw new ApolloError('internal', `cannot lock ${file} (errno ${err})`);
-  }
-  fs.ftruncateSync(fd);
-  fs.writeSync(fd, `${process.pid}\n`, 0);
-  return fd;
-}
-
-/**
- * Binds a Unix socket with its final mode from the first instant (umask around bind), so
- * no client ever sees it with the wrong permissions.
- */
-async function listenSocket(server: http.Server, file: string, mode: number, gid?: number): Promise<void> {
-  fs.rmSync(file, { force: true });
-  const previous = process.umask(0o777 & ~mode);
-  try {
-    await listenOn(server, { path: file });
-  } finally {
-    process.umask(previous);
-  }
-  fs.chmodSync(file, mode);
-  if (gid !== undefined) fs.chownSync(file, 0, gid);
-}
-
-/**
- * The listening sockets a service manager passed (systemd socket activation: fds from 3,
- * LISTEN_FDS of them, for this pid, named by LISTEN_FDNAMES "guest" and "admin"), or
- * undefined when started without them. The variables are removed so that no child sees them.
- */
-function inheritedSockets(env: NodeJS.ProcessEnv = process.env): { guest: number; admin: number } | undefined {
-  if (env['LISTEN_PID'] !== String(process.pid) || env['LISTEN_FDS'] === undefined) return undefined;
-  const count = Number(env['LISTEN_FDS']);
-  const names = (env['LISTEN_FDNAMES'] ?? '').split(':');
-  for (const name of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) delete env[name];
-  const fds = new Map<string, number>();
-  for (let i = 0; i < count; i++) fds.set(names[i] ?? '', 3 + i);
-  const guest = fds.get('guest');
-  const admin = fds.get('admin');
-  if (guest === undefined || admin === undefined) {
-    throw new ApolloError(
-      'usage',
-      `socket activation needs two sockets named "guest" and "admin" (FileDescriptorName=); got ${count} named ${JSON.stringify(names.join(':'))}`,
-    );
-  }
-  return { guest, admin };
-}
-
-/** Listens on an inherited descriptor, after checking it is the socket at `expected`. */
-async function listenInherited(server: http.Server, fd: number, expected: string): Promise<void> {
-  const address = boundPath(fd);
-  if (address !== expected) {
-    throw new ApolloError('usage', `the inherited socket on fd ${fd} is ${JSON.stringify(address ?? null)}, expected ${expected} (check --dir)`);
-  }
-  await listenOn(server, { fd });
-}
-
-/** What /metrics reads at scrape time. */
-function registerGauges(metrics: Metrics, manager: ContainerManager, guest: GuestServer, limits: GuestServerLimits): void {
-  const events: EventHub = guest.events;
-  metrics.register('devapollo_guest_connections', 'gauge', 'Open connections on the guest socket.', () => [{ value: guest.openConnections() }]);
-  metrics.register('devapollo_guest_paused_connections', 'gauge', 'Guest connections not being read (behind a request being answered, or over the rate).', () => [
-    { value: guest.pausedConnections() },
-  ]);
-  metrics.register('devapollo_change_waits', 'gauge', 'Change-waits pending on the guest socket, all containers.', () => [{ value: guest.pendingWaits() }]);
-  metrics.register('devapollo_change_waits_per_container_limit', 'gauge', 'Change-waits a container may have pending at once.', () => [
-    { value: limits.maxWaitsPerContainer },
-  ]);
-  metrics.register('devapollo_containers', 'gauge', 'Containers by state.', () => {
-    const { total, running } = manager.counts();
-    return [
-      { labels: { state: 'Running' }, value: running },
-      { labels: { state: 'Stopped' }, value: total - running },
-    ];
-  });
-  metrics.register('devapollo_event_listeners', 'gauge', 'Open guest event streams.', () => [{ value: events.size }]);
-  metrics.register('devapollo_events_delivered_total', 'counter', 'Events sent to guest streams.', () => [{ value: events.stats.guest.delivered }]);
-  metrics.register('devapollo_events_dropped_total', 'counter', 'Guest streams dropped for falling behind.', () => [{ value: events.stats.guest.dropped }]);
-  metrics.register('devapollo_admin_event_listeners', 'gauge', 'Open admin event streams (devapollo monitor).', () => [{ value: events.adminSize }]);
-  metrics.register('devapollo_admin_events_delivered_total', 'counter', 'Events sent to admin streams.', () => [{ value: events.stats.admin.delivered }]);
-  metrics.register('devapollo_admin_events_dropped_total', 'counter', 'Admin streams dropped for falling behind.', () => [{ value: events.stats.admin.dropped }]);
-  // The usual process figures, under the names Prometheus' client libraries give them.
-  metrics.register('process_resident_memory_bytes', 'gauge', 'Resident memory of the daemon.', () => [{ value: process.memoryUsage.rss() }]);
-  metrics.register('process_open_fds', 'gauge', 'Open file descriptors of the daemon.', () => [{ value: fs.readdirSync('/proc/self/fd').length }]);
-  metrics.register('nodejs_heap_size_used_bytes', 'gauge', 'Used size of the JavaScript heap.', () => [{ value: process.memoryUsage().heapUsed }]);
-  metrics.register('nodejs_external_memory_bytes', 'gauge', 'Memory of Buffers and other objects outside the heap.', () => [{ value: process.memoryUsage().external }]);
-}
-
-/** Whether `status` shows its `internals` (a switch for tests and debugging: StatusWire['internals']). */
-const debugInternals = process.env['DEVAPOLLO_DEBUG_INTERNALS'] === '1';
-
-/** Listeners on `process`, all events together (signals, exit, warnings). */
-function processListeners(): number {
-  return process.eventNames().reduce((sum, name) => sum + process.listenerCount(name), 0);
-}
-
 /** The guest socket's limits as `status` shows them. */
 function guestLimitsWire(limits: GuestServerLimits): StatusWire['limits'] {
   return {
@@ -390,54 +256,10 @@ function guestLimitsWire(limits: GuestServerLimits): StatusWire['limits'] {
   };
 }
 
-function closeServer(server: http.Server): Promise<void> {
-  return new Promise((resolve) => server.close(() => resolve()));
-}
+/** Whether `status` shows its `internals` (a switch for tests and debugging: StatusWire['internals']). */
+const debugInternals = process.env['DEVAPOLLO_DEBUG_INTERNALS'] === '1';
 
-/**
- * Peer credentials are the whole security model: check at start-up, not at the first
- * request, that an accepted socket's descriptor can be had and read, and which kernel
- * features (SO_PEERPIDFD, NS_GET_ID) this machine has.
- */
-async function checkPeerCredentials(dir: string): Promise<StatusWire['identity']> {
-  const probe = path.join(dir, `.probe-${process.pid}.sock`);
-  fs.rmSync(probe, { force: true });
-  const server = net.createServer();
-  // 0600 from the first instant: nothing in DIR but DIR/devapollo is open to others.
-  const previous = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen(probe, resolve));
-  } finally {
-    process.umask(previous);
-  }
-  try {
-    const accepted = new Promise<net.Socket>((resolve) => server.once('connection', resolve));
-    const client = net.connect(probe);
-    const socket = await accepted;
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (fd === undefined || fd < 0) {
-      throw new ApolloError('internal', 'cannot get the descriptor of an accepted socket: peer credentials are unavailable');
-    }
-    const credentials = readPeerCredentials(fd);
-    if (credentials.pid !== process.pid) {
-      throw new ApolloError('internal', `SO_PEERCRED gave pid ${credentials.pid}, expected ${process.pid}`);
-    }
-    const peerPidfd = peerPidfdSupported(fd);
-    client.destroy();
-    socket.destroy();
-    return { peer_pidfd: peerPidfd, namespace_ids: namespaceKeysAreIds() };
-  } finally {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-}
-
-function groupId(name: string): number {
-  if (/^\d+$/.test(name)) return Number(name);
-  const line = fs
-    .readFileSync('/etc/group', 'utf8')
-    .split('\n')
-    .find((l) => l.startsWith(`${name}:`));
-  const gid = line?.split(':')[2];
-  if (gid === undefined) throw new ApolloError('bad-request', `no group named ${name}`);
-  return Number(gid);
+/** Listeners on `process`, all events together (signals, exit, warnings). */
+function processListeners(): number {
+  return process.eventNames().reduce((sum, name) => sum + process.listenerCount(name), 0);
 }

@@ -27,6 +27,12 @@ export interface ContainerWire {
    * with the key until it is deleted; null while it has none (the shared range).
    */
   readonly idmap: { readonly uid_base: number; readonly gid_base: number; readonly count: number } | null;
+  /**
+   * How its last run ended: the exit status of its init (with a command, the command's:
+   * 0-255, 128+N for signal N); null while it runs, before it ever ran, and when devapollo
+   * only let go of a run another runtime started.
+   */
+  readonly exit_code: number | null;
 }
 
 /**
@@ -72,7 +78,8 @@ export interface StatusWire {
     readonly guest_key_bytes_per_container: number;
     readonly guest_value_bytes: number;
   };
-  readonly identity: { readonly peer_pidfd: boolean; readonly namespace_ids: boolean };
+  /** The kernel features identity uses (SO_PEERPIDFD, PIDFD_GET_PID_NAMESPACE, NS_GET_ID), detected at start. */
+  readonly identity: { readonly peer_pidfd: boolean; readonly pidfd_namespace: boolean; readonly namespace_ids: boolean };
   /** Whether the sockets came from a service manager (systemd socket activation). */
   readonly socket_activation: boolean;
   /**

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { changeTopics, ChangeWaiters } from '../../dist/server/containers/change-waiters.js';
 import { Container } from '../../dist/server/containers/container.js';
-import { newRecord } from '../../dist/server/containers/manager.js';
+import { newRecord } from '../../dist/server/containers/record-rules.js';
 import type { ContainerRecord } from '../../dist/server/state/container-store.js';
 
 /** Which of the named waits have settled, and how, after the microtasks have run. */

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, test, type TestContext } from 'node:test';
 import { Container, Instance, currentTurn } from '../../dist/server/containers/container.js';
-import { newRecord } from '../../dist/server/containers/manager.js';
+import { newRecord } from '../../dist/server/containers/record-rules.js';
 import { closeFd, openPidfd, pidfdIsAlive } from '../../dist/server/kernel/pidfd.js';
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));

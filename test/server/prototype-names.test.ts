@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test as plainTest } from 'node:test';
 import { Container } from '../../dist/server/containers/container.js';
-import { newRecord } from '../../dist/server/containers/manager.js';
+import { newRecord } from '../../dist/server/containers/record-rules.js';
 import { configFromAnnotations, ociContainerName, parseOciState } from '../../dist/server/admin/hooks/oci-hook.js';
 import { keyMap, ownValue } from '../../dist/shared/key-map.js';
 import { ApolloError } from '../../dist/shared/errors.js';

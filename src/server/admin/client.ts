@@ -4,6 +4,8 @@
  * ApolloErrors rebuilt from the daemon's answer, so the CLI exits with the code that
  * matches it.
  */
+import type http from 'node:http';
+import { pipeline } from 'node:stream/promises';
 import { ApolloError, errorFromResponse } from '../../shared/errors.js';
 import { readLines } from '../../shared/lines.js';
 import { exchange, openStream } from '../../shared/unix-http.js';
@@ -70,13 +72,7 @@ export class AdminClient {
    * when it breaks; `close` ends it from this side.
    */
   async openStream(path: string, onLine: (line: string) => void): Promise<{ ended: Promise<void>; close: () => void }> {
-    let opened;
-    try {
-      opened = await openStream({ socketPath: this.socket, method: 'GET', path, headers: { Host: 'devapollo', 'User-Agent': 'devapollo' }, timeoutMs: this.timeoutMs });
-    } catch (error) {
-      throw error instanceof ApolloError ? error : connectionError(this.dir, this.socket, error);
-    }
-    const { res, req } = opened;
+    const { res, req } = await this.openGet(path);
     let closed = false;
     const ended = (async () => {
       try {
@@ -95,6 +91,24 @@ export class AdminClient {
         req.destroy();
       },
     };
+  }
+
+  /**
+   * Copies an answer's body byte for byte to `out` until the daemon ends it (or the
+   * process is interrupted); an error answer is thrown as usual.
+   */
+  async copyTo(path: string, out: NodeJS.WritableStream): Promise<void> {
+    const { res } = await this.openGet(path);
+    await pipeline(res, out, { end: false });
+  }
+
+  /** A GET whose body is read as it comes; an error answer is thrown as the ApolloError it means. */
+  private async openGet(path: string): Promise<{ res: http.IncomingMessage; req: http.ClientRequest }> {
+    try {
+      return await openStream({ socketPath: this.socket, method: 'GET', path, headers: { Host: 'devapollo', 'User-Agent': 'devapollo' }, timeoutMs: this.timeoutMs });
+    } catch (error) {
+      throw error instanceof ApolloError ? error : connectionError(this.dir, this.socket, error);
+    }
   }
 }
 

@@ -6,6 +6,7 @@ import { ApolloError } from '../../shared/errors.js';
 import { keyMap } from '../../shared/key-map.js';
 import type { ContainerWire, RegistrationWire, StatusWire } from '../../shared/wire.js';
 import type { Container } from '../containers/container.js';
+import { streamLog } from '../containers/container-log.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { OciStartFacts } from '../containers/oci-binding.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
@@ -34,7 +35,10 @@ export const adminRoutes: readonly Route<AdminContext>[] = [
   { method: 'POST', path: '/1.0/containers', handler: createContainer },
   { method: 'GET', path: '/1.0/containers/:name', handler: getContainer },
   { method: 'DELETE', path: '/1.0/containers/:name', handler: deleteContainer },
+  // {"action": "start" | "stop" | "restart", "force", "timeout"}
   { method: 'PUT', path: '/1.0/containers/:name/state', handler: changeState },
+  // ?lines=N (the last N lines), ?follow=true (then what is appended): raw bytes.
+  { method: 'GET', path: '/1.0/containers/:name/log', handler: getLog },
   { method: 'PUT', path: '/1.0/containers/:name/init', handler: registerInit },
   { method: 'DELETE', path: '/1.0/containers/:name/init', handler: unregisterInit },
   { method: 'PATCH', path: '/1.0/containers/:name/config', handler: patchConfig },
@@ -83,17 +87,55 @@ async function changeState({ manager }: AdminContext, request: RequestInfo) {
   const body = objectBody(request);
   const name = param(request, 'name');
   const action = body['action'];
+  const stopping = () => ({
+    force: body['force'] === true,
+    ...(typeof body['timeout'] === 'number' ? { timeoutMs: body['timeout'] * 1000 } : {}),
+  });
   const container =
     action === 'start'
       ? await manager.start(name)
       : action === 'stop'
-        ? await manager.stop(name, {
-            force: body['force'] === true,
-            ...(typeof body['timeout'] === 'number' ? { timeoutMs: body['timeout'] * 1000 } : {}),
-          })
-        : undefined;
-  if (container === undefined) throw new ApolloError('bad-request', 'action must be "start" or "stop"');
+        ? await manager.stop(name, stopping())
+        : action === 'restart'
+          ? await manager.restart(name, stopping())
+          : undefined;
+  if (container === undefined) throw new ApolloError('bad-request', `action must be "start", "stop" or "restart", not ${JSON.stringify(action ?? null)}`);
   return json(containerWire(container));
+}
+
+/**
+ * The container's output log, as the container wrote it (application/octet-stream: its
+ * bytes are untrusted and passed on untouched). With `follow=true` the answer stays open
+ * and carries what is appended, across rotations, until the client hangs up or the
+ * container is deleted.
+ */
+function getLog({ manager }: AdminContext, request: RequestInfo): StreamReply {
+  const container = manager.get(param(request, 'name'));
+  const linesText = request.query.get('lines');
+  if (linesText !== null && !/^[0-9]{1,9}$/.test(linesText)) {
+    throw new ApolloError('bad-request', `lines must be a whole number, not ${JSON.stringify(linesText)}`);
+  }
+  const followText = request.query.get('follow') ?? 'false';
+  if (followText !== 'true' && followText !== 'false') {
+    throw new ApolloError('bad-request', `follow must be "true" or "false", not ${JSON.stringify(followText)}`);
+  }
+  const file = manager.logFile(container.name);
+  return {
+    stream: (req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff' });
+      const hangUp = new AbortController();
+      res.once('close', () => hangUp.abort());
+      req.socket.setNoDelay(true);
+      void streamLog(file, res, {
+        lines: linesText === null ? undefined : Number(linesText),
+        follow: followText === 'true',
+        signal: hangUp.signal,
+        exists: () => manager.containers.get(container.name) === container,
+      })
+        .catch(() => undefined)
+        .finally(() => res.end());
+    },
+  };
 }
 
 /**
@@ -182,6 +224,7 @@ export function containerWire(container: Container): ContainerWire {
     config: record.config,
     created_at: record.created_at,
     idmap: record.idmap,
+    exit_code: running ? null : (record.exit_code ?? null),
   };
 }
 

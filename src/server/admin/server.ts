@@ -4,7 +4,6 @@
  * the admin group, and never a process inside a managed container (a privileged
  * container's root is uid 0).
  */
-import fs from 'node:fs';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { ApolloError } from '../../shared/errors.js';
@@ -13,6 +12,8 @@ import type { ContainerManager } from '../containers/manager.js';
 import { answerClientError } from '../http/client-errors.js';
 import { routeRequests } from '../http/pipeline.js';
 import { resolvePeer, unreadablePeerError } from '../kernel/peer.js';
+import { socketDescriptor } from '../kernel/socket-descriptor.js';
+import { inAdminGroup } from './admin-group.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { type AdminContext, adminRoutes } from './routes.js';
 
@@ -42,14 +43,14 @@ export function createAdminServer(
   );
 
   server.on('connection', (socket: Socket) => {
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (fd === undefined || fd < 0) {
+    const fd = socketDescriptor(socket);
+    if (fd === undefined) {
       socket.destroy();
       return;
     }
     let resolved: ReturnType<typeof resolvePeer<unknown>>;
     try {
-      resolved = resolvePeer(fd, (key) => manager.instanceOfNamespace(key));
+      resolved = resolvePeer(fd, (key) => manager.instanceOfNamespace(key), undefined, manager.kernel);
     } catch (error) {
       // Not knowing whether the peer is in a container must never let it in.
       logger.error("cannot read an admin peer's identity", { error: String(error) });
@@ -62,7 +63,7 @@ export function createAdminServer(
     // Gone before its identity was read: where it was can no longer be told, and whoever
     // holds its connection now (a child, a receiver of the descriptor) may be anywhere.
     else if (!alive) verdict = new ApolloError('forbidden', 'Forbidden: the process that connected has exited');
-    else if (credentials.uid !== 0 && !inGroup(credentials.pid, credentials.gid, adminGid)) {
+    else if (credentials.uid !== 0 && !inAdminGroup(credentials.pid, credentials.gid, adminGid)) {
       verdict = new ApolloError('forbidden', 'Forbidden: the admin API is for root and the admin group only');
     }
     if (verdict !== true) logger.warn('refused admin peer', { pid: credentials.pid, uid: credentials.uid });
@@ -71,17 +72,4 @@ export function createAdminServer(
 
   server.on('clientError', answerClientError);
   return server;
-}
-
-/** Whether the peer is in the admin group (primary or supplementary). */
-function inGroup(pid: number, gid: number, adminGid: number | undefined): boolean {
-  if (adminGid === undefined) return false;
-  if (gid === adminGid) return true;
-  try {
-    const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-    const groups = /^Groups:\s*(.*)$/m.exec(status)?.[1]?.trim().split(/\s+/).map(Number) ?? [];
-    return groups.includes(adminGid);
-  } catch {
-    return false;
-  }
 }

@@ -97,6 +97,16 @@ export const hostCommands: readonly CommandEntry<HostGlobals>[] = [
     load: async () => (await containers()).stop,
   },
   {
+    command: 'restart <name>',
+    describe: "Stop a container (SIGTERM, SIGKILL after the timeout) and start it again with devapollo's launcher",
+    load: async () => (await import('./commands/restart.js')).restart,
+  },
+  {
+    command: 'logs <name>',
+    describe: "Show a container's output (its init's stdout and stderr, from the capped log)",
+    load: async () => (await import('./commands/logs.js')).logs,
+  },
+  {
     command: 'delete <name>',
     aliases: ['rm'],
     describe: 'Delete a stopped container (--force: a running one too)',

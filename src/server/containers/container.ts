@@ -1,10 +1,12 @@
 /**
  * A container the daemon manages, and the running instance of it (one per start).
  */
+import { ApolloError } from '../../shared/errors.js';
 import { asKeyMap } from '../../shared/key-map.js';
 import type { ContainerRecord } from '../state/container-store.js';
 import { pidfdIsAlive } from '../kernel/pidfd.js';
 import { type ChangeTopic, changeTopics, ChangeWaiters, metaDataKeys } from './change-waiters.js';
+import { etagPrefix, keyRevision, metaDataRevision } from './record-rules.js';
 
 let turn = 0;
 let turnEnding = false;
@@ -87,9 +89,26 @@ export class Instance {
   }
 }
 
+/**
+ * Runs `task` with the container marked busy with `what` (starting, stopping...): a
+ * second command meanwhile is refused with 409 instead of racing it. Freed when the task
+ * ends, however it ends.
+ */
+export async function whileBusy<T>(container: Container, what: string, task: () => Promise<T>): Promise<T> {
+  if (container.busy !== undefined) {
+    throw new ApolloError('conflict', `container ${container.name} is busy (${container.busy})`);
+  }
+  container.busy = what;
+  try {
+    return await task();
+  } finally {
+    container.busy = undefined;
+  }
+}
+
 export class Container {
   instance: Instance | undefined;
-  /** Set while a start, stop or delete is under way: a second one gets 409. */
+  /** Set while a start, stop or delete is under way (`whileBusy`): a second one gets 409. */
   busy: string | undefined;
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -115,21 +134,17 @@ export class Container {
     this.current = config === next.config && keyRevisions === next.key_revisions ? next : { ...next, config, key_revisions: keyRevisions };
   }
 
-  /**
-   * An ETag from a stored revision, never a hash of the content: a value that goes
-   * A->B->A gets a new one. The uuid part tells apart two containers of the same name.
-   */
+  /** The ETag of `revision` (record-rules `etagOf`), its prefix kept: it is asked on every request. */
   etag(revision: number): string {
-    this.etagPrefix ??= `"${this.record.uuid.slice(0, 8)}-`;
+    this.etagPrefix ??= etagPrefix(this.record);
     return `${this.etagPrefix}${revision}"`;
   }
 
-  /** `"` and the first 8 characters of the uuid, which never changes for a container. */
   private etagPrefix: string | undefined;
 
   /** The ETag of /1.0/config/KEY: changes exactly when KEY is set, changed or unset. */
   keyEtag(key: string): string {
-    return this.etag(this.record.key_revisions[key] ?? 0);
+    return this.etag(keyRevision(this.record, key));
   }
 
   /**
@@ -185,9 +200,7 @@ export class Container {
 
   /** The ETag of /1.0/meta-data: changes exactly when one of the keys it is built from does. */
   metaDataEtag(): string {
-    let revision = 0;
-    for (const key of metaDataKeys) revision = Math.max(revision, this.record.key_revisions[key] ?? 0);
-    return this.etag(revision);
+    return this.etag(metaDataRevision(this.record));
   }
 
   private readonly waiters = new ChangeWaiters();

@@ -8,7 +8,9 @@
 import type { Socket } from 'node:net';
 import type { Instance } from '../containers/container.js';
 import { endWithError } from '../http/reply.js';
+import { type KernelFeatures, processKernelFeatures } from '../kernel/features.js';
 import { KnownProcesses, resolvePeer, unreadablePeerError } from '../kernel/peer.js';
+import { socketDescriptor } from '../kernel/socket-descriptor.js';
 import { RateLimitedLog } from '../log.js';
 import type { RequestObserver } from '../metrics.js';
 import type { Admission } from './admission.js';
@@ -41,6 +43,8 @@ export class GuestConnections {
     private readonly holds: ReadingHolds,
     private readonly refusals: GuestRefusals,
     private readonly observer: RequestObserver,
+    /** The daemon's kernel features, detected at start. */
+    private readonly kernel: KernelFeatures = processKernelFeatures(),
   ) {
     const connections = this;
     this.onClose = function (this: Socket): void {
@@ -51,15 +55,15 @@ export class GuestConnections {
   /** The server's 'connection' listener. */
   accept(socket: Socket): void {
     const { logger } = this.observer;
-    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (fd === undefined || fd < 0) {
+    const fd = socketDescriptor(socket);
+    if (fd === undefined) {
       logger.error('accepted a guest connection without a descriptor');
       socket.destroy();
       return;
     }
     let resolved: ReturnType<typeof resolvePeer<Instance>>;
     try {
-      resolved = resolvePeer(fd, this.lookupInstance, this.knownProcesses);
+      resolved = resolvePeer(fd, this.lookupInstance, this.knownProcesses, this.kernel);
     } catch (error) {
       // The daemon cannot tell who this is right now (most likely out of descriptors): a
       // 503 to retry, never a 403 that would tell a container it is not served.

@@ -98,7 +98,7 @@ export function createGuestServer(
   const holds = new ReadingHolds();
   const admission = new Admission(limits.rate, holds, refusals, now);
   const authorizer = new GuestAuthorizer(manager, events, new GuestKeyRules(limits.guestKeys, now), refusals, identity);
-  const connections = new GuestConnections(limits, (key) => manager.instanceOfNamespace(key), admission, holds, refusals, observer);
+  const connections = new GuestConnections(limits, (key) => manager.instanceOfNamespace(key), admission, holds, refusals, observer, manager.kernel);
   let pendingWaits = 0;
 
   const answeredMetrics = answeredHook('guest', observer, (req) => peerOf(req.socket)?.instance?.container.name);

@@ -9,46 +9,24 @@
  * reused while it is mapped.
  */
 import fs from 'node:fs';
-import { forcedOff } from './legacy.js';
+import { type KernelFeatures, NS_GET_ID, PIDFD_GET_PID_NAMESPACE, processKernelFeatures } from './features.js';
 import { close, errno, Errno, ioctlBuffer, ioctlValue, throwIfOutOfDescriptors } from './libc.js';
 
 const NS_GET_PARENT = 0xb702;
-const NS_GET_ID = 0x8008b70d;
-const PIDFD_GET_PID_NAMESPACE = 0xff05;
 
 /** Nesting limit of pid namespaces in Linux; bounds every walk up the tree. */
 export const maxPidNamespaceDepth = 33;
 
-let nsGetIdWorks: boolean | undefined = forcedOff('ns-get-id') ? false : undefined;
 const idBuffer = Buffer.alloc(8);
 
-/** The never-reused key of the namespace behind `nsfd`. */
-export function namespaceKey(nsfd: number): bigint {
-  if (nsGetIdWorks !== false) {
-    if (ioctlBuffer(nsfd, NS_GET_ID, idBuffer) === 0) {
-      nsGetIdWorks = true;
-      return idBuffer.readBigUInt64LE(0);
-    }
-    const err = errno();
-    if (err !== Errno.ENOTTY && err !== Errno.EINVAL) {
-      throw new Error(`NS_GET_ID failed with errno ${err}`);
-    }
-    nsGetIdWorks = false;
-  }
-  return fs.fstatSync(nsfd, { bigint: true }).ino;
-}
-
-/** Whether keys are stable ids (true) or inode numbers that must be pinned (false). */
-export function namespaceKeysAreIds(): boolean {
-  if (nsGetIdWorks === undefined) {
-    const fd = fs.openSync('/proc/self/ns/pid', 'r');
-    try {
-      namespaceKey(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-  }
-  return nsGetIdWorks === true;
+/**
+ * The key of the namespace behind `nsfd`: its NS_GET_ID id where `kernel` has them
+ * (never reused), else its inode number (the caller pins a mapped namespace open).
+ */
+export function namespaceKey(nsfd: number, kernel: KernelFeatures = processKernelFeatures()): bigint {
+  if (!kernel.namespaceIds) return fs.fstatSync(nsfd, { bigint: true }).ino;
+  if (ioctlBuffer(nsfd, NS_GET_ID, idBuffer) !== 0) throw new Error(`NS_GET_ID failed with errno ${errno()}`);
+  return idBuffer.readBigUInt64LE(0);
 }
 
 /**
@@ -62,8 +40,6 @@ export function parentNamespace(nsfd: number): number {
   throwIfOutOfDescriptors(errno(), 'a parent pid namespace');
   return -1;
 }
-
-let pidfdNamespaceWorks: boolean | undefined = forcedOff('pidfd-namespace') ? false : undefined;
 
 /**
  * The pid namespace a pidfd's process lives in, as a new descriptor, or -1 when the
@@ -86,20 +62,19 @@ let pidfdNamespaceWorks: boolean | undefined = forcedOff('pidfd-namespace') ? fa
  * namespace (every thread of a process shares one). The pidfd is checked afterwards as
  * always, so a recycled pid is never read.
  */
-export function pidNamespaceOfPidfd(pidfd: number, pid: number, isAlive: (pidfd: number) => boolean): number {
-  if (pidfdNamespaceWorks !== false) {
-    const nsfd = ioctlValue(pidfd, PIDFD_GET_PID_NAMESPACE, 0);
-    if (nsfd >= 0) {
-      pidfdNamespaceWorks = true;
-      return nsfd;
-    }
-    const err = errno();
-    if (err === Errno.ESRCH) return isAlive(pidfd) ? pidNamespaceFromProc(pidfd, pid, isAlive) : -1;
-    throwIfOutOfDescriptors(err, "the peer's pid namespace");
-    if (err !== Errno.ENOTTY && err !== Errno.EINVAL) return -1;
-    pidfdNamespaceWorks = false;
-  }
-  return pidNamespaceFromProc(pidfd, pid, isAlive);
+export function pidNamespaceOfPidfd(
+  pidfd: number,
+  pid: number,
+  isAlive: (pidfd: number) => boolean,
+  kernel: KernelFeatures = processKernelFeatures(),
+): number {
+  if (!kernel.pidfdNamespace) return pidNamespaceFromProc(pidfd, pid, isAlive);
+  const nsfd = ioctlValue(pidfd, PIDFD_GET_PID_NAMESPACE, 0);
+  if (nsfd >= 0) return nsfd;
+  const err = errno();
+  if (err === Errno.ESRCH) return isAlive(pidfd) ? pidNamespaceFromProc(pidfd, pid, isAlive) : -1;
+  throwIfOutOfDescriptors(err, "the peer's pid namespace");
+  return -1;
 }
 
 /**

@@ -10,13 +10,11 @@
  */
 import { ApolloError } from '../../shared/errors.js';
 import { closeFd, openPidfd, pidfdIsAlive, processIdOfPidfd } from './pidfd.js';
-import { getsockopt, errno, Errno, OutOfDescriptors, throwIfOutOfDescriptors } from './libc.js';
-import { forcedOff } from './legacy.js';
+import { getsockopt, errno, OutOfDescriptors, throwIfOutOfDescriptors } from './libc.js';
+import { type KernelFeatures, processKernelFeatures, SO_PEERPIDFD, SOL_SOCKET } from './features.js';
 import { maxPidNamespaceDepth, namespaceKey, parentNamespace, pidNamespaceOfPidfd } from './namespaces.js';
 
-const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
-const SO_PEERPIDFD = 77;
 
 export interface PeerCredentials {
   readonly pid: number;
@@ -28,7 +26,6 @@ const credBuffer = Buffer.alloc(12);
 const credLength = new Uint32Array(1);
 const pidfdBuffer = Buffer.alloc(4);
 const pidfdLength = new Uint32Array(1);
-let peerPidfdWorks: boolean | undefined = forcedOff('peer-pidfd') ? false : undefined;
 
 /** SO_PEERCRED of a connected socket; throws when the descriptor is not a Unix socket. */
 export function readPeerCredentials(fd: number): PeerCredentials {
@@ -40,17 +37,12 @@ export function readPeerCredentials(fd: number): PeerCredentials {
 }
 
 /** A pidfd for the peer, or -1 when it has exited; OutOfDescriptors when none can be had. */
-function peerPidfd(fd: number, pid: number): number {
-  if (peerPidfdWorks !== false) {
+function peerPidfd(fd: number, pid: number, kernel: KernelFeatures): number {
+  if (kernel.peerPidfd) {
     pidfdLength[0] = 4;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, pidfdBuffer, pidfdLength) === 0) {
-      peerPidfdWorks = true;
-      return pidfdBuffer.readInt32LE(0);
-    }
-    const err = errno();
-    throwIfOutOfDescriptors(err, "the peer's pidfd");
-    if (err !== Errno.ENOPROTOOPT) return -1;
-    peerPidfdWorks = false;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, pidfdBuffer, pidfdLength) === 0) return pidfdBuffer.readInt32LE(0);
+    throwIfOutOfDescriptors(errno(), "the peer's pidfd");
+    return -1;
   }
   if (pid <= 0) return -1;
   const opened = openPidfd(pid);
@@ -137,19 +129,21 @@ export class KnownProcesses {
  * descriptors the lookup needs: then the peer is unknown, not nobody. With `known`, a
  * process seen before skips reading its namespace from the kernel again, and a lookup
  * short of descriptors closes the pidfds `known` keeps and is made once more without it.
+ * `kernel` says which features to use (the daemon's, detected at start).
  */
 export function resolvePeer<T>(
   fd: number,
   lookup: (namespaceKey: bigint) => T | undefined,
   known?: KnownProcesses,
+  kernel: KernelFeatures = processKernelFeatures(),
 ): { credentials: PeerCredentials; match: T | undefined; alive: boolean } {
   try {
-    return resolveOnce(fd, lookup, known);
+    return resolveOnce(fd, lookup, known, kernel);
   } catch (error) {
     // The pidfds kept for known processes go first: a connection is never refused for
     // want of a descriptor one of them holds.
     if (!(error instanceof OutOfDescriptors) || known === undefined || known.clear() === 0) throw error;
-    return resolveOnce(fd, lookup, undefined);
+    return resolveOnce(fd, lookup, undefined, kernel);
   }
 }
 
@@ -157,14 +151,15 @@ function resolveOnce<T>(
   fd: number,
   lookup: (namespaceKey: bigint) => T | undefined,
   known: KnownProcesses | undefined,
+  kernel: KernelFeatures,
 ): { credentials: PeerCredentials; match: T | undefined; alive: boolean } {
   const credentials = readPeerCredentials(fd);
-  let pidfd = peerPidfd(fd, credentials.pid);
+  let pidfd = peerPidfd(fd, credentials.pid, kernel);
   if (pidfd < 0) return { credentials, match: undefined, alive: false };
   let nsfd = -1;
   try {
     // Only a pidfd from SO_PEERPIDFD names the process that connected for certain.
-    const processId = known !== undefined && peerPidfdWorks === true ? processIdOfPidfd(pidfd) : undefined;
+    const processId = known !== undefined && kernel.peerPidfd ? processIdOfPidfd(pidfd) : undefined;
     const knownNamespace = processId === undefined ? undefined : known?.namespaceOf(processId);
     if (knownNamespace !== undefined) {
       const match = lookup(knownNamespace);
@@ -174,14 +169,14 @@ function resolveOnce<T>(
         return { credentials, match, alive: true };
       }
     }
-    nsfd = pidNamespaceOfPidfd(pidfd, credentials.pid, pidfdIsAlive);
+    nsfd = pidNamespaceOfPidfd(pidfd, credentials.pid, pidfdIsAlive, kernel);
     if (nsfd < 0) return { credentials, match: undefined, alive: false };
     // A peer that has exited by now (a zombie included) is nobody: the kernel answers
     // PIDFD_GET_PID_NAMESPACE with ESRCH for it, and the /proc fallback checks the pidfd
     // after opening the namespace. No second check follows: the peer may exit at any
     // moment after this one too, and its connection still belongs to where it connected.
     for (let depth = 0; depth < maxPidNamespaceDepth; depth++) {
-      const key = namespaceKey(nsfd);
+      const key = namespaceKey(nsfd, kernel);
       if (depth === 0 && processId !== undefined && knownNamespace === undefined && known !== undefined) {
         // The pidfd is the memo's from here on (kept open, see KnownProcesses).
         known.remember(processId, key, pidfd);
@@ -212,9 +207,8 @@ export function unreadablePeerError(error: unknown): ApolloError {
     : new ApolloError('internal', 'the daemon cannot read the peer credentials of this connection', { cause: error });
 }
 
-/** Whether this kernel hands out SO_PEERPIDFD (Linux 6.5+), tried on a connected socket. */
-export function peerPidfdSupported(fd: number): boolean {
-  if (peerPidfdWorks === false) return false;
+/** Whether SO_PEERPIDFD gives a pidfd on this connected socket (the start-up probe checks what was detected). */
+export function peerPidfdWorks(fd: number): boolean {
   pidfdLength[0] = 4;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, pidfdBuffer, pidfdLength) !== 0) return false;
   closeFd(pidfdBuffer.readInt32LE(0));

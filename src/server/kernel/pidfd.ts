@@ -3,7 +3,7 @@
  * recycled pid can never be mistaken for it (and never gets its signals).
  */
 import { constants } from 'node:os';
-import { close, errno, fstat, fstatfs, pidfdOpen, pidfdSendSignal, poll } from './libc.js';
+import { close, errno, fstat, fstatfs, ioctlBuffer, pidfdOpen, pidfdSendSignal, poll } from './libc.js';
 
 const POLLIN = 0x1;
 const pollBuffer = Buffer.alloc(8);
@@ -56,4 +56,22 @@ export function signalPidfd(pidfd: number, signal: NodeJS.Signals | 0): boolean 
 
 export function closeFd(fd: number): void {
   if (fd >= 0) close(fd);
+}
+
+/** PIDFD_GET_INFO (Linux 6.13): _IOWR(0xFF, 11, struct pidfd_info) with its 64-byte first version. */
+const PIDFD_GET_INFO = 0xc040ff0b;
+/** Asks for (and, in the answer, says there is) the exit status: Linux 6.15, once the process is reaped. */
+const PIDFD_INFO_EXIT = 1n << 3n;
+const pidfdInfo = Buffer.alloc(64);
+
+/**
+ * The waitpid status of the process behind `pidfd` once it has been reaped (by whichever
+ * parent), or undefined where the kernel does not keep it (before 6.15) or not yet.
+ */
+export function reapedExitStatus(pidfd: number): number | undefined {
+  pidfdInfo.fill(0);
+  pidfdInfo.writeBigUInt64LE(PIDFD_INFO_EXIT, 0);
+  if (ioctlBuffer(pidfd, PIDFD_GET_INFO, pidfdInfo) !== 0) return undefined;
+  if ((pidfdInfo.readBigUInt64LE(0) & PIDFD_INFO_EXIT) === 0n) return undefined;
+  return pidfdInfo.readInt32LE(60);
 }

@@ -17,11 +17,34 @@ function readProcFile(path: string): string | undefined {
  * the boot id it names one process across daemon restarts: a recycled pid starts later.
  */
 export function processStartTime(pid: number): string | undefined {
+  return statFields(pid)?.[19];
+}
+
+/** Fields 3 on of /proc/PID/stat (index 0 is field 3, the state). */
+function statFields(pid: number): string[] | undefined {
   const stat = readProcFile(`/proc/${pid}/stat`);
   if (stat === undefined) return undefined;
   // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return fields[19];
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * The exit status of a process that has exited and is not yet reaped (a zombie), as a
+ * shell gives it (128+N for signal N), or undefined. The start time proves the zombie is
+ * the process meant, not a later one given the same pid: field 52 of /proc/PID/stat is
+ * the status waitpid would return.
+ */
+export function zombieExitStatus(pid: number, startTime: string): number | undefined {
+  const fields = statFields(pid);
+  if (fields === undefined || fields[0] !== 'Z' || fields[19] !== startTime) return undefined;
+  const status = Number(fields[49]);
+  return Number.isSafeInteger(status) ? shellExitStatus(status) : undefined;
+}
+
+/** A waitpid status as shells report it: the exit code, or 128+N when killed by signal N. */
+export function shellExitStatus(status: number): number {
+  const signal = status & 0x7f;
+  return signal !== 0 ? 128 + signal : (status >> 8) & 0xff;
 }
 
 let bootId: string | undefined;

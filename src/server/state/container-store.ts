@@ -97,6 +97,12 @@ export interface ContainerRecord {
    */
   readonly last_runtime_id?: string;
   readonly idmap: IdmapRecord | null;
+  /**
+   * How the last run's init ended, as a shell reports it (its command's exit code, or
+   * 128+N for signal N); null or absent while it runs, before it first ran, or when the
+   * run was let go (a registered run's stop hook) or its end could not be read.
+   */
+  readonly exit_code?: number | null;
 }
 
 /** A state file that cannot be used; the daemon refuses to start on it. */
@@ -227,6 +233,8 @@ function parseRecord(file: string, text: string): ContainerRecord {
     const isId = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v > 0;
     if (typeof m !== 'object' || Array.isArray(m) || !isId(m['uid_base']) || !isId(m['gid_base']) || !isId(m['count'])) bad('idmap');
   }
+  const exitCode = r['exit_code'] ?? null;
+  if (exitCode !== null && !(typeof exitCode === 'number' && Number.isSafeInteger(exitCode) && exitCode >= 0 && exitCode <= 255)) bad('exit_code');
   // A schema 1 record is a schema 2 record that cannot be `create` and has no id range of
   // its own: upgraded in memory, written as the current schema by the next save.
   return { ...(value as ContainerRecord), schema: stateSchemaVersion, instance_uuid: instanceUuid as string, idmap: idmap as IdmapRecord | null };

@@ -4,7 +4,7 @@ import { ApolloError } from '../../../shared/errors.js';
 import { render, writeOut } from '../../../shared/output.js';
 import type { ContainerWire } from '../../../shared/wire.js';
 import { execEnvironment, runExec } from '../exec-session.js';
-import { adminClient, afterDashes, type HostGlobals, hostCommand, note, parseAssignments } from './shared.js';
+import { adminClient, afterDashes, changeState, type HostGlobals, hostCommand, note, parseAssignments, stopOptions } from './shared.js';
 
 const nameArg = <T>(y: Argv<T>) => y.positional('name', { type: 'string', demandOption: true, describe: 'container name' });
 
@@ -144,18 +144,15 @@ export const start = hostCommand(
 /** `devapollo stop`. */
 export const stop = hostCommand(
   (y) =>
-    nameArg(y)
-      .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'SIGKILL at once' })
-      .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait before SIGKILL' })
-      .example('$0 stop web', ''),
-  async (argv) => {
-    if (!(argv.timeout >= 0)) throw new ApolloError('usage', '--timeout must be a number of seconds');
-    await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, {
-      action: 'stop',
-      force: argv.force,
-      timeout: argv.timeout,
-    });
-  },
+    stopOptions(nameArg(y))
+      .usage(
+        '$0 stop <name> [--force] [--timeout SECONDS]\n\nStop a container: SIGTERM to its init, SIGKILL after the timeout\n\n' +
+          'Once asked, the stop is the daemon\'s: Ctrl-C here ends only this command. A second stop waits for the same end; ' +
+          'with --force it kills the init at once, so the container is not held busy until the first timeout.',
+      )
+      .example('$0 stop web', '')
+      .example('$0 stop web --force', 'kill it now (also ends a stop under way)'),
+  (argv) => changeState(argv, 'stop'),
 );
 
 /** `devapollo delete`. */

@@ -84,6 +84,37 @@ export async function readStdinText(limitBytes = maxAdminBodyBytes): Promise<str
   }
 }
 
+/** What stop and restart take: --force, --timeout SECONDS. */
+export const stopOptions = <T>(y: Argv<T>) =>
+  y
+    .option('force', { alias: 'f', type: 'boolean', default: false, describe: 'SIGKILL at once' })
+    .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait before SIGKILL' });
+
+/** PUT /1.0/containers/NAME/state with a stop-like action; the daemon goes on if this process is interrupted. */
+export async function changeState(
+  argv: { dir?: string | undefined; name: string; force: boolean; timeout: number },
+  action: 'stop' | 'restart',
+): Promise<void> {
+  if (!(argv.timeout >= 0)) throw new ApolloError('usage', `--timeout must be a number of seconds, got ${JSON.stringify(String(argv.timeout))}`);
+  // Ctrl-C ends this command, not the stop: say so, and how to end it sooner.
+  const interrupted = () => {
+    if (process.stderr.isTTY) {
+      process.stderr.write(`\nThe ${action} of ${visible(argv.name)} goes on in the daemon; "devapollo stop --force ${visible(argv.name)}" kills it now.\n`);
+    }
+    process.kill(process.pid, 'SIGINT');
+  };
+  process.once('SIGINT', interrupted);
+  try {
+    await adminClient(argv).json('PUT', `/1.0/containers/${encodeURIComponent(argv.name)}/state`, {
+      action,
+      force: argv.force,
+      timeout: argv.timeout,
+    });
+  } finally {
+    process.off('SIGINT', interrupted);
+  }
+}
+
 /** A short note for a person at a terminal; scripts see nothing. */
 export function note(message: string): void {
   if (process.stderr.isTTY) process.stderr.write(`${visible(message)}\n`);

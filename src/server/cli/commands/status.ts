@@ -22,6 +22,7 @@ export const status = hostCommand(
       ['change-waits', `${status.connections.change_waits} (at most ${status.limits.change_waits_per_container} per container)`],
       ['guest writes', guestWrites(status.limits)],
       ['peer pidfd', status.identity.peer_pidfd ? 'yes' : 'no'],
+      ['pidfd namespace', status.identity.pidfd_namespace ? 'yes' : 'no (/proc, checked by pidfd)'],
       ['namespace ids', status.identity.namespace_ids ? 'yes' : 'no (inode numbers, pinned)'],
       ['socket re-created', socketRepairs(status.socket_repairs)],
     ];
