@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: every benchmark of issues 3, 4, 7 and 19, each side by side with its
+ * `npm run bench`: every benchmark of issues 3, 4, 7, 19 and 20, each side by side with its
  * baseline in the same run. Prints a table; a full run (not --quick) also merges its
  * figures into docs/performance.json and regenerates docs/PERFORMANCE.md from it.
  *
@@ -18,6 +18,7 @@ import { runColdStart } from './cases/cold-start.js';
 import { runEvents } from './cases/events.js';
 import { runHistory } from './cases/history.js';
 import { runIdentity } from './cases/identity.js';
+import { runGuestWrites } from './cases/guest-writes.js';
 import { runScale } from './cases/scale.js';
 import { runThroughput, type ThroughputMode } from './cases/throughput.js';
 import { installCleanupHooks } from './lib/cleanup.js';
@@ -114,6 +115,7 @@ async function main(): Promise<number> {
   await attempt(['scale'], async () => [await runScale(ctx)]);
   await attempt(['history'], async () => [await runHistory(ctx)]);
   await attempt(['identity'], async () => [await runIdentity(ctx)]);
+  await attempt(['guest-writes'], async () => [await runGuestWrites(ctx)]);
 
   if (results.length > 0) process.stdout.write(`${renderTable(results)}\n`);
   const seconds = Math.round((Date.now() - started) / 1000);

@@ -11,7 +11,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 /** [program, entry point, commands (with sub-commands)]. */
 const programs = [
   ['devapollo', 'bin/devapollo.js', ['serve', 'create', 'launch', 'exec', 'list', 'config set', 'config get', 'config unset', 'config show', 'start', 'stop', 'restart', 'logs', 'delete', 'register', 'status', 'monitor', 'hook lxc', 'hook oci', 'identity jwks', 'identity rotate', 'identity verify', 'completion']],
-  ['devapollo-guest', 'bin/devapollo-guest.cjs', ['get', 'config', 'metadata', 'info', 'watch', 'wait', 'ready', 'seed', 'token', 'completion']],
+  ['devapollo-guest', 'bin/devapollo-guest.cjs', ['get', 'config', 'metadata', 'info', 'watch', 'wait', 'ready', 'seed', 'set', 'unset', 'token', 'completion']],
 ];
 
 function help(entry, words) {

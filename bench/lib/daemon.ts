@@ -95,6 +95,7 @@ export class BenchDaemon {
     const args = [...daemonNodeFlags(), ...this.nodeArgs, hostCli, 'serve', '--dir', this.dir, '--log-level', 'warn'];
     // Benchmarks push one container far past any sane rate: measure the daemon, not its limiter.
     if (serveHas('--rate-limit') && !this.shippedLimits) args.push('--rate-limit', '0');
+    if (serveHas('--guest-write-rate') && !this.shippedLimits) args.push('--guest-write-rate', '0');
     if (serveHas('--max-container-connections')) args.push('--max-container-connections', '4096');
     if (serveHas('--max-connections')) args.push('--max-connections', '16384');
     if (serveHas('--token-rate') && !this.shippedLimits) args.push('--token-rate', '0');

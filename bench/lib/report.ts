@@ -57,7 +57,7 @@ export interface PerformanceFile {
 }
 
 /** Benchmarks in the order the documents show them. */
-export const benchmarkOrder = ['keepalive', 'reconnect', 'history', 'cold-start', 'events', 'scale', 'identity'];
+export const benchmarkOrder = ['keepalive', 'reconnect', 'history', 'cold-start', 'events', 'scale', 'identity', 'guest-writes'];
 
 function formatNumber(value: number | undefined, unit = ''): string {
   if (value === undefined || Number.isNaN(value)) return '–';

@@ -71,7 +71,7 @@ function retryAfterMs(header: string | string[] | undefined): number {
 
 /** What the options of a request may say beyond its method and target. */
 interface SendOptions {
-  readonly body?: string;
+  readonly body?: string | Buffer;
   readonly headers?: http.OutgoingHttpHeaders;
   /** How long a change-wait may take: the timeout is extended by it. */
   readonly waitMs?: number;

@@ -4,7 +4,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { finishCli, parseOrComplete } from '../shared/cli.js';
+import { finishCli, parseOrComplete, stdinArgument } from '../shared/cli.js';
 import { addCommands, type CommandOutcome } from '../shared/commands.js';
 import { runCli } from '../shared/output.js';
 import { GuestClient } from './api-client.js';
@@ -12,9 +12,10 @@ import { type GuestGlobals, guestCommands } from './commands/index.js';
 
 /** The guest CLI with every command; a picked command's exit code goes to `outcome`. */
 export function buildGuestCli(argv: readonly string[], outcome: CommandOutcome = { exitCode: 0 }): Argv<GuestGlobals> {
-  const cli = yargs([...argv])
+  // A lone "-" is `set KEY -`'s "value from stdin" (yargs would drop it).
+  const cli = yargs(argv.map((arg) => (arg === '-' ? stdinArgument : arg)))
     .scriptName('devapollo-guest')
-    .usage('$0 <command>\n\nRead this container\'s config and meta-data from the devapollo socket.')
+    .usage('$0 <command>\n\nRead this container\'s config and meta-data from the devapollo socket, and write its guest.* keys for the host.')
     .option('socket', { type: 'string', global: true, describe: 'the socket (env APOLLO_SOCKET)', defaultDescription: '/dev/apollo/sock' })
     .option('connect-timeout', { type: 'number', global: true, default: 5, describe: 'seconds an answer may take, body included (a wait adds its own time)' });
   return finishCli(addCommands(cli, guestCommands, outcome), 'devapollo-guest', async (words, argv) => {

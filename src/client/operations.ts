@@ -25,6 +25,16 @@ export async function setReady(client: GuestClient, state: 'Ready' | 'Started' =
   await client.request('PATCH', '/1.0', { body: JSON.stringify({ state }), headers: { 'Content-Type': 'application/json' } });
 }
 
+/** Writes one of this container's guest.* keys: the value's exact bytes; empty unsets it (PROTOCOL.md section 3a). */
+export async function setGuestKey(client: GuestClient, key: string, value: Buffer): Promise<void> {
+  await client.request('PUT', configTarget(key), { body: value, headers: { 'Content-Type': 'application/octet-stream' } });
+}
+
+/** Unsets one of this container's guest.* keys; exit 3 when it is not set. */
+export async function unsetGuestKey(client: GuestClient, key: string): Promise<void> {
+  await client.request('DELETE', configTarget(key));
+}
+
 /** The number in our ETags ("uuid-REVISION"): revisions only grow. */
 export function etagRevision(etag: string | undefined): number {
   const match = /-(\d+)"?$/.exec(etag ?? '');

@@ -248,6 +248,11 @@ function guestLimitsWire(limits: GuestServerLimits): StatusWire['limits'] {
     event_streams_per_container: limits.events.maxListenersPerContainer,
     change_waits_per_container: limits.maxWaitsPerContainer,
     pipelined_requests_per_connection: limits.maxPipelinedRequests,
+    guest_writes_per_second: limits.guestKeys.rate.perSecond,
+    guest_write_burst: limits.guestKeys.rate.burst,
+    guest_keys_per_container: limits.guestKeys.maxKeys,
+    guest_key_bytes_per_container: limits.guestKeys.maxTotalBytes,
+    guest_value_bytes: limits.guestKeys.maxValueBytes,
   };
 }
 

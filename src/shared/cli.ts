@@ -4,6 +4,12 @@ import { ApolloError } from './errors.js';
 import { packageVersion } from './version.js';
 
 /**
+ * yargs drops a lone "-" argument; `config set NAME KEY -` and the guest's `set KEY -`
+ * need it, so main passes it on as this marker (no real argument can hold a NUL byte).
+ */
+export const stdinArgument = '\u0000-';
+
+/**
  * Completions beyond commands and options: given the words typed so far (after the
  * program's name) and the options, what may come next (container names, keys), from
  * the daemon. Failures give nothing: completion must never print an error.

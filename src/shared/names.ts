@@ -33,5 +33,13 @@ export function assertConfigKey(key: string): void {
 
 /** The key namespaces a guest may read; everything else (security.*, volatile.*) stays on the host. */
 export function isGuestReadableKey(key: string): boolean {
-  return key.startsWith('user.') || key.startsWith('cloud-init.');
+  return key.startsWith('user.') || key.startsWith('cloud-init.') || key.startsWith(guestKeyPrefix);
+}
+
+/** The one namespace a guest may write, on its own container (PROTOCOL.md section 3a). */
+export const guestKeyPrefix = 'guest.';
+
+/** Whether a guest may write `key`: `guest.` and at least one character more. */
+export function isGuestWritableKey(key: string): boolean {
+  return key.length > guestKeyPrefix.length && key.startsWith(guestKeyPrefix);
 }

@@ -71,6 +71,12 @@ export interface StatusWire {
     readonly event_streams_per_container: number;
     readonly change_waits_per_container: number;
     readonly pipelined_requests_per_connection: number;
+    /** The guest's writes of guest.* keys (PROTOCOL.md section 3a). */
+    readonly guest_writes_per_second: number;
+    readonly guest_write_burst: number;
+    readonly guest_keys_per_container: number;
+    readonly guest_key_bytes_per_container: number;
+    readonly guest_value_bytes: number;
   };
   /** The kernel features identity uses (SO_PEERPIDFD, PIDFD_GET_PID_NAMESPACE, NS_GET_ID), detected at start. */
   readonly identity: { readonly peer_pidfd: boolean; readonly pidfd_namespace: boolean; readonly namespace_ids: boolean };

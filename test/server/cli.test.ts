@@ -76,8 +76,8 @@ describe('host CLI', () => {
 
   test('a key in an unknown namespace, or a misspelt security key, is refused with the known keys', async () => {
     const known =
-      'use user.* for your own keys, or one of cloud-init.network-config, cloud-init.user-data, cloud-init.vendor-data, ' +
-      'security.devapollo, security.devapollo.identity, security.devapollo.lxd-compat, security.devapollo.users, security.idmap.isolated, volatile.cloud-init.instance-id';
+      'use user.* for your own keys, guest.* for what a guest reports, or one of cloud-init.network-config, cloud-init.user-data, cloud-init.vendor-data, ' +
+      'security.devapollo, security.devapollo.guest-writes, security.devapollo.identity, security.devapollo.lxd-compat, security.devapollo.users, security.idmap.isolated, volatile.cloud-init.instance-id';
     for (const args of [
       ['config', 'set', 'web', 'securty.devapollo=false'],
       ['config', 'set', 'web', 'security.devapolo=false'],

@@ -5,8 +5,10 @@ import { ApolloError } from '../../shared/errors.js';
 import { render, renderEventLine, safeJson, writeOut, writeValue } from '../../shared/output.js';
 import type { GuestInfoWire } from '../../shared/wire.js';
 import { GuestClient } from '../api-client.js';
-import { getValue, readAllValues, setReady, waitForKey, watchEvents, writeSeed } from '../operations.js';
+import { getValue, readAllValues, setGuestKey, setReady, unsetGuestKey, waitForKey, watchEvents, writeSeed } from '../operations.js';
 import { fetchToken } from './token.js';
+import { isGuestWritableKey } from '../../shared/names.js';
+import { stdinArgument } from '../../shared/cli.js';
 
 /** The options every guest command has (main declares them). */
 export interface GuestGlobals {
@@ -182,9 +184,61 @@ const token: CommandEntry<GuestGlobals> = {
   ),
 };
 
+/** The most of stdin `set KEY -` reads: the largest value a guest may write (PROTOCOL.md section 3a). */
+const maxGuestValueBytes = 64 * 1024;
+
+/** A usage error unless the guest may write `key`. */
+function assertWritable(key: string): void {
+  if (!isGuestWritableKey(key)) {
+    throw new ApolloError('usage', `a guest may write only keys under guest. (guest.NAME), not ${JSON.stringify(key)}`);
+  }
+}
+
+/** Stdin's exact bytes, at most maxGuestValueBytes (more is a usage error, not read on). */
+async function readStdinValue(): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > maxGuestValueBytes) throw new ApolloError('usage', `the value on stdin is larger than ${maxGuestValueBytes} bytes, the most a guest key may hold`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+const set: CommandEntry<GuestGlobals> = {
+  command: 'set <key> <value>',
+  describe: 'Write a guest.* key for the host to read ("-": the exact bytes of stdin; "" unsets)',
+  body: guestCommand(
+    (y) =>
+      y
+        .positional('key', { type: 'string', demandOption: true, describe: 'guest.NAME: the only keys a guest may write' })
+        .positional('value', { type: 'string', demandOption: true })
+        .example('$0 set guest.status ready', 'the host reads it with devapollo config get')
+        .example('$0 set guest.ssh-fingerprint - < /etc/ssh/ssh_host_ed25519_key.pub', 'a value from stdin, byte for byte'),
+    async (argv) => {
+      assertWritable(argv.key);
+      const value = argv.value === stdinArgument ? await readStdinValue() : Buffer.from(String(argv.value), 'utf8');
+      await setGuestKey(guestClient(argv), argv.key, value);
+    },
+  ),
+};
+
+const unset: CommandEntry<GuestGlobals> = {
+  command: 'unset <key>',
+  describe: 'Remove a guest.* key (exit 3 when it is not set)',
+  body: guestCommand(
+    (y) => y.positional('key', { type: 'string', demandOption: true, describe: 'guest.NAME' }).example('$0 unset guest.status', ''),
+    async (argv) => {
+      assertWritable(argv.key);
+      await unsetGuestKey(guestClient(argv), argv.key);
+    },
+  ),
+};
+
 /**
  * Every `devapollo-guest` command, in the order `--help` lists them. The bodies sit
  * beside their heads: the CLI is one bundled file, compiled whole on its first use (and
  * `get` never loads it: src/client/entry.ts).
  */
-export const guestCommands: readonly CommandEntry<GuestGlobals>[] = [get, config, metadata, info, watch, wait, ready, seed, token];
+export const guestCommands: readonly CommandEntry<GuestGlobals>[] = [get, config, metadata, info, watch, wait, ready, seed, set, unset, token];

@@ -170,6 +170,26 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
     }
   }
 
+  /**
+   * A guest's write of a key of its own container (PUT/DELETE of guest.*, PROTOCOL.md
+   * section 3a): the same durable record update and config events as a host's setConfig,
+   * value null unsetting. `admit` sees the record the write would change, inside the
+   * update, and throws to refuse it (quotas: two writes at once cannot both fit); an
+   * instance that has ended by then writes nothing (403).
+   */
+  async setGuestKey(instance: Instance, key: string, value: string | null, admit: (record: ContainerRecord) => void): Promise<void> {
+    const container = instance.container;
+    const changes = validatedConfig(keyMap([[key, value]]), this.options.maxValueBytes);
+    let before: Readonly<Record<string, string>> = keyMap();
+    const changed = await this.update(container, (r) => {
+      if (!instance.running) throw new ApolloError('forbidden', 'Forbidden: the container is no longer running');
+      admit(r);
+      before = r.config;
+      return withConfig(r, changes, 'change');
+    });
+    if (changed) this.announceConfigChanges(container, before);
+  }
+
   /** The guest's own state (PATCH /1.0): stored, shown in list, reset at every start. */
   async setGuestState(instance: Instance, state: GuestState): Promise<void> {
     const container = instance.container;

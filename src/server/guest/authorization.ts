@@ -12,6 +12,7 @@ import type { EventHub } from '../events/hub.js';
 import type { IdentityIssuer } from '../identity/issuer.js';
 import { type GuestPeer, peerOf } from './connection.js';
 import { GuestSession } from './context.js';
+import type { GuestKeyRules } from './guest-keys.js';
 import { type GuestRefusals, notServed } from './refusals.js';
 
 /** Makes each connection's context, once it may ask. */
@@ -19,6 +20,7 @@ export class GuestAuthorizer {
   constructor(
     private readonly manager: ContainerManager,
     private readonly events: EventHub,
+    private readonly guestKeys: GuestKeyRules,
     private readonly refusals: GuestRefusals,
     private readonly identity?: IdentityIssuer,
   ) {}
@@ -32,6 +34,7 @@ export class GuestAuthorizer {
       instance,
       this.manager,
       this.events,
+      this.guestKeys,
       () => {
         try {
           authorize(peer, undefined);

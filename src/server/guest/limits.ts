@@ -128,3 +128,27 @@ export class Shares<T> {
     return { connections: 0, waits: 0, requests: new TokenBucket(this.limit, this.now), throttle: new Throttle(this.release) };
   }
 }
+
+/**
+ * A token bucket per container for one kind of request, apart from its request rate
+ * (the guest's writes of guest.* keys, PROTOCOL.md section 3a; identity tokens, 3b): a container that writes
+ * at its limit can still read at its full rate, and nobody else's bucket is touched.
+ */
+export class ContainerBuckets {
+  private readonly byContainer = new WeakMap<Container, TokenBucket>();
+
+  constructor(
+    readonly limit: RateLimit,
+    /** The buckets' clock, in milliseconds (performance.now unless given). */
+    private readonly now?: () => number,
+  ) {}
+
+  of(container: Container): TokenBucket {
+    let bucket = this.byContainer.get(container);
+    if (bucket === undefined) {
+      bucket = new TokenBucket(this.limit, this.now);
+      this.byContainer.set(container, bucket);
+    }
+    return bucket;
+  }
+}

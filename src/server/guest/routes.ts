@@ -14,6 +14,7 @@ import { parseEventTypes } from '../events/hub.js';
 import { identityGuestRoutes } from '../identity/guest-routes.js';
 import type { GuestContext } from './context.js';
 import { buildMetaData } from './meta-data.js';
+import { admitWrite, deleteConfigKey, putConfigKey } from './writes.js';
 
 export const guestRoutes: readonly Route<GuestContext>[] = [
   { method: 'GET', path: '/', handler: listApis },
@@ -21,6 +22,8 @@ export const guestRoutes: readonly Route<GuestContext>[] = [
   { method: 'PATCH', path: '/1.0', handler: setGuestState },
   { method: 'GET', path: '/1.0/config', handler: listConfigKeys, waitsOn: () => changeTopics.keyList },
   { method: 'GET', path: '/1.0/config/:key', handler: getConfigKey, waitsOn: (request) => changeTopics.key(request.params['key'] ?? '') },
+  { method: 'PUT', path: '/1.0/config/:key', handler: putConfigKey, beforeBody: admitWrite },
+  { method: 'DELETE', path: '/1.0/config/:key', handler: deleteConfigKey, beforeBody: admitWrite },
   { method: 'GET', path: '/1.0/meta-data', handler: getMetaData, waitsOn: () => changeTopics.metaData },
   { method: 'GET', path: '/1.0/devices', handler: listDevices },
   { method: 'GET', path: '/1.0/events', handler: streamEvents },
@@ -65,7 +68,7 @@ function listConfigKeys({ container }: GuestContext) {
 
 function getConfigKey({ container }: GuestContext, request: RequestInfo) {
   const key = request.params['key'] ?? '';
-  if (!isGuestReadableKey(key)) throw new ApolloError('forbidden', 'Forbidden: only user.* and cloud-init.* keys are readable');
+  if (!isGuestReadableKey(key)) throw new ApolloError('forbidden', 'Forbidden: only user.*, cloud-init.* and guest.* keys are readable');
   const value = container.record.config[key];
   const etag = container.keyEtag(key);
   // The 404 carries the ETag too, so that a client can wait for an unset key to be set.

@@ -20,6 +20,7 @@ import { GuestAuthorizer } from './authorization.js';
 import { peerOf } from './connection.js';
 import { type ConnectionCaps, GuestConnections } from './connections.js';
 import type { GuestSession } from './context.js';
+import { defaultGuestKeyLimits, type GuestKeyLimits, GuestKeyRules } from './guest-keys.js';
 import { startIdleSweep } from './idle-sweep.js';
 import type { RateLimit } from './limits.js';
 import { ReadingHolds } from './reading-holds.js';
@@ -46,6 +47,8 @@ export interface GuestServerLimits extends ConnectionCaps {
   /** Change-waits pending per container. */
   readonly maxWaitsPerContainer: number;
   readonly events: EventLimits;
+  /** The guest's writes of its guest.* keys: their rate and quotas (PROTOCOL.md section 3a). */
+  readonly guestKeys: GuestKeyLimits;
 }
 
 export const defaultGuestLimits: GuestServerLimits = {
@@ -54,6 +57,7 @@ export const defaultGuestLimits: GuestServerLimits = {
   keepAliveTimeoutMs: 30_000,
   maxHeaderBytes: 16 * 1024,
   maxUrlBytes: 8 * 1024,
+  // The largest guest.* value (guest-keys.ts) is the largest body of all.
   maxBodyBytes: 64 * 1024,
   maxConnectionsPerContainer: 256,
   maxConnections: 8192,
@@ -61,6 +65,7 @@ export const defaultGuestLimits: GuestServerLimits = {
   maxPipelinedRequests: 8,
   maxWaitsPerContainer: 64,
   events: defaultEventLimits,
+  guestKeys: defaultGuestKeyLimits,
 };
 
 /** The guest server, its event hub, and its counts. */
@@ -82,7 +87,7 @@ export function createGuestServer(
   manager: ContainerManager,
   observer: RequestObserver,
   limits: GuestServerLimits = defaultGuestLimits,
-  /** The clock of the request-rate buckets (milliseconds); tests give their own. */
+  /** The clock of the request-rate and write-rate buckets (milliseconds); tests give their own. */
   now?: () => number,
   /** Signs identity tokens (section 3b); none: the identity routes answer 404. */
   identity?: IdentityIssuer,
@@ -92,7 +97,7 @@ export function createGuestServer(
   const refusals = new GuestRefusals(observer);
   const holds = new ReadingHolds();
   const admission = new Admission(limits.rate, holds, refusals, now);
-  const authorizer = new GuestAuthorizer(manager, events, refusals, identity);
+  const authorizer = new GuestAuthorizer(manager, events, new GuestKeyRules(limits.guestKeys, now), refusals, identity);
   const connections = new GuestConnections(limits, (key) => manager.instanceOfNamespace(key), admission, holds, refusals, observer, manager.kernel);
   let pendingWaits = 0;
 

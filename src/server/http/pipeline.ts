@@ -153,7 +153,11 @@ export function routeRequests<C>(routes: readonly Route<C>[], options: PipelineO
         return;
       }
       void (async () => {
-        const body = route.method === 'GET' ? noBody : await readBody(req, options.maxBodyBytes);
+        let body: Buffer = noBody;
+        if (route.method !== 'GET') {
+          route.beforeBody?.(request.context, { method, params, query, headers: req.headers, body });
+          body = await readBody(req, options.maxBodyBytes);
+        }
         const info: RequestInfo = { method, params, query, headers: req.headers, body };
         let result = first ?? route.handler(request.context, info);
         if (result instanceof Promise) result = await result;

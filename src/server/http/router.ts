@@ -20,6 +20,11 @@ export interface Route<C> {
    * synchronously: nothing may happen between reading the answer and waiting again.
    */
   readonly waitsOn?: (request: RequestInfo) => string;
+  /**
+   * Checks made before a request's body is read (its `body` is still empty): throwing
+   * refuses it without the body ever being buffered (a write over its rate or quota).
+   */
+  readonly beforeBody?: (context: C, request: RequestInfo) => void;
 }
 
 /** What a handler sees of the request, already parsed. */

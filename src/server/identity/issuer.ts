@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, jwtVerify, SignJWT } from 'jose';
 import { ApolloError } from '../../shared/errors.js';
 import type { Container } from '../containers/container.js';
-import { type RateLimit, retryAfterSeconds, TokenBucket } from '../guest/limits.js';
+import { ContainerBuckets, type RateLimit, retryAfterSeconds } from '../guest/limits.js';
 import type { Logger } from '../log.js';
 import { KeyStore, type SigningKey, signingAlgorithm } from './key-store.js';
 import { publishIdentity } from './public-files.js';
@@ -72,7 +72,6 @@ export interface TokenSubject {
 export class IdentityIssuer {
   private retirementTimer: NodeJS.Timeout | undefined;
   /** Each container's token bucket, made at its first request (a re-created container starts afresh). */
-  private readonly buckets = new WeakMap<Container, TokenBucket>();
   /** The refusals over the token rate, one per Retry-After, made once (a flood builds none). */
   private readonly refusals = new Map<number, ApolloError>();
   private jwksCache: JSONWebKeySet | undefined;
@@ -89,7 +88,12 @@ export class IdentityIssuer {
     private readonly publicDir: string,
     private readonly logger: Logger,
     private readonly tokenRate: RateLimit,
-  ) {}
+  ) {
+    this.buckets = new ContainerBuckets(tokenRate);
+  }
+
+  /** Each container's token rate. */
+  private readonly buckets: ContainerBuckets;
 
   /**
    * Loads the keys from `identityDir` (making the first one at first start), retires those
@@ -139,9 +143,7 @@ export class IdentityIssuer {
    * requests also count against its guest request rate, before they get here).
    */
   private admit(container: Container): void {
-    let bucket = this.buckets.get(container);
-    if (bucket === undefined) this.buckets.set(container, (bucket = new TokenBucket(this.tokenRate)));
-    const waitMs = bucket.take();
+    const waitMs = this.buckets.of(container).take();
     if (waitMs === 0) return;
     const seconds = retryAfterSeconds(waitMs);
     let refusal = this.refusals.get(seconds);

@@ -17,6 +17,8 @@ describe('readBody', () => {
   let server: http.Server;
   /** What each request's readBody gave: its body, or its error's code. */
   const outcomes: string[] = [];
+  /** For each refusal: whether the request still had its live socket, and the error's Connection header. */
+  const refusals: { socketKept: boolean; connection: string | undefined }[] = [];
 
   before(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-body-'));
@@ -29,7 +31,11 @@ describe('readBody', () => {
         },
         (error: unknown) => {
           outcomes.push(error instanceof ApolloError ? `${error.code} ${error.message}` : String(error));
-          res.destroy();
+          // Checked a turn later: whatever readBody did to the stream has happened by then.
+          setImmediate(() => {
+            refusals.push({ socketKept: req.socket !== null && !req.socket.destroyed, connection: error instanceof ApolloError ? error.headers['Connection'] : undefined });
+            res.destroy();
+          });
         },
       );
     });
@@ -70,6 +76,20 @@ describe('readBody', () => {
     const chunked = 'PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n5\r\n67890\r\n';
     assert.equal(await send(chunked), 'payload-too-large the request body is larger than 8 bytes');
     assert.equal(await send('PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n'), 'body abcd');
+  });
+
+  test('a refused body leaves the request its socket, to be answered on, and the 413 closes the connection', async () => {
+    // The daemon's answer path looks the connection up from req.socket after the 413: a
+    // request stream destroyed by the refusal left it null there, and the daemon crashed.
+    refusals.length = 0;
+    const chunked = 'PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n5\r\n67890\r\n';
+    assert.equal(await send(chunked), 'payload-too-large the request body is larger than 8 bytes');
+    assert.equal(await send('PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n'), 'payload-too-large the request body is larger than 8 bytes');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(refusals, [
+      { socketKept: true, connection: 'close' },
+      { socketKept: true, connection: 'close' },
+    ]);
   });
 });
 

@@ -19,6 +19,8 @@ const numeric: [option: string, min: number, integer: boolean, max?: [number, st
   ['events-heartbeat', 0.001, false, [longestWaitSeconds, 'the longest a timer waits']],
   ['rate-limit', 0, false],
   ['rate-burst', 1, true],
+  ['guest-write-rate', 0, false],
+  ['guest-write-burst', 1, true],
   ['max-connections', 1, true],
   ['max-container-connections', 1, true],
   ['max-event-streams', 1, true],
@@ -62,6 +64,8 @@ export const serve = hostCommand(
       .option('events-heartbeat', { type: 'number', default: 15, describe: 'seconds between heartbeats on event streams' })
       .option('rate-limit', { type: 'number', default: 1024, describe: 'guest requests per second per container (0: no limit)' })
       .option('rate-burst', { type: 'number', default: 4096, describe: 'guest requests a container may make at once' })
+      .option('guest-write-rate', { type: 'number', default: 16, describe: 'writes of guest.* keys per second per container, each fsynced (0: no limit)' })
+      .option('guest-write-burst', { type: 'number', default: 64, describe: 'writes of guest.* keys a container may make at once' })
       .option('max-connections', { type: 'number', default: 8192, describe: 'open guest connections in all' })
       .option('max-container-connections', { type: 'number', default: 256, describe: 'open guest connections per container' })
       .option('max-event-streams', { type: 'number', default: 64, describe: 'open event streams per container' })
@@ -106,6 +110,7 @@ export const serve = hostCommand(
         maxConnections: argv['max-connections'],
         maxConnectionsPerContainer: argv['max-container-connections'],
         rate: { perSecond: argv['rate-limit'], burst: argv['rate-burst'] },
+        guestKeys: { ...defaultGuestLimits.guestKeys, rate: { perSecond: argv['guest-write-rate'], burst: argv['guest-write-burst'] } },
         events: {
           ...defaultGuestLimits.events,
           heartbeatMs: argv['events-heartbeat'] * 1000,

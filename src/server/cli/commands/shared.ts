@@ -28,11 +28,7 @@ export function afterDashes(argv: { readonly [option: string]: unknown }): strin
   return Array.isArray(rest) ? rest.map(String) : [];
 }
 
-/**
- * yargs drops a lone "-" argument; `config set NAME KEY -` needs it, so main passes it
- * on as this marker (no real argument can hold a NUL byte).
- */
-export const stdinArgument = '\u0000-';
+export { stdinArgument } from '../../../shared/cli.js';
 
 export function adminClient(argv: { dir?: string | undefined }, timeoutMs?: number): AdminClient {
   return new AdminClient(resolveDir(argv.dir), timeoutMs);

@@ -20,6 +20,7 @@ export const status = hostCommand(
       ['guest connections', `${status.connections.guest} (${status.connections.paused} paused)`],
       ['event streams', `${status.connections.event_listeners} guest, ${status.connections.admin_event_listeners} admin`],
       ['change-waits', `${status.connections.change_waits} (at most ${status.limits.change_waits_per_container} per container)`],
+      ['guest writes', guestWrites(status.limits)],
       ['peer pidfd', status.identity.peer_pidfd ? 'yes' : 'no'],
       ['pidfd namespace', status.identity.pidfd_namespace ? 'yes' : 'no (/proc, checked by pidfd)'],
       ['namespace ids', status.identity.namespace_ids ? 'yes' : 'no (inode numbers, pinned)'],
@@ -30,6 +31,12 @@ export const status = hostCommand(
     await writeOut(await render(argv.format, status, () => ({ head: ['', ''], rows })));
   },
 );
+
+/** The guest's write rate and quotas, on one line. */
+function guestWrites(limits: StatusWire['limits']): string {
+  const rate = limits.guest_writes_per_second === 0 ? 'no rate limit' : `${limits.guest_writes_per_second}/s, bursts of ${limits.guest_write_burst}`;
+  return `${rate}; at most ${limits.guest_keys_per_container} keys, ${limits.guest_key_bytes_per_container} bytes in all, ${limits.guest_value_bytes} per value, per container`;
+}
 
 /** "never", or how often and the last time, with what was found. */
 function socketRepairs(repairs: StatusWire['socket_repairs']): string {
