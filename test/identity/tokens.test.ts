@@ -196,7 +196,12 @@ describe('workload identity tokens', () => {
       ['/1.0/identity/token?audience=a&ttl=3601', /not \\"3601\\"/],
       ['/1.0/identity/token?audience=a&ttl=1.5', /not \\"1.5\\"/],
       ['/1.0/identity/token?audience=a&ttl=abc', /not \\"abc\\"/],
-      ['/1.0/identity/token?audience=a%0Ab', /control characters/],
+      ['/1.0/identity/token?audience=a%0Ab', /audience must be printable/],
+      // A line separator (a fake log line), a C1 control, a bidi override, bad UTF-8 (red team).
+      ['/1.0/identity/token?audience=a%E2%80%A8INFO%20fake', /audience must be printable/],
+      ['/1.0/identity/token?audience=a%C2%85b', /audience must be printable/],
+      ['/1.0/identity/token?audience=a%E2%80%AEc', /audience must be printable/],
+      ['/1.0/identity/token?audience=a%FF', /audience must be printable/],
       [`/1.0/identity/token?audience=${'a'.repeat(1025)}`, /longer than 1024/],
     ] as const) {
       const answer = await daemon.curl('alpha', target, ['-w', '\n%{http_code}']);

@@ -3,11 +3,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe } from 'node:test';
-import { eventually, guestTool, hostCli, rssOf, TestDaemon } from '../helpers/daemon.js';
+import { eventually, guestTool, hostCli, rssOf, run, TestDaemon } from '../helpers/daemon.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 import { type GuestAnswer, guestRequests } from '../helpers/guest-requests.js';
 import { devapolloCommand, readmeBlock, sh, substitute } from '../helpers/readme.js';
-import { devapolloArgv, sharedTempDir } from '../helpers/runtimes.js';
+import { devapolloArgv, sharedTempDir, systemPython } from '../helpers/runtimes.js';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -264,6 +264,46 @@ describe('guest.* keys: the guest writes, the host reads', () => {
     assert.ok(grown < 64 * 2 ** 20, `RSS grew by ${grown} bytes`);
     const config = JSON.parse((await daemon.cli(['config', 'show', 'hammer', '--format', 'json'])).out) as Record<string, string>;
     assert.equal(Object.keys(config).filter((k) => k.startsWith('guest.')).length, 16);
+  });
+
+  // Red team (session 3): values of control characters are six bytes each in the state
+  // file's JSON; counted as written, 1 MiB of quota made a 5.9 MB record, rewritten and
+  // fsynced at every write, which slowed every neighbour.
+  test('quota: the 1 MiB counts values as stored (a control character is its 6-byte JSON escape)', async () => {
+    await daemon.launch('escaped');
+    const controls = Buffer.alloc(64 * KiB, 1);
+    const answers = await guestRequests(daemon, 'escaped', [put('guest.c0', controls), put('guest.c1', controls), put('guest.c2', controls)]);
+    assert.deepEqual(statuses(answers), [200, 200, 413]);
+    assert.match(answers[2]?.body ?? '', /would hold \d+ bytes as stored, more than the limit of 1048576 in all/);
+    const record = fs.statSync(path.join(daemon.dir, 'containers', 'escaped.json')).size;
+    assert.ok(record < 1.1 * 1024 * KiB, `the record is ${record} bytes`);
+    assert.equal((await daemon.cli(['delete', '--force', 'escaped'])).code, 0);
+  });
+
+  test('a body cut off by its client is a refusal, not an internal error: no ERROR line per request', async () => {
+    const cutOff = [
+      'import socket',
+      'for _ in range(50):',
+      '    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)',
+      "    s.connect('/dev/apollo/sock')",
+      "    s.sendall(b'PATCH /1.0 HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 100\\r\\n\\r\\nabcd')",
+      '    s.close()',
+    ].join('\n');
+    const r = await daemon.exec('alpha', [systemPython, '-c', cutOff]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await daemon.curl('alpha', '/1.0')).code, 0);
+    assert.doesNotMatch(daemon.stderr, /guest request failed/);
+  });
+
+  test("config get on a terminal shows a guest.* value's control characters escaped; piped, its exact bytes", async () => {
+    const hostile = '\x1b]0;PWN\x07\x1b[2J\u202eok\nline two';
+    assert.equal((await guestRequests(daemon, 'alpha', [put('guest.esc', hostile)]))[0]?.status, 200);
+    const argv = [process.execPath, hostCli, '--dir', daemon.dir, 'config', 'get', 'alpha', 'guest.esc'];
+    const onTerminal = await run('script', ['-qec', argv.map((a) => `'${a}'`).join(' '), '/dev/null']);
+    assert.equal(onTerminal.code, 0, onTerminal.stderr);
+    assert.doesNotMatch(onTerminal.out, /[\x1b\x07\u202e]/);
+    assert.match(onTerminal.out, /\\x1b\]0;PWN\\x07\\x1b\[2J\\u202eok\r?\nline two/);
+    assert.equal((await daemon.cli(['config', 'get', 'alpha', 'guest.esc'])).out, hostile);
   });
 
   test('security.devapollo.guest-writes=false: writes are 403, keys stay readable; switched back, live', async () => {

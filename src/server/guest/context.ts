@@ -11,7 +11,7 @@ import type { EventHub, EventSubscriber, EventType } from '../events/hub.js';
 import type { ContainerIdentity } from '../identity/issuer.js';
 import type { StreamReply } from '../http/reply.js';
 import type { GuestState } from '../state/container-store.js';
-import type { GuestKeyRules } from './guest-keys.js';
+import { type GuestKeyRules, storedBytes } from './guest-keys.js';
 
 /** The caller's own container, read-only: its name, record and ETags. */
 export type GuestContainerView = Readonly<Pick<Container, 'name' | 'record' | 'etag' | 'keyEtag' | 'metaDataEtag'>>;
@@ -69,7 +69,7 @@ export class GuestSession implements GuestContext, EventSubscriber {
   }
 
   setGuestKey(key: string, value: string): Promise<void> {
-    const write = { key, bytes: value === '' ? null : Buffer.byteLength(value, 'utf8') };
+    const write = { key, bytes: value === '' ? null : Buffer.byteLength(value, 'utf8'), stored: value === '' ? 0 : storedBytes(value) };
     return this.manager.setGuestKey(this.instance, key, value === '' ? null : value, (record) => this.guestKeys.assertFits(record, write));
   }
 

@@ -17,7 +17,12 @@ import { ContainerBuckets, type RateLimit, retryAfterSeconds } from './limits.js
 export interface GuestKeyLimits {
   /** `guest.*` keys set on one container, whoever set them. */
   readonly maxKeys: number;
-  /** The bytes of all of one container's `guest.*` values together. */
+  /**
+   * The bytes of all of one container's `guest.*` values together, as stored: a value's
+   * size in its state file's JSON (`storedBytes`), so that values of control characters
+   * (six bytes each once escaped) cannot make a record six times its quota, rewritten
+   * and fsynced at every write.
+   */
   readonly maxTotalBytes: number;
   /** One value's bytes: also the most of a write's body that is ever read. */
   readonly maxValueBytes: number;
@@ -36,7 +41,13 @@ export const defaultGuestKeyLimits: GuestKeyLimits = {
 export const guestWritesKey = 'security.devapollo.guest-writes';
 
 /** What a guest key's write changes: a value's bytes, or null to unset it. */
-export type GuestWrite = { readonly key: string; readonly bytes: number | null };
+export type GuestWrite = {
+  readonly key: string;
+  /** The value's UTF-8 bytes (its Content-Length before it is read); null for an unset. */
+  readonly bytes: number | null;
+  /** Its bytes as stored (storedBytes), once it is read: what counts toward the total. */
+  readonly stored?: number;
+};
 
 /** Each container's guest-write rate, and the quotas every write is checked against. */
 export class GuestKeyRules {
@@ -94,15 +105,16 @@ export class GuestKeyRules {
     for (const [key, value] of Object.entries(record.config)) {
       if (!key.startsWith(guestKeyPrefix) || key === write.key) continue;
       keys++;
-      bytes += Buffer.byteLength(value, 'utf8');
+      bytes += storedBytes(value);
     }
     if (keys + 1 > maxKeys) {
       throw new ApolloError('payload-too-large', `this container has ${keys} guest keys, the most it may have is ${maxKeys}: unset one first`);
     }
-    if (bytes + write.bytes > maxTotalBytes) {
+    const total = bytes + Math.max(write.bytes, write.stored ?? 0);
+    if (total > maxTotalBytes) {
       throw new ApolloError(
         'payload-too-large',
-        `the guest keys of this container would hold ${bytes + write.bytes} bytes, more than the limit of ${maxTotalBytes} in all`,
+        `the guest keys of this container would hold ${total} bytes as stored, more than the limit of ${maxTotalBytes} in all`,
       );
     }
   }
@@ -116,4 +128,9 @@ function assertWritable(record: ContainerRecord, key: string): void {
   if (record.config[guestWritesKey] === 'false') {
     throw new ApolloError('forbidden', `Forbidden: this container's guest keys are read-only (${guestWritesKey} is false)`);
   }
+}
+
+/** A value's bytes in the state file: its UTF-8 length with JSON's escapes (\n 2, U+0001 6). */
+export function storedBytes(value: string): number {
+  return Buffer.byteLength(JSON.stringify(value), 'utf8') - 2;
 }

@@ -38,9 +38,13 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       done();
       resolve(Buffer.concat(chunks));
     };
+    // The only error a request stream has: its client went away before the body's end
+    // (aborted, reset). A refusal like any other, not the daemon's fault: an internal
+    // error would log a line at ERROR for every such request, a log any container could
+    // fill at its request rate.
     const onError = (error: Error): void => {
       done();
-      reject(error);
+      reject(new ApolloError('bad-request', 'the connection closed before the request body ended', { cause: error, headers: { Connection: 'close' } }));
     };
     req.on('data', onData);
     req.on('end', onEnd);

@@ -52,7 +52,12 @@ export function audienceOf(query: URLSearchParams): string {
   if (audience === '') throw new ApolloError('bad-request', 'audience must not be empty');
   if (audience.length > maxAudienceLength) throw new ApolloError('bad-request', `audience is longer than ${maxAudienceLength} characters`);
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(audience)) throw new ApolloError('bad-request', 'audience must not contain control characters');
+  // Printable only: no C0/C1 control, no format character (bidi overrides, zero-width),
+  // no line or paragraph separator, none of which a relying party or a log should get;
+  // U+FFFD is what a bad percent-encoding decodes to.
+  if (/[\p{C}\p{Zl}\p{Zp}\uFFFD]/u.test(audience)) {
+    throw new ApolloError('bad-request', 'audience must be printable: no control, format or line-separator characters, and valid UTF-8 percent-encoding');
+  }
   return audience;
 }
 

@@ -1,6 +1,7 @@
 /** `devapollo config set|get|unset|show`. */
 import { keyMap } from '../../../shared/key-map.js';
-import { render, writeOut, writeValue } from '../../../shared/output.js';
+import { guestKeyPrefix } from '../../../shared/names.js';
+import { render, visible, writeOut, writeValue } from '../../../shared/output.js';
 import { adminClient, hostCommand, parseAssignment, readStdinText, stdinArgument } from './shared.js';
 
 const configPath = (name: string) => `/1.0/containers/${encodeURIComponent(name)}/config`;
@@ -38,6 +39,12 @@ export const get = hostCommand(
       .example('$0 config get web user.foo', ''),
   async (argv) => {
     const { body } = await adminClient(argv).request('GET', `${configPath(argv.name)}/${encodeURIComponent(argv.key)}`);
+    // A guest.* value is the container's to choose: on a terminal its control characters
+    // are shown escaped (\x1b, \u202e), never acted on; piped, it is its exact bytes.
+    if (process.stdout.isTTY && argv.key.startsWith(guestKeyPrefix)) {
+      await writeValue(Buffer.from(body.toString('utf8').split('\n').map(visible).join('\n'), 'utf8'));
+      return;
+    }
     await writeValue(body);
   },
 );
