@@ -4,9 +4,8 @@ import { ApolloError } from '../../../shared/errors.js';
 import { render, writeOut } from '../../../shared/output.js';
 import type { ContainerWire } from '../../../shared/wire.js';
 import { execEnvironment, runExec } from '../exec-session.js';
-import { adminClient, afterDashes, changeState, type HostGlobals, hostCommand, note, parseAssignments, stopOptions } from './shared.js';
+import { adminClient, afterDashes, changeState, type HostGlobals, hostCommand, nameArg, note, parseAssignments, stopOptions } from './shared.js';
 
-const nameArg = <T>(y: Argv<T>) => y.positional('name', { type: 'string', demandOption: true, describe: 'container name' });
 
 /** What create and launch both take: NAME, -c KEY=VALUE..., --privileged, -- CMD. */
 const defineOptions = (y: Argv<HostGlobals>) =>

@@ -1,10 +1,10 @@
 /** `devapollo restart NAME`: stop (as `stop` does) and start again, as one command. */
-import { changeState, hostCommand, stopOptions } from './shared.js';
+import { changeState, hostCommand, nameArg, stopOptions } from './shared.js';
 
 /** `devapollo restart`. */
 export const restart = hostCommand(
   (y) =>
-    stopOptions(y.positional('name', { type: 'string', demandOption: true, describe: 'container name' }))
+    stopOptions(nameArg(y))
       .usage(
         "$0 restart <name> [--force] [--timeout SECONDS]\n\nStop a container (SIGTERM, SIGKILL after the timeout) and start it again with devapollo's launcher\n\n" +
           'The container stays busy from the stop to the start, so no other command slips in between. A stopped container ' +

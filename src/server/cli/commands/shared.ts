@@ -84,6 +84,9 @@ export async function readStdinText(limitBytes = maxAdminBodyBytes): Promise<str
   }
 }
 
+/** The container-name positional every command about one container takes. */
+export const nameArg = <T>(y: Argv<T>) => y.positional('name', { type: 'string', demandOption: true, describe: 'container name' });
+
 /** What stop and restart take: --force, --timeout SECONDS. */
 export const stopOptions = <T>(y: Argv<T>) =>
   y
