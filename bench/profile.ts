@@ -153,7 +153,9 @@ async function main(): Promise<void> {
   const onMeasure = (phase: 'start' | 'end'): void => {
     measuring = phase === 'start';
     if (perf && phase === 'start') {
-      recorder = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-c', String(perfPeriodNs), '-p', String(profiledPid), '-o', perfFile], { stdio: 'ignore' });
+      recorder = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-c', String(perfPeriodNs), '-p', String(profiledPid), '-o', perfFile], {
+        stdio: 'ignore',
+      });
       const stop = onCleanup(() => recorder?.kill('SIGKILL'));
       recorded = once(recorder, 'exit').then(stop);
     }
@@ -166,7 +168,7 @@ async function main(): Promise<void> {
   };
   try {
     await daemon.launch(loadContainer, { privileged: true, config: { 'user.foo': fooValue } });
-    let sample;
+    let sample: Awaited<ReturnType<typeof loadRun>>;
     if (baseline) {
       const socketPath = path.join(profileDir, 'baseline.sock');
       const etag = await etagOf(daemon);

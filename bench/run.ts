@@ -16,9 +16,9 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runColdStart } from './cases/cold-start.js';
 import { runEvents } from './cases/events.js';
+import { runGuestWrites } from './cases/guest-writes.js';
 import { runHistory } from './cases/history.js';
 import { runIdentity } from './cases/identity.js';
-import { runGuestWrites } from './cases/guest-writes.js';
 import { runScale } from './cases/scale.js';
 import { runThroughput, type ThroughputMode } from './cases/throughput.js';
 import { installCleanupHooks } from './lib/cleanup.js';
@@ -71,12 +71,16 @@ async function main(): Promise<number> {
   }
   const history = values.history === undefined ? undefined : values.history.split(',').map((s) => Number(s.trim()));
   if (history !== undefined && !history.every((n, i) => Number.isInteger(n) && n >= 1 && n <= 100_000 && n > (history[i - 1] ?? 0))) {
-    process.stderr.write(`Error: --history must be increasing launch counts from 1 to 100000, comma-separated, not ${JSON.stringify(values.history)}\n${usage}\n`);
+    process.stderr.write(
+      `Error: --history must be increasing launch counts from 1 to 100000, comma-separated, not ${JSON.stringify(values.history)}\n${usage}\n`,
+    );
     return 2;
   }
   const mixedMinutes = values['mixed-minutes'] === undefined ? undefined : Number(values['mixed-minutes']);
   if (mixedMinutes !== undefined && !(Number.isFinite(mixedMinutes) && mixedMinutes >= 0 && mixedMinutes <= 600)) {
-    process.stderr.write(`Error: --mixed-minutes must be a number of minutes from 0 to 600, not ${JSON.stringify(values['mixed-minutes'])}\n${usage}\n`);
+    process.stderr.write(
+      `Error: --mixed-minutes must be a number of minutes from 0 to 600, not ${JSON.stringify(values['mixed-minutes'])}\n${usage}\n`,
+    );
     return 2;
   }
   if (process.getuid?.() !== 0) {
@@ -130,7 +134,8 @@ async function main(): Promise<number> {
     seconds,
   };
   if (results.length > 0) {
-    const jsonFile = values.quick || values['no-write'] ? path.join(repoRoot, 'dist-bench/last-run.json') : path.join(repoRoot, 'docs/performance.json');
+    const jsonFile =
+      values.quick || values['no-write'] ? path.join(repoRoot, 'dist-bench/last-run.json') : path.join(repoRoot, 'docs/performance.json');
     const stored = storeResults(jsonFile, results, run);
     if (!values.quick && !values['no-write']) {
       fs.writeFileSync(path.join(repoRoot, 'docs/PERFORMANCE.md'), renderMarkdown(stored));

@@ -1,2 +1,2 @@
 #!/usr/bin/env node
-require("../dist/devapollo-guest.cjs");
+require('../dist/devapollo-guest.cjs');

@@ -26,4 +26,6 @@ for (let i = 0; i < runs + 2; i++) {
 }
 /** @param {number[]} values */
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? NaN;
-process.stdout.write(`${command.join(' ')}: wall ${median(wall).toFixed(0)} ms, cpu ${median(cpu).toFixed(0)} ms (medians of ${runs} runs)\n`);
+process.stdout.write(
+  `${command.join(' ')}: wall ${median(wall).toFixed(0)} ms, cpu ${median(cpu).toFixed(0)} ms (medians of ${runs} runs)\n`,
+);

@@ -1,6 +1,7 @@
+// @ts-check
 // Writes docs/commands/: one page per command of both CLIs, from their own --help, so
 // the pages never say something the programs do not. `npm run docs`; a test checks that
-// the pages are current (test/server/command-docs.test.ts).
+// the pages are current (test/docs/command-docs.test.ts).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -9,11 +10,48 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 /** [program, entry point, commands (with sub-commands)]. */
+/** @type {[program: string, entry: string, commands: string[]][]} */
 const programs = [
-  ['devapollo', 'bin/devapollo.js', ['serve', 'create', 'launch', 'exec', 'list', 'config set', 'config get', 'config unset', 'config show', 'start', 'stop', 'restart', 'logs', 'delete', 'register', 'status', 'monitor', 'hook lxc', 'hook oci', 'identity jwks', 'identity rotate', 'identity verify', 'completion']],
-  ['devapollo-guest', 'bin/devapollo-guest.cjs', ['get', 'config', 'metadata', 'info', 'watch', 'wait', 'ready', 'seed', 'set', 'unset', 'token', 'completion']],
+  [
+    'devapollo',
+    'bin/devapollo.js',
+    [
+      'serve',
+      'create',
+      'launch',
+      'exec',
+      'list',
+      'config set',
+      'config get',
+      'config unset',
+      'config show',
+      'start',
+      'stop',
+      'restart',
+      'logs',
+      'delete',
+      'register',
+      'status',
+      'monitor',
+      'hook lxc',
+      'hook oci',
+      'identity jwks',
+      'identity rotate',
+      'identity verify',
+      'completion',
+    ],
+  ],
+  [
+    'devapollo-guest',
+    'bin/devapollo-guest.cjs',
+    ['get', 'config', 'metadata', 'info', 'watch', 'wait', 'ready', 'seed', 'set', 'unset', 'token', 'completion'],
+  ],
 ];
 
+/**
+ * @param {string} entry
+ * @param {string[]} words
+ */
 function help(entry, words) {
   return execFileSync(process.execPath, [path.join(root, entry), ...words, '--help'], {
     encoding: 'utf8',
@@ -24,7 +62,7 @@ function help(entry, words) {
 /** The pages, as file name -> content. */
 export function commandPages() {
   const pages = new Map();
-  const index = ['# Command reference', '', 'Generated from each command\'s `--help` by `npm run docs`.', ''];
+  const index = ['# Command reference', '', "Generated from each command's `--help` by `npm run docs`.", ''];
   for (const [program, entry, commands] of programs) {
     index.push(`## ${program}`, '');
     for (const command of commands) {
@@ -36,7 +74,9 @@ export function commandPages() {
           file,
           `# ${program} completion\n\n${summary}.\n\n\`\`\`\n${program} completion >> ~/.bashrc     # or ~/.zshrc\n\`\`\`\n\n` +
             `Completes commands and options, and asks the daemon for what comes next: ${
-              program === 'devapollo' ? 'container names (exec, start, stop, restart, logs, delete, monitor, config) and their keys (config get, set, unset)' : 'this container\'s readable keys (get, wait)'
+              program === 'devapollo'
+                ? 'container names (exec, start, stop, restart, logs, delete, monitor, config) and their keys (config get, set, unset)'
+                : "this container's readable keys (get, wait)"
             }. When no daemon answers within a second, only commands and options are offered.\n`,
         );
         index.push(`- [\`${program} completion\`](${file}): ${summary}`);

@@ -7,8 +7,9 @@
  * Argument: a JSON object { socketPath, path, connections, seconds, warmupSeconds,
  * reconnect, expectBody }.
  */
-import { createRequire } from 'node:module';
+
 import http from 'node:http';
+import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 
 interface Options {
@@ -45,7 +46,9 @@ interface AutocannonClient {
   readonly parser: Record<number, () => void>;
   readonly destroyed: boolean;
   readonly rate: number | undefined;
-  readonly pipelinedRequests: { terminateRequest(): { req: unknown; headers: { statusCode: number; headers: unknown }; body: unknown; bytes: number; duration: number } };
+  readonly pipelinedRequests: {
+    terminateRequest(): { req: unknown; headers: { statusCode: number; headers: unknown }; body: unknown; bytes: number; duration: number };
+  };
   readonly requestIterator: { recordBody(req: unknown, status: number, body: unknown, headers: unknown): void };
   emit(event: string, ...args: unknown[]): void;
   _resetConnection(): void;

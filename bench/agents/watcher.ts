@@ -42,8 +42,7 @@ function open(): Promise<void> {
         res.on('data', (chunk: string) => {
           const now = process.hrtime.bigint();
           buffer += chunk;
-          let newline: number;
-          while ((newline = buffer.indexOf('\n')) !== -1) {
+          for (let newline = buffer.indexOf('\n'); newline !== -1; newline = buffer.indexOf('\n')) {
             const line = buffer.slice(0, newline);
             buffer = buffer.slice(newline + 1);
             if (line.trim() === '') continue; // heartbeat

@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { tempDir } from '../lib/cleanup.js';
-import { type BenchContext, agentScript, agentSource, installAgent } from '../lib/context.js';
+import { agentScript, agentSource, type BenchContext, installAgent } from '../lib/context.js';
 import { BenchDaemon, repoRoot } from '../lib/daemon.js';
 import { pin } from '../lib/proc.js';
 import type { BenchResult } from '../lib/report.js';
@@ -37,7 +37,14 @@ export async function runColdStart(ctx: BenchContext): Promise<BenchResult> {
       },
     };
     ctx.log(`cold start: ${rounds} rounds of each command`);
-    const agent = daemon.spawnIn('bench-cold', 'cold-start driver', ['taskset', '-c', '1', process.execPath, driver, JSON.stringify(options)]);
+    const agent = daemon.spawnIn('bench-cold', 'cold-start driver', [
+      'taskset',
+      '-c',
+      '1',
+      process.execPath,
+      driver,
+      JSON.stringify(options),
+    ]);
     const times = JSON.parse(await agent.nextLine(600_000)) as Record<string, number[]>;
     await agent.stop();
     const guestMs = times['devapollo-guest get'] ?? [];
@@ -66,7 +73,14 @@ export async function runColdStart(ctx: BenchContext): Promise<BenchResult> {
           target: '<= 1.3x',
           met: g / n <= 1.3,
         },
-        { metric: 'get KEY, p90', value: quantile(guestMs, 0.9), unit: 'ms', baseline: quantile(nodeMs, 0.9), baselineName: 'minimal node', ratio: quantile(guestMs, 0.9) / quantile(nodeMs, 0.9) },
+        {
+          metric: 'get KEY, p90',
+          value: quantile(guestMs, 0.9),
+          unit: 'ms',
+          baseline: quantile(nodeMs, 0.9),
+          baselineName: 'minimal node',
+          ratio: quantile(guestMs, 0.9) / quantile(nodeMs, 0.9),
+        },
         { metric: 'get KEY vs curl, median', value: g, unit: 'ms', baseline: c, baselineName: 'curl', ratio: g / c },
       ],
       notes: [

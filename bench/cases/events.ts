@@ -9,7 +9,7 @@
  */
 import type { Agent } from '../lib/agent.js';
 import { tempDir } from '../lib/cleanup.js';
-import { type BenchContext, agentScript, installAgent } from '../lib/context.js';
+import { agentScript, type BenchContext, installAgent } from '../lib/context.js';
 import { BenchDaemon } from '../lib/daemon.js';
 import { pin } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
@@ -66,7 +66,10 @@ export async function runEvents(ctx: BenchContext): Promise<BenchResult> {
         agent.onLine = (line) => {
           const [value = '', ns = '0'] = line.split(' ');
           let list = receipts.get(value);
-          if (list === undefined) receipts.set(value, (list = []));
+          if (list === undefined) {
+            list = [];
+            receipts.set(value, list);
+          }
           list.push(BigInt(ns));
         };
       }
@@ -94,7 +97,9 @@ export async function runEvents(ctx: BenchContext): Promise<BenchResult> {
       }
       if (containers > 1) {
         for (let r = 0; r < burstRounds; r++) {
-          await Promise.all(names.slice(0, containers).map((name) => change(name, `b${watchers}-${r}-${name}`, level.burst, level.acknowledgedInBurst)));
+          await Promise.all(
+            names.slice(0, containers).map((name) => change(name, `b${watchers}-${r}-${name}`, level.burst, level.acknowledgedInBurst)),
+          );
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }
@@ -119,21 +124,33 @@ export async function runEvents(ctx: BenchContext): Promise<BenchResult> {
           metric: `${label(level)}: p50`,
           value: p50,
           unit: 'ms',
-          ...(atOne ? { baseline: quantile(one.sequential, 0.5), baselineName: '1 watcher', ratio: p50 / quantile(one.sequential, 0.5) } : {}),
+          ...(atOne
+            ? { baseline: quantile(one.sequential, 0.5), baselineName: '1 watcher', ratio: p50 / quantile(one.sequential, 0.5) }
+            : {}),
         },
         {
           metric: `${label(level)}: p99`,
           value: p99,
           unit: 'ms',
-          ...(atOne ? { baseline: quantile(one.sequential, 0.99), baselineName: '1 watcher', ratio: p99 / quantile(one.sequential, 0.99) } : {}),
+          ...(atOne
+            ? { baseline: quantile(one.sequential, 0.99), baselineName: '1 watcher', ratio: p99 / quantile(one.sequential, 0.99) }
+            : {}),
           ...(level.watchers === 1000 ? { target: '< 50 ms', met: p99 < 50 } : {}),
         },
       );
     }
     for (const level of results.filter((l) => l.burst.length > 0)) {
       rows.push(
-        { metric: `${label(level)}, all ${level.containers} containers changed at once: p50`, value: quantile(level.burst, 0.5), unit: 'ms' },
-        { metric: `${label(level)}, all ${level.containers} containers changed at once: p99`, value: quantile(level.burst, 0.99), unit: 'ms' },
+        {
+          metric: `${label(level)}, all ${level.containers} containers changed at once: p50`,
+          value: quantile(level.burst, 0.5),
+          unit: 'ms',
+        },
+        {
+          metric: `${label(level)}, all ${level.containers} containers changed at once: p99`,
+          value: quantile(level.burst, 0.99),
+          unit: 'ms',
+        },
       );
     }
     const lost = results.reduce((n, l) => n + l.lost, 0);

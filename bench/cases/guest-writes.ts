@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Agent } from '../lib/agent.js';
 import { tempDir } from '../lib/cleanup.js';
-import { type BenchContext, agentScript, installAgent } from '../lib/context.js';
+import { agentScript, type BenchContext, installAgent } from '../lib/context.js';
 import { BenchDaemon } from '../lib/daemon.js';
 import { pin } from '../lib/proc.js';
 import type { BenchResult } from '../lib/report.js';
@@ -39,7 +39,14 @@ export async function runGuestWrites(ctx: BenchContext): Promise<BenchResult> {
     await daemon.launch('reader', { config: { 'user.bench': 'a value to read' } });
     pin(daemon.pid, '0');
     const start = async (name: string, mode: 'write' | 'read'): Promise<Agent> => {
-      const agent = daemon.spawnIn(name, `${mode} in ${name}`, ['taskset', '-c', '1', process.execPath, script, JSON.stringify({ mode, seconds, valueBytes })]);
+      const agent = daemon.spawnIn(name, `${mode} in ${name}`, [
+        'taskset',
+        '-c',
+        '1',
+        process.execPath,
+        script,
+        JSON.stringify({ mode, seconds, valueBytes }),
+      ]);
       agents.push(agent);
       await agent.expect('ready', 120_000);
       return agent;
@@ -85,10 +92,26 @@ export async function runGuestWrites(ctx: BenchContext): Promise<BenchResult> {
         `Baseline: the same durable steps on the host without the daemon (a ${recordBytes}-byte file written, fsynced, renamed, the directory fsynced). ` +
         `Then another container GETs a user.* key for ${seconds} s with the writer quiet and with it writing at full speed (--guest-write-rate 0), in alternating rounds. ${rounds} rounds; medians.`,
       rows: [
-        { metric: 'durable guest writes a second, one container', value: writes, unit: 'writes/s', baseline, baselineName: 'bare fsync loop', ratio: writes / baseline, spread: spread(writesPerSecond) },
+        {
+          metric: 'durable guest writes a second, one container',
+          value: writes,
+          unit: 'writes/s',
+          baseline,
+          baselineName: 'bare fsync loop',
+          ratio: writes / baseline,
+          spread: spread(writesPerSecond),
+        },
         { metric: 'guest write latency p50', value: quantile(writeLatencies, 0.5), unit: 'ms' },
         { metric: 'guest write latency p99', value: quantile(writeLatencies, 0.99), unit: 'ms' },
-        { metric: "another container's GET p99 while a neighbour writes", value: loaded, unit: 'ms', baseline: quiet, baselineName: 'neighbour quiet', ratio: loaded / quiet, spread: spread(loadedP99) },
+        {
+          metric: "another container's GET p99 while a neighbour writes",
+          value: loaded,
+          unit: 'ms',
+          baseline: quiet,
+          baselineName: 'neighbour quiet',
+          ratio: loaded / quiet,
+          spread: spread(loadedP99),
+        },
       ],
       notes: failures > 0 ? [`${failures} requests did not answer 200`] : [],
       raw: { writesPerSecond, baselinePerSecond, quietP99, loadedP99, recordBytes },

@@ -14,7 +14,7 @@
 import path from 'node:path';
 import type { Agent } from '../lib/agent.js';
 import { tempDir } from '../lib/cleanup.js';
-import { type BenchContext, agentScript, installAgent } from '../lib/context.js';
+import { agentScript, type BenchContext, installAgent } from '../lib/context.js';
 import { BenchDaemon, launchMany } from '../lib/daemon.js';
 import { pin } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
@@ -66,8 +66,10 @@ export async function runHistory(ctx: BenchContext): Promise<BenchResult> {
         }
         const d = phase.devapollo.at(-1) as LoadSample;
         const b = phase.baseline.at(-1) as LoadSample;
-        ctx.log(`history ${name} round ${round + 1}/${rounds}: ${Math.round(d.requests_per_second)} against ${Math.round(b.requests_per_second)} req/s ` +
-          `(${(d.requests_per_second / b.requests_per_second).toFixed(2)}x), ${d.server_cpu_us_per_request.toFixed(1)} against ${b.server_cpu_us_per_request.toFixed(1)} µs CPU/req`);
+        ctx.log(
+          `history ${name} round ${round + 1}/${rounds}: ${Math.round(d.requests_per_second)} against ${Math.round(b.requests_per_second)} req/s ` +
+            `(${(d.requests_per_second / b.requests_per_second).toFixed(2)}x), ${d.server_cpu_us_per_request.toFixed(1)} against ${b.server_cpu_us_per_request.toFixed(1)} µs CPU/req`,
+        );
       }
       phases.push(phase);
     };
@@ -80,7 +82,10 @@ export async function runHistory(ctx: BenchContext): Promise<BenchResult> {
       const took = (Date.now() - started) / 1000;
       ctx.log(`history: ${count - done} launches and deletes in ${took.toFixed(0)} s (${count} in all)`);
       done = count;
-      await measure(`after ${count.toLocaleString('en-US')} launches and deletes`, `${count.toLocaleString('en-US')} containers launched and deleted in all`);
+      await measure(
+        `after ${count.toLocaleString('en-US')} launches and deletes`,
+        `${count.toLocaleString('en-US')} containers launched and deleted in all`,
+      );
     }
     if (mixedSeconds > 0) {
       const summary = await mixedLoad(ctx, daemon, tmp.dir, mixedSeconds);
@@ -172,15 +177,20 @@ export async function mixedLoad(ctx: BenchContext, daemon: BenchDaemon, dir: str
   }
   if (errors > 0) throw new Error(`history mixed load: ${errors} guest requests failed`);
   await deleteAll(daemon, names);
-  return `${formatDuration(seconds)}: ${mixedContainers} containers made ${requests.toLocaleString('en-US')} guest GETs and heard ${events.toLocaleString('en-US')} events; ` +
-    `${sets.toLocaleString('en-US')} config sets, ${churned.toLocaleString('en-US')} more launches and deletes, ${reads.toLocaleString('en-US')} admin reads; the 50 deleted before the rounds`;
+  return (
+    `${formatDuration(seconds)}: ${mixedContainers} containers made ${requests.toLocaleString('en-US')} guest GETs and heard ${events.toLocaleString('en-US')} events; ` +
+    `${sets.toLocaleString('en-US')} config sets, ${churned.toLocaleString('en-US')} more launches and deletes, ${reads.toLocaleString('en-US')} admin reads; the 50 deleted before the rounds`
+  );
 }
 
 function formatDuration(seconds: number): string {
   return seconds >= 120 ? `${Math.round(seconds / 60)} minutes` : `${seconds} s`;
 }
 
-function summarize(phases: readonly Phase[], how: { counts: readonly number[]; mixedSeconds: number; rounds: number; seconds: number }): BenchResult {
+function summarize(
+  phases: readonly Phase[],
+  how: { counts: readonly number[]; mixedSeconds: number; rounds: number; seconds: number },
+): BenchResult {
   const fresh = phases[0] as Phase;
   const ratioOf = (p: Phase, field: 'requests_per_second' | 'server_cpu_us_per_request') =>
     median(p.devapollo.map((s) => s[field])) / median(p.baseline.map((s) => s[field]));
@@ -203,7 +213,12 @@ function summarize(phases: readonly Phase[], how: { counts: readonly number[]; m
       ratio: rps / rpsBase,
       spread: Math.max(spread(phase.devapollo.map((s) => s.requests_per_second)), spread(phase.baseline.map((s) => s.requests_per_second))),
     });
-    rows.push({ metric: `${phase.name}: throughput, round by round`, unit: '', ratio: median(ratios), ...(interval === undefined ? {} : { interval }) });
+    rows.push({
+      metric: `${phase.name}: throughput, round by round`,
+      unit: '',
+      ratio: median(ratios),
+      ...(interval === undefined ? {} : { interval }),
+    });
     rows.push({
       metric: `${phase.name}: CPU per request`,
       value: median(phase.devapollo.map((s) => s.server_cpu_us_per_request)),
@@ -214,14 +229,20 @@ function summarize(phases: readonly Phase[], how: { counts: readonly number[]; m
     });
     if (phase !== fresh) {
       const adjusted = rps / rpsBase / freshRatio;
-      rows.push({ metric: `${phase.name}: against fresh, bare-adjusted`, unit: '', ratio: adjusted, target: '>= 0.95x', met: adjusted >= 0.95 });
+      rows.push({
+        metric: `${phase.name}: against fresh, bare-adjusted`,
+        unit: '',
+        ratio: adjusted,
+        target: '>= 0.95x',
+        met: adjusted >= 0.95,
+      });
       rows.push({ metric: `${phase.name}: against fresh, bare-adjusted, round by round`, unit: '', ratio: median(ratios) / freshPaired });
     }
   }
   const counts = how.counts.map((n) => n.toLocaleString('en-US')).join(' and ');
   return {
     id: 'history',
-    title: 'Throughput after the daemon\'s history (issue 18)',
+    title: "Throughput after the daemon's history (issue 18)",
     method:
       'One daemon, never restarted, measured fresh and then after its history, each time in ' +
       `${how.rounds} rounds of ${how.seconds} s alternating with a bare \`node:http\` server (the keep-alive benchmark's load: ` +
@@ -229,12 +250,17 @@ function summarize(phases: readonly Phase[], how: { counts: readonly number[]; m
       `the load on core 1, rate limit off). The history: containers launched and deleted through the admin API (${counts} in all, ` +
       `4 at a time), then ${how.mixedSeconds > 0 ? formatDuration(how.mixedSeconds) : 'no'} of mixed load (50 unprivileged containers each holding an event stream ` +
       'and making GETs of config keys, the key list, meta-data and /1.0, every tenth on a new connection; meanwhile a config set every 20 ms, ' +
-      'launches and deletes one after another, admin reads of the list and the status). The history\'s containers are deleted before each ' +
-      'phase\'s rounds. "Bare-adjusted" is the phase\'s ratio to the bare server divided by the fresh daemon\'s: a drift of the machine ' +
+      "launches and deletes one after another, admin reads of the list and the status). The history's containers are deleted before each " +
+      "phase's rounds. \"Bare-adjusted\" is the phase's ratio to the bare server divided by the fresh daemon's: a drift of the machine " +
       'over the run cancels out of it.',
     rows,
     notes: [
-      ...phases.map((p) => `${p.name}: ${p.history}; throughput ratio round by round ${paired(p, 'requests_per_second').map((r) => `${r.toFixed(2)}x`).join(', ')}.`),
+      ...phases.map(
+        (p) =>
+          `${p.name}: ${p.history}; throughput ratio round by round ${paired(p, 'requests_per_second')
+            .map((r) => `${r.toFixed(2)}x`)
+            .join(', ')}.`,
+      ),
       loadNote(phases.flatMap((p) => [...p.devapollo, ...p.baseline])),
     ],
     raw: phases,

@@ -18,7 +18,7 @@ import { BenchDaemon } from '../lib/daemon.js';
 import { pin } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
 import { median, medianInterval, spread } from '../lib/stats.js';
-import { fooValue, loadContainer, loadNote, loadRun, type LoadSample } from './throughput.js';
+import { fooValue, type LoadSample, loadContainer, loadNote, loadRun } from './throughput.js';
 
 const bystander = 'bench-bystander';
 const tokenPath = '/1.0/identity/token?audience=bench&ttl=60';
@@ -35,9 +35,26 @@ export async function runIdentity(ctx: BenchContext): Promise<BenchResult> {
     await daemon.launch(bystander, { privileged: true, config: { 'user.foo': fooValue } });
     pin(daemon.pid, '0');
     const load = (path: string, expectBody: string | null, runSeconds = seconds, warmup = warmupSeconds) =>
-      loadRun(daemon, { container: loadContainer, socketPath: '/dev/apollo/sock', serverPid: daemon.pid, reconnect: false, seconds: runSeconds, warmupSeconds: warmup, path, expectBody });
+      loadRun(daemon, {
+        container: loadContainer,
+        socketPath: '/dev/apollo/sock',
+        serverPid: daemon.pid,
+        reconnect: false,
+        seconds: runSeconds,
+        warmupSeconds: warmup,
+        path,
+        expectBody,
+      });
     const neighbour = () =>
-      loadRun(daemon, { container: bystander, socketPath: '/dev/apollo/sock', serverPid: daemon.pid, reconnect: false, seconds, warmupSeconds: 0.5, connections: 1 });
+      loadRun(daemon, {
+        container: bystander,
+        socketPath: '/dev/apollo/sock',
+        serverPid: daemon.pid,
+        reconnect: false,
+        seconds,
+        warmupSeconds: 0.5,
+        connections: 1,
+      });
     /** The bystander measured while `background` runs for longer on either side of it. */
     const beside = async (background: Promise<LoadSample>): Promise<LoadSample> => {
       await new Promise((resolve) => setTimeout(resolve, (warmupSeconds + 1) * 1000));
@@ -54,7 +71,9 @@ export async function runIdentity(ctx: BenchContext): Promise<BenchResult> {
         const sample = side === 'tokens' ? await load(tokenPath, null) : await load('/1.0/config/user.foo', fooValue);
         if (sample.errors > 0) throw new Error(`identity ${side}: ${sample.errors} errors`);
         samples[side].push(sample);
-        ctx.log(`identity round ${round + 1}/${rounds} ${side}: ${Math.round(sample.requests_per_second)} req/s, p99 ${sample.latency_p99_ms} ms, ${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req`);
+        ctx.log(
+          `identity round ${round + 1}/${rounds} ${side}: ${Math.round(sample.requests_per_second)} req/s, p99 ${sample.latency_p99_ms} ms, ${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req`,
+        );
       }
       const neighbourOrder: readonly Neighbour[] = round % 2 === 0 ? ['alone', 'tokens', 'gets'] : ['gets', 'tokens', 'alone'];
       for (const beside_ of neighbourOrder) {
@@ -105,11 +124,21 @@ async function limitedRounds(
         });
         await new Promise((resolve) => setTimeout(resolve, (warmupSeconds + 1) * 1000));
         // 1.5 s, no warm-up: within the bystander's own request burst (4096, then 1024 a second).
-        const sample = await loadRun(daemon, { container: bystander, socketPath: '/dev/apollo/sock', serverPid: daemon.pid, reconnect: false, seconds: 1.5, warmupSeconds: 0, connections: 1 });
+        const sample = await loadRun(daemon, {
+          container: bystander,
+          socketPath: '/dev/apollo/sock',
+          serverPid: daemon.pid,
+          reconnect: false,
+          seconds: 1.5,
+          warmupSeconds: 0,
+          connections: 1,
+        });
         const flood = await background;
         if (sample.errors > 0) throw new Error(`identity bystander ${side}: ${sample.errors} errors`);
         neighbours[side].push(sample);
-        ctx.log(`identity round ${round + 1}/${rounds} bystander (${side}): ${Math.round(sample.requests_per_second)} req/s; the flood: ${Math.round(flood.requests_per_second)} req/s, ${flood.errors} refused`);
+        ctx.log(
+          `identity round ${round + 1}/${rounds} bystander (${side}): ${Math.round(sample.requests_per_second)} req/s; the flood: ${Math.round(flood.requests_per_second)} req/s, ${flood.errors} refused`,
+        );
       }
     }
   } finally {

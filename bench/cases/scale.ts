@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import { tempDir } from '../lib/cleanup.js';
-import { type BenchContext, agentScript, installAgent } from '../lib/context.js';
+import { agentScript, type BenchContext, installAgent } from '../lib/context.js';
 import { BenchDaemon, launchMany } from '../lib/daemon.js';
 import {
   cpuSeconds,
@@ -32,7 +32,10 @@ const connectionsPerHolder = 100;
 
 /** The open-files hard limit of this process (the daemon inherits it). */
 function openFilesLimit(): number {
-  const line = fs.readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+  const line = fs
+    .readFileSync('/proc/self/limits', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max open files'));
   const hard = line?.trim().split(/\s+/)[4];
   return hard === undefined || hard === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(hard);
 }
@@ -118,9 +121,11 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
           const sample = await loadDaemon(daemon, mode === 'reconnect', seconds, 1.5);
           if (sample.errors > 0) throw new Error(`${mode} at ${side}: ${sample.errors} errors`);
           sides[side][mode].push(sample);
-          ctx.log(`${mode} round ${r + 1}/${rounds} ${side === 'one' ? '1 container' : `${containers} containers`}: ` +
-            `${Math.round(sample.requests_per_second)} req/s, ${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req ` +
-            `(${sample.server_system_us_per_request.toFixed(1)} system, ${sample.server_helper_threads_us_per_request.toFixed(1)} helper threads)`);
+          ctx.log(
+            `${mode} round ${r + 1}/${rounds} ${side === 'one' ? '1 container' : `${containers} containers`}: ` +
+              `${Math.round(sample.requests_per_second)} req/s, ${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req ` +
+              `(${sample.server_system_us_per_request.toFixed(1)} system, ${sample.server_helper_threads_us_per_request.toFixed(1)} helper threads)`,
+          );
         }
       }
     }
@@ -130,16 +135,18 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
     // 1,000 open guest connections, 100 from each of 10 containers; each must be answered
     // with its own container's value.
     ctx.log(`opening ${holderContainers * connectionsPerHolder} guest connections`);
-    const holders = names.slice(0, holderContainers).map((name) =>
-      big.spawnIn(name, `holder in ${name}`, [
-        'taskset',
-        '-c',
-        '1',
-        process.execPath,
-        holder,
-        JSON.stringify({ connections: connectionsPerHolder, expect: name }),
-      ]),
-    );
+    const holders = names
+      .slice(0, holderContainers)
+      .map((name) =>
+        big.spawnIn(name, `holder in ${name}`, [
+          'taskset',
+          '-c',
+          '1',
+          process.execPath,
+          holder,
+          JSON.stringify({ connections: connectionsPerHolder, expect: name }),
+        ]),
+      );
     for (const h of holders) await h.expect('ready', 120_000);
     const status = await big.status();
     const rssConnected = rssBytes(big.pid);
@@ -165,7 +172,11 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
     if (after.containers.running !== containers) {
       notes.push(`after the restart ${after.containers.running} of ${containers} containers were running`);
     }
-    const check = big.spawnIn(names[0] as string, 'holder after restart', [process.execPath, holder, JSON.stringify({ connections: 1, expect: names[0] })]);
+    const check = big.spawnIn(names[0] as string, 'holder after restart', [
+      process.execPath,
+      holder,
+      JSON.stringify({ connections: 1, expect: names[0] }),
+    ]);
     await check.expect('ready', 60_000);
     await check.stop();
     ctx.log(`restart: stopped in ${stopSeconds.toFixed(2)} s, re-adopted ${after.containers.running} in ${readoptSeconds.toFixed(2)} s`);
@@ -241,7 +252,14 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
         { metric: 'launch throughput', value: launchRate, unit: 'containers/s' },
         { metric: `restart: stop (SIGTERM to exit)`, value: stopSeconds, unit: 's' },
         { metric: `restart: start and re-adopt ${after.containers.running.toLocaleString('en-US')}`, value: readoptSeconds, unit: 's' },
-        { metric: `RSS at ${n} containers, idle`, value: rssIdle / MiB, unit: 'MiB', baseline: rssAtOne / MiB, baselineName: '1 container', ratio: rssIdle / rssAtOne },
+        {
+          metric: `RSS at ${n} containers, idle`,
+          value: rssIdle / MiB,
+          unit: 'MiB',
+          baseline: rssAtOne / MiB,
+          baselineName: '1 container',
+          ratio: rssIdle / rssAtOne,
+        },
         {
           metric: `RSS at ${n} containers + ${guestConnections} connections`,
           value: rssConnected / MiB,
@@ -259,7 +277,13 @@ export async function runScale(ctx: BenchContext): Promise<BenchResult> {
         launched,
         launch_seconds: round(launchSeconds, 3),
         per_request: sides,
-        rss_bytes: { one_container: rssAtOne, idle: rssIdle, connected: rssConnected, connected_parts: parts, after_restart: rssAfterRestart },
+        rss_bytes: {
+          one_container: rssAtOne,
+          idle: rssIdle,
+          connected: rssConnected,
+          connected_parts: parts,
+          after_restart: rssAfterRestart,
+        },
         fds: { idle: fdsIdle, connected: fdsConnected, kinds },
         guest_connections: guestConnections,
         listening_guest_descriptors: listening,

@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Agent } from '../lib/agent.js';
 import { tempDir } from '../lib/cleanup.js';
-import { type BenchContext, agentScript } from '../lib/context.js';
+import { agentScript, type BenchContext } from '../lib/context.js';
 import { BenchDaemon } from '../lib/daemon.js';
 import { cpuSplit, pin } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
@@ -93,7 +93,13 @@ export async function loadRun(
   const after = cpuSplit(options.serverPid);
   options.onMeasure?.('end');
   await agent.stop();
-  const result = JSON.parse(line) as { requests: number; requests_per_second: number; latency_p50_ms: number; latency_p99_ms: number; errors: number };
+  const result = JSON.parse(line) as {
+    requests: number;
+    requests_per_second: number;
+    latency_p50_ms: number;
+    latency_p99_ms: number;
+    errors: number;
+  };
   const perRequest = (seconds: number) => (seconds * 1e6) / Math.max(result.requests, 1);
   const total = after.user + after.system - before.user - before.system;
   return {
@@ -202,7 +208,14 @@ export async function runThroughput(ctx: BenchContext, modes: readonly Throughpu
     for (const mode of modes) {
       const reconnect = mode === 'reconnect';
       const samples: Samples = { devapollo: [], baseline: [], longLived: [] };
-      await loadRun(longLived, { container: loadContainer, socketPath: '/dev/apollo/sock', serverPid: longLived.pid, reconnect, seconds: 1, warmupSeconds });
+      await loadRun(longLived, {
+        container: loadContainer,
+        socketPath: '/dev/apollo/sock',
+        serverPid: longLived.pid,
+        reconnect,
+        seconds: 1,
+        warmupSeconds,
+      });
       for (let round = 0; round < rounds; round++) {
         if (round > 0 && round % roundsPerProcess === 0) {
           // A new daemon (it re-adopts the load container) and a new bare server, each
@@ -212,13 +225,17 @@ export async function runThroughput(ctx: BenchContext, modes: readonly Throughpu
           pin(daemon.pid, '0');
           await baseline.stop();
           baseline = await startBaselineServer(baselineSocket, etag);
-          for (const [socketPath, serverPid] of [['/dev/apollo/sock', daemon.pid], [baselineSocket, baseline.pid as number]] as const) {
+          for (const [socketPath, serverPid] of [
+            ['/dev/apollo/sock', daemon.pid],
+            [baselineSocket, baseline.pid as number],
+          ] as const) {
             await loadRun(daemon, { container: loadContainer, socketPath, serverPid, reconnect, seconds: 1, warmupSeconds });
           }
           ctx.log(`${mode}: a new daemon and a new bare server`);
         }
         // Alternate which side goes first, so that a drift in the machine's load hits both.
-        const order = round % 2 === 0 ? (['devapollo', 'baseline', 'longLived'] as const) : (['longLived', 'baseline', 'devapollo'] as const);
+        const order =
+          round % 2 === 0 ? (['devapollo', 'baseline', 'longLived'] as const) : (['longLived', 'baseline', 'devapollo'] as const);
         for (const side of order) {
           const server = side === 'longLived' ? longLived : daemon;
           const sample = await loadRun(server, {
@@ -231,8 +248,10 @@ export async function runThroughput(ctx: BenchContext, modes: readonly Throughpu
           });
           if (sample.errors > 0) throw new Error(`${mode} ${side}: ${sample.errors} errors`);
           samples[side].push(sample);
-          ctx.log(`${mode} round ${round + 1}/${rounds} ${side}: ${Math.round(sample.requests_per_second)} req/s, ` +
-            `${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req`);
+          ctx.log(
+            `${mode} round ${round + 1}/${rounds} ${side}: ${Math.round(sample.requests_per_second)} req/s, ` +
+              `${sample.server_cpu_us_per_request.toFixed(1)} µs CPU/req`,
+          );
         }
       }
       results.push(summarize(mode, samples));
@@ -290,8 +309,18 @@ function summarize(mode: ThroughputMode, samples: Samples): BenchResult {
     pairedRow('server CPU per request, round by round', samples, 'server_cpu_us_per_request'),
     // The least disturbed round of each side: on a shared machine other work only ever
     // slows a round down, so the best rounds are the closest to what the code costs.
-    bestRow('throughput, best round', Math.max(...pick('devapollo', 'requests_per_second')), Math.max(...pick('baseline', 'requests_per_second')), 'req/s'),
-    bestRow('server CPU per request, best round', Math.min(...pick('devapollo', 'server_cpu_us_per_request')), Math.min(...pick('baseline', 'server_cpu_us_per_request')), 'µs'),
+    bestRow(
+      'throughput, best round',
+      Math.max(...pick('devapollo', 'requests_per_second')),
+      Math.max(...pick('baseline', 'requests_per_second')),
+      'req/s',
+    ),
+    bestRow(
+      'server CPU per request, best round',
+      Math.min(...pick('devapollo', 'server_cpu_us_per_request')),
+      Math.min(...pick('baseline', 'server_cpu_us_per_request')),
+      'µs',
+    ),
     {
       metric: 'throughput, one long-lived daemon (never restarted)',
       value: median(pick('longLived', 'requests_per_second')),
@@ -301,7 +330,11 @@ function summarize(mode: ThroughputMode, samples: Samples): BenchResult {
       ratio: median(pick('longLived', 'requests_per_second')) / rpsBase,
       spread: spread(pick('longLived', 'requests_per_second')),
     },
-    pairedRow('throughput, one long-lived daemon, round by round', { devapollo: samples.longLived, baseline: samples.baseline }, 'requests_per_second'),
+    pairedRow(
+      'throughput, one long-lived daemon, round by round',
+      { devapollo: samples.longLived, baseline: samples.baseline },
+      'requests_per_second',
+    ),
     {
       metric: 'server CPU per request, one long-lived daemon',
       value: median(pick('longLived', 'server_cpu_us_per_request')),
@@ -311,12 +344,17 @@ function summarize(mode: ThroughputMode, samples: Samples): BenchResult {
       ratio: median(pick('longLived', 'server_cpu_us_per_request')) / cpuBase,
     },
     // autocannon counts latency in whole milliseconds: no ratio against a 0.
-    { metric: 'latency p99', value: p99, unit: 'ms', baseline: p99Base, baselineName: 'node:http', ...(p99Base > 0 ? { ratio: p99 / p99Base } : {}) },
+    {
+      metric: 'latency p99',
+      value: p99,
+      unit: 'ms',
+      baseline: p99Base,
+      baselineName: 'node:http',
+      ...(p99Base > 0 ? { ratio: p99 / p99Base } : {}),
+    },
   ];
   const title =
-    mode === 'keepalive'
-      ? 'Keep-alive throughput (issue 7, benchmark 1)'
-      : 'A new connection per request (issue 7, benchmark 2)';
+    mode === 'keepalive' ? 'Keep-alive throughput (issue 7, benchmark 1)' : 'A new connection per request (issue 7, benchmark 2)';
   const how =
     mode === 'keepalive'
       ? '10 kept-alive connections'

@@ -4,8 +4,8 @@
  * takes commands ("go"); it is killed at cleanup if it is still running.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
-import type { Duplex } from 'node:stream';
 import { createInterface } from 'node:readline';
+import type { Duplex } from 'node:stream';
 import { onCleanup } from './cleanup.js';
 
 export class Agent {

@@ -36,7 +36,10 @@ function serveHas(option: string): boolean {
  */
 function daemonNodeFlags(): string[] {
   const first = fs.readFileSync(hostCli, 'utf8').split('\n', 1)[0] ?? '';
-  const words = first.replace(/^#!\S*env\s+(-S\s+)?/, '').split(/\s+/).filter(Boolean);
+  const words = first
+    .replace(/^#!\S*env\s+(-S\s+)?/, '')
+    .split(/\s+/)
+    .filter(Boolean);
   return words.slice(1).filter((w) => w.startsWith('--'));
 }
 

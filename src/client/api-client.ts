@@ -124,7 +124,7 @@ export class GuestClient {
    * (rejects when it breaks, or a line is longer than `answerLimits.eventLineBytes`).
    */
   async openStream(target: string, onLine: (line: string) => void): Promise<{ ended: Promise<void>; close: () => void }> {
-    let opened;
+    let opened: Awaited<ReturnType<typeof openStream>>;
     try {
       opened = await openStream({
         ...this.target('GET', target),

@@ -13,7 +13,11 @@ function parseFastGet(argv: readonly string[]): { key: string; socket?: string; 
   let timeout: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
-    const [name, inline] = arg.startsWith('--') ? (arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined]) : [arg, undefined];
+    const [name, inline] = arg.startsWith('--')
+      ? arg.includes('=')
+        ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)]
+        : [arg, undefined]
+      : [arg, undefined];
     if (name === '--socket' || name === '--connect-timeout') {
       const value = inline ?? argv[++i];
       if (value === undefined) return undefined;

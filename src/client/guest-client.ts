@@ -5,5 +5,13 @@
  * wrong ('not-found', 'forbidden', 'no-daemon', ...), with the HTTP `status` and the
  * `exitCode` the CLI would end with (README, "From a program").
  */
-export { answerLimits, defaultSocketPath, GuestClient, rateLimitRetries, type GuestClientOptions, type GuestResponse } from './api-client.js';
+
 export { ApolloError, type ErrorCode, errorFaces } from '../shared/errors.js';
+export {
+  answerLimits,
+  defaultSocketPath,
+  GuestClient,
+  type GuestClientOptions,
+  type GuestResponse,
+  rateLimitRetries,
+} from './api-client.js';

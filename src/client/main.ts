@@ -15,9 +15,14 @@ export function buildGuestCli(argv: readonly string[], outcome: CommandOutcome =
   // A lone "-" is `set KEY -`'s "value from stdin" (yargs would drop it).
   const cli = yargs(argv.map((arg) => (arg === '-' ? stdinArgument : arg)))
     .scriptName('devapollo-guest')
-    .usage('$0 <command>\n\nRead this container\'s config and meta-data from the devapollo socket, and write its guest.* keys for the host.')
+    .usage("$0 <command>\n\nRead this container's config and meta-data from the devapollo socket, and write its guest.* keys for the host.")
     .option('socket', { type: 'string', global: true, describe: 'the socket (env APOLLO_SOCKET)', defaultDescription: '/dev/apollo/sock' })
-    .option('connect-timeout', { type: 'number', global: true, default: 5, describe: 'seconds an answer may take, body included (a wait adds its own time)' });
+    .option('connect-timeout', {
+      type: 'number',
+      global: true,
+      default: 5,
+      describe: 'seconds an answer may take, body included (a wait adds its own time)',
+    });
   return finishCli(addCommands(cli, guestCommands, outcome), 'devapollo-guest', async (words, argv) => {
     if (words.length !== 1 || (words[0] !== 'get' && words[0] !== 'wait')) return [];
     const socketPath = typeof argv['socket'] === 'string' ? argv['socket'] : undefined;

@@ -61,7 +61,10 @@ export async function waitForKey(
   for (;;) {
     const remaining = deadline - Date.now();
     if (remaining <= 0) {
-      throw new ApolloError('wait-timeout', `timed out waiting for ${key}${options.expected === undefined ? ' to change' : ` to be ${JSON.stringify(options.expected)}`}`);
+      throw new ApolloError(
+        'wait-timeout',
+        `timed out waiting for ${key}${options.expected === undefined ? ' to change' : ` to be ${JSON.stringify(options.expected)}`}`,
+      );
     }
     try {
       if (current === undefined) {
@@ -125,7 +128,7 @@ export async function watchEvents(
       }
       onEvent(event);
     };
-    let stream;
+    let stream: Awaited<ReturnType<typeof client.openStream>>;
     try {
       stream = await client.openStream(`/1.0/events?type=${types.join(',')}`, (line) => {
         const event = JSON.parse(line) as GuestEvent;

@@ -9,21 +9,21 @@ import { packageVersion } from '../shared/version.js';
 import type { StatusWire } from '../shared/wire.js';
 import { groupId } from './admin/admin-group.js';
 import { createAdminServer } from './admin/server.js';
-import { ContainerManager } from './containers/manager.js';
 import { subordinateRange } from './containers/idmap.js';
+import { ContainerManager } from './containers/manager.js';
 import { registerGauges } from './gauges.js';
-import { IdentityIssuer } from './identity/issuer.js';
-import type { IdentitySettings } from './identity/settings.js';
 import type { RateLimit } from './guest/limits.js';
 import { createGuestServer, type GuestServerLimits } from './guest/server.js';
-import { Metrics, type RequestObserver } from './metrics.js';
-import { ExitWatcher } from './kernel/exit-watcher.js';
+import { IdentityIssuer } from './identity/issuer.js';
+import type { IdentitySettings } from './identity/settings.js';
 import { checkPeerCredentials } from './kernel/credential-probe.js';
 import { closeInheritedOnExec } from './kernel/descriptors.js';
+import { ExitWatcher } from './kernel/exit-watcher.js';
 import { processKernelFeatures } from './kernel/features.js';
 import { closeServer, inheritedSockets, listenInherited, listenSocket } from './listening.js';
 import { type LogFormat, Logger, type LogLevel, RateLimitedLog } from './log.js';
-import { daemonPaths, type DaemonPaths } from './paths.js';
+import { Metrics, type RequestObserver } from './metrics.js';
+import { type DaemonPaths, daemonPaths } from './paths.js';
 import { SocketKeeper } from './socket-keeper.js';
 import { ContainerStore, StateFileError } from './state/container-store.js';
 import { acquireLock, layOutDir } from './state/daemon-dir.js';
@@ -79,7 +79,7 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
     const guestDirMissing = !fs.existsSync(paths.guestDir);
     layOutDir(paths, lockFd);
     const store = new ContainerStore(paths.containersDir);
-    let records;
+    let records: Awaited<ReturnType<ContainerStore['load']>>;
     try {
       records = await store.load();
     } catch (error) {
@@ -143,7 +143,16 @@ export async function serve(options: ServeOptions): Promise<Daemon> {
       identity: features,
       socket_activation: inherited !== undefined,
       socket_repairs: keeper.repairs(),
-      ...(debugInternals ? { internals: { ...manager.internals(), ...guestServer.internals(), metric_label_sets: metrics.labelSets, process_listeners: processListeners() } } : {}),
+      ...(debugInternals
+        ? {
+            internals: {
+              ...manager.internals(),
+              ...guestServer.internals(),
+              metric_label_sets: metrics.labelSets,
+              process_listeners: processListeners(),
+            },
+          }
+        : {}),
     });
     const admin = createAdminServer({ manager, events, status, metrics: () => metrics.render(), identity }, manager, observer, adminGid);
     // Read by status() only once the daemon answers, after this line.

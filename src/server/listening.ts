@@ -52,7 +52,10 @@ export function inheritedSockets(env: NodeJS.ProcessEnv = process.env): { guest:
 export async function listenInherited(server: http.Server, fd: number, expected: string): Promise<void> {
   const address = boundPath(fd);
   if (address !== expected) {
-    throw new ApolloError('usage', `the inherited socket on fd ${fd} is ${JSON.stringify(address ?? null)}, expected ${expected} (check --dir)`);
+    throw new ApolloError(
+      'usage',
+      `the inherited socket on fd ${fd} is ${JSON.stringify(address ?? null)}, expected ${expected} (check --dir)`,
+    );
   }
   await listenOn(server, { fd });
 }

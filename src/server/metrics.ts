@@ -43,12 +43,21 @@ export class Metrics {
   /** One finished request: `route` is the route's pattern (never a key name or value). */
   observeRequest(api: string, route: string, status: number, seconds: number): void {
     let byRoute = this.requests.get(api);
-    if (byRoute === undefined) this.requests.set(api, (byRoute = new Map()));
+    if (byRoute === undefined) {
+      byRoute = new Map();
+      this.requests.set(api, byRoute);
+    }
     let byStatus = byRoute.get(route);
-    if (byStatus === undefined) byRoute.set(route, (byStatus = new Map()));
+    if (byStatus === undefined) {
+      byStatus = new Map();
+      byRoute.set(route, byStatus);
+    }
     byStatus.set(status, (byStatus.get(status) ?? 0) + 1);
     let histogram = this.latency.get(api);
-    if (histogram === undefined) this.latency.set(api, (histogram = new Histogram()));
+    if (histogram === undefined) {
+      histogram = new Histogram();
+      this.latency.set(api, histogram);
+    }
     histogram.observe(seconds);
   }
 

@@ -196,7 +196,12 @@ export class SocketKeeper {
       // Once listening, 'error' means an accept failed: logged (rate-limited), still listening.
       listener.on('error', (error) =>
         this.acceptFailures.attempt((suppressed) =>
-          this.options.logger.error('accept failed', { api: socket.api, path: socket.path, error: String(error), suppressed: suppressed || undefined }),
+          this.options.logger.error('accept failed', {
+            api: socket.api,
+            path: socket.path,
+            error: String(error),
+            suppressed: suppressed || undefined,
+          }),
         ),
       );
       const previous = process.umask(0o777 & ~socket.mode);

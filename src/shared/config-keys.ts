@@ -39,7 +39,9 @@ const known = new Set(knownKeys);
 
 /** True when `key` may be set: in a free namespace, or a known key. */
 export function isSettableKey(key: string): boolean {
-  return known.has(key) || [...freeNamespaces, guestNamespace].some((namespace) => key.startsWith(namespace) && key.length > namespace.length);
+  return (
+    known.has(key) || [...freeNamespaces, guestNamespace].some((namespace) => key.startsWith(namespace) && key.length > namespace.length)
+  );
 }
 
 /** Refuses a key that may not be set, naming the keys that may (400, exit 2). */

@@ -11,8 +11,7 @@ export async function* readLines(stream: Readable, maxLineBytes = Infinity): Asy
   let pendingBytes = 0;
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     let start = 0;
-    let newline: number;
-    while ((newline = chunk.indexOf(0x0a, start)) !== -1) {
+    for (let newline = chunk.indexOf(0x0a, start); newline !== -1; newline = chunk.indexOf(0x0a, start)) {
       const tail = chunk.subarray(start, newline);
       if (pendingBytes + tail.length > maxLineBytes) throw lineTooLong(maxLineBytes);
       yield (pending.length === 0 ? tail : Buffer.concat([...pending, tail])).toString('utf8');

@@ -70,7 +70,7 @@ export async function renderYaml(value: unknown): Promise<string> {
 /** RFC 4180 CSV: fields with commas, quotes or line breaks are quoted. */
 export function renderCsv(head: readonly string[], rows: readonly (readonly string[])[]): string {
   const field = (v: string) => (/[",\r\n]/.test(v) ? `"${v.replace(/"/g, '""')}"` : v);
-  return [head, ...rows].map((row) => row.map(field).join(',')).join('\r\n') + '\r\n';
+  return `${[head, ...rows].map((row) => row.map(field).join(',')).join('\r\n')}\r\n`;
 }
 
 /** Renders data in the chosen format; `table` gives the head and rows for table and csv. */

@@ -50,7 +50,9 @@ export function sizeText(bytes: number): string {
  * from the Host header and runs its IPv6 regular expression on it, which costs a cold
  * `devapollo-guest get` about 5 ms of its start-up.
  */
-function connection(request: Pick<UnixRequest, 'socketPath' | 'method' | 'path' | 'headers'>): http.RequestOptions & { servername: string } {
+function connection(
+  request: Pick<UnixRequest, 'socketPath' | 'method' | 'path' | 'headers'>,
+): http.RequestOptions & { servername: string } {
   return {
     socketPath: request.socketPath,
     agent: false,
@@ -133,7 +135,9 @@ function readBody(req: http.ClientRequest, res: http.IncomingMessage, limit: num
   return new Promise((resolve, reject) => {
     const tooLarge = () => {
       req.destroy();
-      reject(new ApolloError('internal', `the answer on ${socket} is larger than ${sizeText(limit)}, more than ${reader} reads: refusing it`));
+      reject(
+        new ApolloError('internal', `the answer on ${socket} is larger than ${sizeText(limit)}, more than ${reader} reads: refusing it`),
+      );
     };
     const declared = Number(res.headers['content-length'] ?? 0);
     if (declared > limit) {

@@ -7,8 +7,8 @@ import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 import { eventually, guestTool, run, TestDaemon } from '../helpers/daemon.js';
-import { processesWhere } from '../helpers/procs.js';
 import { containersUnavailable, gatedTest } from '../helpers/env.js';
+import { processesWhere } from '../helpers/procs.js';
 
 const oneErrorLine = /^Error: [^\n]+\n$/;
 
@@ -39,7 +39,15 @@ describe('devapollo-guest', () => {
 
   /** devapollo-guest in the container, with `env` in its environment (exec --env). */
   const guest = (args: string[], env: Readonly<Record<string, string>> = {}) =>
-    daemon.cli(['exec', 'g', ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--', process.execPath, guestTool(), ...args]);
+    daemon.cli([
+      'exec',
+      'g',
+      ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+      '--',
+      process.execPath,
+      guestTool(),
+      ...args,
+    ]);
 
   test('get prints exact bytes, whatever they hold', async () => {
     for (const value of ['with %s and %d', 'trailing newlines\n\n', 'no newline', '  spaces  ', 'ünïcödé 😀', 'a\u0000b']) {
@@ -143,7 +151,10 @@ describe('devapollo-guest', () => {
     const dead = path.join(dir, 'dead.sock');
     const hung = path.join(dir, 'hung.sock');
     // A socket file with no listener, as a crashed daemon leaves it (perl does not unlink it).
-    assert.equal((await run('perl', ['-MIO::Socket::UNIX', '-e', 'IO::Socket::UNIX->new(Local => $ARGV[0], Listen => 1) or die', dead])).code, 0);
+    assert.equal(
+      (await run('perl', ['-MIO::Socket::UNIX', '-e', 'IO::Socket::UNIX->new(Local => $ARGV[0], Listen => 1) or die', dead])).code,
+      0,
+    );
     const hungServer = net.createServer(() => undefined);
     await new Promise<void>((resolve) => hungServer.listen(hung, resolve));
     fs.chmodSync(hung, 0o777);
@@ -152,7 +163,9 @@ describe('devapollo-guest', () => {
       assert.equal(refused.code, 69);
       assert.match(refused.stderr, /^Error: nobody answers on .*: the devapollo daemon is down\n$/);
       const start = Date.now();
-      const hanging = await run(process.execPath, [guestTool(), '--socket', hung, '--connect-timeout', '1', 'get', 'user.foo'], { timeoutMs: 20_000 });
+      const hanging = await run(process.execPath, [guestTool(), '--socket', hung, '--connect-timeout', '1', 'get', 'user.foo'], {
+        timeoutMs: 20_000,
+      });
       assert.equal(hanging.code, 69);
       assert.match(hanging.stderr, /^Error: the devapollo daemon did not answer on .* within 1 s\n$/);
       // A hang guard, not a deadline: it ended on its own well before the 20 s guard.
@@ -169,7 +182,10 @@ describe('devapollo-guest', () => {
     const pending = daemon.exec('g', ['sh', '-c', script]);
     try {
       // Once the shell runs inside, the daemon has looked the container up and may go.
-      await eventually(() => processesWhere((args) => args[0] === 'sh' && args[1] === '-c' && args[2] === script).length > 0, 'exec runs its command');
+      await eventually(
+        () => processesWhere((args) => args[0] === 'sh' && args[1] === '-c' && args[2] === script).length > 0,
+        'exec runs its command',
+      );
       await daemon.signal('SIGTERM');
       fs.writeFileSync(flag, '');
       // The get runs while no daemon answers, and keeps trying.
@@ -204,8 +220,7 @@ describe('devapollo-guest', () => {
       t.skip('needs script(1) for a pseudo-terminal');
       return;
     }
-    const inPty = (env: string) =>
-      daemon.exec('g', ['script', '-qec', `${env} ${process.execPath} ${guestTool()} config`, '/dev/null']);
+    const inPty = (env: string) => daemon.exec('g', ['script', '-qec', `${env} ${process.execPath} ${guestTool()} config`, '/dev/null']);
     assert.match((await inPty('')).out, /\u001b\[/);
     assert.doesNotMatch((await inPty('NO_COLOR=1')).out, /\u001b\[/);
   });

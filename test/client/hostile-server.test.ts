@@ -58,14 +58,27 @@ describe('devapollo-guest against a hostile server', () => {
       } else if (target === '/1.0/config/user.tab') {
         send(200, 'text/plain', 'a\tb\nc', { ETag: '"x-3"' });
       } else if (target === '/1.0/config') {
-        send(200, 'application/json', JSON.stringify(['/1.0/config/user.escape', '/1.0/config/user.tab', `/1.0/config/user.${encodeURIComponent(hostile)}`]), { ETag: '"x-4"' });
+        send(
+          200,
+          'application/json',
+          JSON.stringify(['/1.0/config/user.escape', '/1.0/config/user.tab', `/1.0/config/user.${encodeURIComponent(hostile)}`]),
+          { ETag: '"x-4"' },
+        );
       } else if (target === `/1.0/config/user.${encodeURIComponent(hostile)}`) {
         send(200, 'text/plain', 'named', { ETag: '"x-5"' });
       } else if (target === '/1.0') {
-        send(200, 'application/json', JSON.stringify({ api_version: '1.0', instance_type: 'container', location: `host${hostile}`, state: 'Started' }));
+        send(
+          200,
+          'application/json',
+          JSON.stringify({ api_version: '1.0', instance_type: 'container', location: `host${hostile}`, state: 'Started' }),
+        );
       } else if (target.startsWith('/1.0/events')) {
         res.writeHead(200, { 'Content-Type': 'application/json' });
-        const event = { type: 'config', timestamp: `now${hostile}`, metadata: { key: `user.${hostile}`, old_value: hostile, value: `new${hostile}`, etag: '"x-9"' } };
+        const event = {
+          type: 'config',
+          timestamp: `now${hostile}`,
+          metadata: { key: `user.${hostile}`, old_value: hostile, value: `new${hostile}`, etag: '"x-9"' },
+        };
         res.write(`${JSON.stringify(event)}\n`);
         const timer = setInterval(() => res.write('\n'), 500);
         timers.add(timer);
@@ -90,7 +103,9 @@ describe('devapollo-guest against a hostile server', () => {
   /** Runs the guest CLI until it exits, reading its peak resident memory (VmHWM) meanwhile. */
   const peakMemory = (args: readonly string[]) =>
     new Promise<{ code: number | null; stderr: string; peakBytes: number }>((resolve) => {
-      const child = spawn(process.execPath, [guestBundle, '--socket', socket, '--connect-timeout', '5', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(process.execPath, [guestBundle, '--socket', socket, '--connect-timeout', '5', ...args], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
       let stderr = '';
       let peakBytes = 0;
       child.stderr.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
@@ -113,7 +128,10 @@ describe('devapollo-guest against a hostile server', () => {
   /** What the guest CLI writes to a terminal (stdout and stderr), run under a pseudo-terminal. */
   const onTerminal = async (args: readonly string[], wrap = '') => {
     const command = [process.execPath, guestBundle, '--socket', socket, '--connect-timeout', '2', ...args].map((a) => `'${a}'`).join(' ');
-    const r = await run('script', ['-q', '-e', '-c', `${wrap}${command}`, '/dev/null'], { env: { ...process.env, NO_COLOR: '1' }, timeoutMs: 30_000 });
+    const r = await run('script', ['-q', '-e', '-c', `${wrap}${command}`, '/dev/null'], {
+      env: { ...process.env, NO_COLOR: '1' },
+      timeoutMs: 30_000,
+    });
     return r.stdout;
   };
 
@@ -163,6 +181,10 @@ describe('devapollo-guest against a hostile server', () => {
     const json = await guest(['config', '--format', 'json']);
     assert.equal(json.out.indexOf('\u001b'), -1);
     assert.equal(json.out.indexOf('\u009b'), -1);
-    assert.deepEqual(JSON.parse(json.out), { 'user.escape': escapedValue.toString('utf8'), 'user.tab': 'a\tb\nc', [`user.${hostile}`]: 'named' });
+    assert.deepEqual(JSON.parse(json.out), {
+      'user.escape': escapedValue.toString('utf8'),
+      'user.tab': 'a\tb\nc',
+      [`user.${hostile}`]: 'named',
+    });
   });
 });

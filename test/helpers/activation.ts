@@ -8,7 +8,7 @@ import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:chil
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { eventually, hostCli, repoRoot, run, type RunResult } from './daemon.js';
+import { eventually, hostCli, type RunResult, repoRoot, run } from './daemon.js';
 
 const activator = path.join(repoRoot, 'test/helpers/activate.pl');
 
@@ -29,7 +29,17 @@ export class ActivatedDaemon {
   static async start(): Promise<ActivatedDaemon> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-activated-'));
     fs.mkdirSync(path.join(dir, 'devapollo'), { mode: 0o755 });
-    const holder = spawn('perl', [activator, path.join(dir, 'devapollo/sock'), path.join(dir, 'unix.socket'), '--', process.execPath, hostCli, 'serve', '--dir', dir]);
+    const holder = spawn('perl', [
+      activator,
+      path.join(dir, 'devapollo/sock'),
+      path.join(dir, 'unix.socket'),
+      '--',
+      process.execPath,
+      hostCli,
+      'serve',
+      '--dir',
+      dir,
+    ]);
     const daemon = new ActivatedDaemon(dir, holder);
     await eventually(() => daemon.log.includes('devapollo started'), 'the daemon starts on inherited sockets');
     return daemon;

@@ -33,7 +33,11 @@ export interface RunOptions {
 /** Runs a command to completion, capturing stdout bytes and stderr. */
 export function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], ...(options.cwd === undefined ? {} : { cwd: options.cwd }) });
+    const child = spawn(command, args, {
+      env: options.env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
+    });
     const stdout: Buffer[] = [];
     const stderr: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => stdout.push(c));
@@ -109,7 +113,13 @@ export class TestDaemon {
 
   /** Starts a daemon on a fresh temporary DIR (or the given one) and waits until it answers. */
   static async start(
-    options: { dir?: string; args?: readonly string[]; env?: NodeJS.ProcessEnv; inherit?: readonly ('ignore' | number)[]; cli?: string } = {},
+    options: {
+      dir?: string;
+      args?: readonly string[];
+      env?: NodeJS.ProcessEnv;
+      inherit?: readonly ('ignore' | number)[];
+      cli?: string;
+    } = {},
   ): Promise<TestDaemon> {
     const dir = options.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-test-'));
     const daemon = new TestDaemon(dir, options.env, options.inherit, options.cli);
@@ -233,7 +243,11 @@ export class TestDaemon {
     for (const entry of fs.readdirSync('/proc')) {
       if (!/^\d+$/.test(entry)) continue;
       try {
-        const nspid = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1]?.trim().split(/\s+/) ?? [];
+        const nspid =
+          /^NSpid:\s+(.*)$/m
+            .exec(fs.readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1]
+            ?.trim()
+            .split(/\s+/) ?? [];
         if (nspid.length < 2 || nspid[nspid.length - 1] !== '1') continue;
         if (fs.readFileSync(`/proc/${entry}/mountinfo`, 'utf8').includes(guestDir)) pids.push(Number(entry));
       } catch {

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { repoRoot, type RunResult } from './daemon.js';
+import { type RunResult, repoRoot } from './daemon.js';
 import { runToFiles } from './runtimes.js';
 
 const readmeText = (): string => fs.readFileSync(path.join(repoRoot, 'README.md'), 'utf8');

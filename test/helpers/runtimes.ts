@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { guestTool, hostCli, repoRoot, run, type RunResult, type TestDaemon } from './daemon.js';
+import { guestTool, hostCli, type RunResult, repoRoot, run, type TestDaemon } from './daemon.js';
 import { containersUnavailable, curlUnavailable } from './env.js';
 
 function works(command: string, args: readonly string[]): boolean {
@@ -211,7 +211,10 @@ export class LxcHost {
 
   /** lxc-start, daemonized; resolves with its result (a failing start hook fails it). Hooks inherit `env`. */
   start(name: string, env?: NodeJS.ProcessEnv): Promise<RunResult> {
-    return run('lxc-start', ['-P', this.lxcpath, '-n', name, '-l', 'DEBUG', '-o', this.logFile(name)], { timeoutMs: 60_000, ...(env ? { env } : {}) });
+    return run('lxc-start', ['-P', this.lxcpath, '-n', name, '-l', 'DEBUG', '-o', this.logFile(name)], {
+      timeoutMs: 60_000,
+      ...(env ? { env } : {}),
+    });
   }
 
   stop(name: string): Promise<RunResult> {
@@ -231,7 +234,10 @@ export class LxcHost {
 
   /** Runs a command inside with lxc-attach (`options.uid`/`gid`: as that user of the container). */
   attach(name: string, command: readonly string[], options: { uid?: number; gid?: number; timeoutMs?: number } = {}): Promise<RunResult> {
-    const ids = [...(options.uid === undefined ? [] : ['-u', String(options.uid)]), ...(options.gid === undefined ? [] : ['-g', String(options.gid)])];
+    const ids = [
+      ...(options.uid === undefined ? [] : ['-u', String(options.uid)]),
+      ...(options.gid === undefined ? [] : ['-g', String(options.gid)]),
+    ];
     return this.lxc('lxc-attach', ['-n', name, ...ids, '--', ...command], options.timeoutMs);
   }
 
@@ -406,11 +412,16 @@ export class PodmanHost {
 
   /** podman's global options for this store. */
   readonly globalArgs = [
-    '--root', path.join(this.root, 'storage'),
-    '--runroot', path.join(this.root, 'run'),
-    '--tmpdir', path.join(this.root, 'tmp'),
-    '--cgroup-manager', 'cgroupfs',
-    '--events-backend', 'none',
+    '--root',
+    path.join(this.root, 'storage'),
+    '--runroot',
+    path.join(this.root, 'run'),
+    '--tmpdir',
+    path.join(this.root, 'tmp'),
+    '--cgroup-manager',
+    'cgroupfs',
+    '--events-backend',
+    'none',
   ];
 
   /**
@@ -422,7 +433,8 @@ export class PodmanHost {
    * here: the runtime fails with "setrlimit: operation not permitted").
    */
   static readonly hostRunArgs: readonly string[] = [
-    '--network', 'none',
+    '--network',
+    'none',
     ...(isHybridCgroupHost() ? ['--runtime', 'runc'] : []),
     ...(canRaiseLimits() ? [] : ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024']),
   ];
@@ -438,14 +450,27 @@ export class PodmanHost {
 
   /** curl on /dev/apollo/sock from inside; `-w` gives the status on a line of its own. */
   curl(name: string, target: string): Promise<RunResult> {
-    return this.podman(['exec', name, 'curl', '-sS', '-w', '\n%{http_code}', '--unix-socket', '/dev/apollo/sock', `http://apollo${target}`]);
+    return this.podman([
+      'exec',
+      name,
+      'curl',
+      '-sS',
+      '-w',
+      '\n%{http_code}',
+      '--unix-socket',
+      '/dev/apollo/sock',
+      `http://apollo${target}`,
+    ]);
   }
 
   async destroy(): Promise<void> {
     await this.podman(['rm', '--all', '--force', '--time', '0']).catch(() => undefined);
     await this.podman(['rmi', '--all', '--force']).catch(() => undefined);
     // Whatever podman left mounted in its store (nothing, when the two above worked).
-    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((line) => line.split(' ')[4] ?? '');
+    const mounts = fs
+      .readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((line) => line.split(' ')[4] ?? '');
     for (const mount of mounts.filter((m) => m.startsWith(`${this.root}/`)).reverse()) {
       await run('umount', ['-l', mount]).catch(() => undefined);
     }

@@ -29,7 +29,11 @@ describe('npm pack and npm install -g', () => {
     fs.cpSync(repoRoot, tree, { recursive: true, filter: (source) => !madeByBuilds.has(path.relative(repoRoot, source)) });
     // The build's own tools (tsc, esbuild): a clean clone gets them from `npm ci`.
     fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(tree, 'node_modules'));
-    const pack = await run('npm', ['pack', '--json', '--pack-destination', work], { env: { ...process.env, npm_config_loglevel: 'error' }, timeoutMs: 240_000, cwd: tree });
+    const pack = await run('npm', ['pack', '--json', '--pack-destination', work], {
+      env: { ...process.env, npm_config_loglevel: 'error' },
+      timeoutMs: 240_000,
+      cwd: tree,
+    });
     assert.equal(pack.code, 0, pack.stderr);
     const [info] = JSON.parse(pack.out.slice(pack.out.indexOf('['))) as { filename: string; files: { path: string }[] }[];
     assert.ok(info);
@@ -110,7 +114,9 @@ describe('npm pack and npm install -g', () => {
     assert.equal(container?.config['user.from'], 'tarball');
   });
 
-  test('a program imports devapollo/guest-client from the install: typed, and its errors carry their code', { skip: rootUnavailable }, async (t) => {
+  test('a program imports devapollo/guest-client from the install: typed, and its errors carry their code', {
+    skip: rootUnavailable,
+  }, async (t) => {
     if (skipInstall) return t.skip(skipInstall);
     const program = path.join(work, 'program');
     fs.mkdirSync(path.join(program, 'node_modules'), { recursive: true });
@@ -133,7 +139,21 @@ describe('npm pack and npm install -g', () => {
     // The types come from the package's exports map ("types"), as a TypeScript user's would.
     const tsc = spawnSync(
       process.execPath,
-      [path.join(repoRoot, 'node_modules/typescript/bin/tsc'), '--strict', '--module', 'nodenext', '--target', 'es2022', '--types', 'node', '--typeRoots', path.join(repoRoot, 'node_modules/@types'), '--outDir', program, path.join(program, 'check.ts')],
+      [
+        path.join(repoRoot, 'node_modules/typescript/bin/tsc'),
+        '--strict',
+        '--module',
+        'nodenext',
+        '--target',
+        'es2022',
+        '--types',
+        'node',
+        '--typeRoots',
+        path.join(repoRoot, 'node_modules/@types'),
+        '--outDir',
+        program,
+        path.join(program, 'check.ts'),
+      ],
       { encoding: 'utf8', cwd: program },
     );
     assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);

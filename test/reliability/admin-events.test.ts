@@ -7,8 +7,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { describe } from 'node:test';
 import { eventually, hostCli, rssOf, TestDaemon } from '../helpers/daemon.js';
-import { metricsOf } from '../helpers/guest-load.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
+import { metricsOf } from '../helpers/guest-load.js';
 
 describe('admin event streams', () => {
   const test = gatedTest(curlUnavailable);
@@ -32,7 +32,9 @@ describe('admin event streams', () => {
     const rssBefore = rssOf(pid);
     const rssWithout = await setLargeValues();
     const stalled = net.connect(path.join(daemon.dir, 'unix.socket'));
-    const monitor = spawn(process.execPath, [hostCli, '--dir', daemon.dir, 'monitor', 'big', '--format', 'json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const monitor = spawn(process.execPath, [hostCli, '--dir', daemon.dir, 'monitor', 'big', '--format', 'json'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     try {
       // A reader that asks and then never reads a byte.
       stalled.on('error', () => undefined);
@@ -47,8 +49,12 @@ describe('admin event streams', () => {
       await eventually(() => monitored.includes('"key":"user.last"'), 'the reading monitor sees the last change');
       const metrics = await metricsOf(daemon);
       const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
-      t.diagnostic(`daemon RSS ${mib(rssBefore)} MiB at first; at most ${mib(rssWithout)} MiB while 40 values of 1 MiB were set with no reader; at most ${mib(rssPeak)} MiB while 40 more were set with a reader that never reads (+${mib(rssPeak - rssWithout)} MiB)`);
-      t.diagnostic(`admin streams dropped: ${metrics.get('devapollo_admin_events_dropped_total')}; events delivered to admin streams: ${metrics.get('devapollo_admin_events_delivered_total')}`);
+      t.diagnostic(
+        `daemon RSS ${mib(rssBefore)} MiB at first; at most ${mib(rssWithout)} MiB while 40 values of 1 MiB were set with no reader; at most ${mib(rssPeak)} MiB while 40 more were set with a reader that never reads (+${mib(rssPeak - rssWithout)} MiB)`,
+      );
+      t.diagnostic(
+        `admin streams dropped: ${metrics.get('devapollo_admin_events_dropped_total')}; events delivered to admin streams: ${metrics.get('devapollo_admin_events_delivered_total')}`,
+      );
       assert.equal(metrics.get('devapollo_admin_events_dropped_total'), 1);
       assert.equal(metrics.get('devapollo_admin_event_listeners'), 1);
       // Every change reached the monitor that reads, in order.

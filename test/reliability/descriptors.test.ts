@@ -64,7 +64,10 @@ function limitLeaving(pid: number, free: number): number {
 }
 
 function openFilesLimits(pid: number): { soft: number; hard: number } {
-  const line = fs.readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+  const line = fs
+    .readFileSync(`/proc/${pid}/limits`, 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith('Max open files'));
   const [soft, hard] = (line ?? '').trim().split(/\s+/).slice(3, 5).map(Number);
   if (soft === undefined || hard === undefined || !(soft > 0) || !(hard > 0)) throw new Error(`cannot read the open-files limit of ${pid}`);
   return { soft, hard };
@@ -130,8 +133,8 @@ describe('out of file descriptors', () => {
   test('the admin API and launch without descriptors: a clear error to retry, nothing half-made; they work once they are back', async () => {
     const pid = daemon.pid as number;
     const limits = openFilesLimits(pid);
-    let status;
-    let failed;
+    let status: Awaited<ReturnType<typeof daemon.cli>>;
+    let failed: Awaited<ReturnType<typeof daemon.cli>>;
     try {
       // One free: the admin connection is accepted but its peer cannot be checked, so it
       // is not let in (a privileged container's root is uid 0 too).

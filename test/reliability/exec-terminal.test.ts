@@ -77,7 +77,9 @@ describe('exec on a terminal', () => {
     assert.equal(fds.length, 3, term.output);
     for (const line of fds) {
       const [, fd, dev, ino, target] = line.split(' ');
-      t.diagnostic(`inside fd ${fd}: device ${dev} inode ${ino} (${target}); the caller's terminal: device ${slave.dev} inode ${slave.ino} (${slave.path})`);
+      t.diagnostic(
+        `inside fd ${fd}: device ${dev} inode ${ino} (${target}); the caller's terminal: device ${slave.dev} inode ${slave.ino} (${slave.path})`,
+      );
       assert.notEqual(`${dev}:${ino}`, `${slave.dev}:${slave.ino}`, `fd ${fd} is the caller's terminal`);
       assert.match(target ?? '', /^\/dev\/pts\/\d+$/);
     }
@@ -96,7 +98,7 @@ describe('exec on a terminal', () => {
     assert.equal(fs.readFileSync(afterFile, 'utf8'), fs.readFileSync(before, 'utf8'), 'the terminal is restored');
   });
 
-  test('TIOCSTI from inside the container types into its own pty only, never into the caller\'s shell', async () => {
+  test("TIOCSTI from inside the container types into its own pty only, never into the caller's shell", async () => {
     // The attack: push a command into the input queue of fd 0 and of /dev/tty, as a
     // process of the container that found the admin's terminal would.
     const attack = guestScript(
@@ -146,7 +148,13 @@ describe('exec on a terminal', () => {
     assert.equal(forced.code, 0, forced.stderr);
     assert.match(forced.out, /^\/dev\/pts\/\d+\r\n24 80\r\n$/);
     const term = terminal(
-      execArgs('-T', '--', 'sh', '-c', 'tty; if (exec 3</dev/tty) 2>/dev/null; then echo HAS-CTTY; else echo NO-CTTY; fi; echo READY; while :; do sleep 0.05; done'),
+      execArgs(
+        '-T',
+        '--',
+        'sh',
+        '-c',
+        'tty; if (exec 3</dev/tty) 2>/dev/null; then echo HAS-CTTY; else echo NO-CTTY; fi; echo READY; while :; do sleep 0.05; done',
+      ),
     );
     await term.waitFor(/READY/, 'the command');
     assert.match(term.output, /not a tty/);
@@ -193,10 +201,29 @@ describe('exec on pipes', () => {
     assert.equal(r.code, 3);
     assert.ok(r.stdout.equals(input), `stdout is stdin, byte for byte (${r.stdout.length} of ${input.length} bytes)`);
     assert.equal(r.stderr, 'to\u0000stderr');
-    const env = await daemon.cli(['exec', 'pipes', '--env', 'A=1', '--env', 'B=two words=x', '--env', 'PATH=/bin', '--cwd', '/tmp', '--', 'sh', '-c', 'echo "$A|$B|$PATH|$(pwd)"'], {
-      env: callerEnv,
-    });
+    const env = await daemon.cli(
+      [
+        'exec',
+        'pipes',
+        '--env',
+        'A=1',
+        '--env',
+        'B=two words=x',
+        '--env',
+        'PATH=/bin',
+        '--cwd',
+        '/tmp',
+        '--',
+        'sh',
+        '-c',
+        'echo "$A|$B|$PATH|$(pwd)"',
+      ],
+      {
+        env: callerEnv,
+      },
+    );
     assert.equal(env.out, '1|two words=x|/bin|/tmp\n', env.stderr);
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the container's shell expands it
     const none = await daemon.cli(['exec', 'pipes', '--', 'sh', '-c', 'echo "[${APOLLO_EXEC_SECRET-unset}]"'], { env: callerEnv });
     assert.equal(none.out, '[unset]\n');
   });
@@ -206,7 +233,17 @@ describe('exec on pipes', () => {
       const name = signal.slice(3);
       const child = spawn(
         process.execPath,
-        [hostCli, '--dir', daemon.dir, 'exec', 'pipes', '--', 'sh', '-c', `trap 'echo GOT-${name}; exit 9' ${name}; echo READY; while :; do sleep 0.05; done`],
+        [
+          hostCli,
+          '--dir',
+          daemon.dir,
+          'exec',
+          'pipes',
+          '--',
+          'sh',
+          '-c',
+          `trap 'echo GOT-${name}; exit 9' ${name}; echo READY; while :; do sleep 0.05; done`,
+        ],
         { stdio: ['ignore', 'pipe', 'pipe'] },
       );
       let out = '';

@@ -8,14 +8,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe } from 'node:test';
 import { eventually, guestScript, run, TestDaemon } from '../helpers/daemon.js';
-import { processesWhere } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
+import { processesWhere } from '../helpers/procs.js';
 
 /** One PATCH on the admin socket; resolves with the status (0 when the daemon is gone). */
 function patchConfig(dir: string, name: string, body: Record<string, string>): Promise<number> {
   return new Promise((resolve) => {
     const req = http.request(
-      { socketPath: path.join(dir, 'unix.socket'), method: 'PATCH', path: `/1.0/containers/${name}/config`, headers: { 'Content-Type': 'application/json' } },
+      {
+        socketPath: path.join(dir, 'unix.socket'),
+        method: 'PATCH',
+        path: `/1.0/containers/${name}/config`,
+        headers: { 'Content-Type': 'application/json' },
+      },
       (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
@@ -90,9 +95,13 @@ const ask = () => new Promise((resolve) => {
 })();
 `,
       );
-      const load = spawn(process.execPath, [(await import('../helpers/daemon.js')).hostCli, '--dir', daemon.dir, 'exec', 'busy', '--', process.execPath, script], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
+      const load = spawn(
+        process.execPath,
+        [(await import('../helpers/daemon.js')).hostCli, '--dir', daemon.dir, 'exec', 'busy', '--', process.execPath, script],
+        {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
       let out = '';
       load.stdout.on('data', (c: Buffer) => (out += c.toString('utf8')));
       const done = new Promise((resolve) => load.once('close', resolve));
@@ -163,7 +172,9 @@ const ask = () => new Promise((resolve) => {
       await daemon.signal('SIGTERM');
       const file = path.join(daemon.dir, 'containers/c.json');
       fs.writeFileSync(file, Buffer.from([0x7b, 0x00, 0xff]));
-      const r = await run(process.execPath, [(await import('../helpers/daemon.js')).hostCli, 'serve', '--dir', daemon.dir], { timeoutMs: 20_000 });
+      const r = await run(process.execPath, [(await import('../helpers/daemon.js')).hostCli, 'serve', '--dir', daemon.dir], {
+        timeoutMs: 20_000,
+      });
       assert.equal(r.code, 1);
       assert.ok(r.stderr.includes(file));
       assert.deepEqual(fs.readFileSync(file), Buffer.from([0x7b, 0x00, 0xff]));

@@ -6,8 +6,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { describe } from 'node:test';
 import { eventually, guestScript, TestDaemon } from '../helpers/daemon.js';
-import { type BystanderReport, bystanderScript, latencyLine, metricsOf, onlyOk } from '../helpers/guest-load.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
+import { type BystanderReport, bystanderScript, latencyLine, metricsOf, onlyOk } from '../helpers/guest-load.js';
 
 /**
  * Run inside the flooding container: MODE `pipeline` keeps CONNS connections writing
@@ -127,7 +127,9 @@ describe('a neighbour floods', () => {
       assert.match(pipedFlood.sample, /\r\nRetry-After: 1\r\n/);
       assert.match(pipedFlood.sample, /\r\n\r\n\{"type":"error","error":"too many requests from this container","error_code":429\}$/);
       const metrics = await metricsOf(daemon);
-      t.diagnostic(`refusals: ${metrics.get('devapollo_refused_peers_total{reason="request rate limit"}') ?? 0} for the rate, ${metrics.get('devapollo_refused_peers_total{reason="pipelined requests"}') ?? 0} connections closed for sending too far ahead`);
+      t.diagnostic(
+        `refusals: ${metrics.get('devapollo_refused_peers_total{reason="request rate limit"}') ?? 0} for the rate, ${metrics.get('devapollo_refused_peers_total{reason="pipelined requests"}') ?? 0} connections closed for sending too far ahead`,
+      );
       assert.equal(daemon.pid, pid);
       // The flooder itself is served again once its bucket has refilled.
       await eventually(async () => (await daemon.curl('flooder', '/1.0/config/user.foo')).out === 'flood', 'the flooder is served again');
@@ -173,7 +175,12 @@ const ask = (s) => new Promise((resolve) => {
       );
       const r = await daemon.exec('eager', [process.execPath, script]);
       assert.equal(r.code, 0, r.stderr);
-      const { statuses, refusal, again, fresh } = JSON.parse(r.out) as { statuses: string[]; refusal: string; again: string; fresh: string };
+      const { statuses, refusal, again, fresh } = JSON.parse(r.out) as {
+        statuses: string[];
+        refusal: string;
+        again: string;
+        fresh: string;
+      };
       // The burst of 10, then a refusal.
       assert.deepEqual(statuses, [...Array.from({ length: 10 }, () => '200'), '429']);
       assert.match(refusal, /\r\nRetry-After: 1\r\n/i);

@@ -22,8 +22,8 @@ describe('security.idmap.isolated', () => {
   const test = gatedTest(curlUnavailable);
 
   const idmapOf = async (name: string): Promise<Idmap> =>
-    ((JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; idmap: Idmap }[]).find((c) => c.name === name)
-      ?.idmap ?? null);
+    (JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; idmap: Idmap }[]).find((c) => c.name === name)
+      ?.idmap ?? null;
   const recordedIdmap = (name: string): Idmap =>
     (JSON.parse(fs.readFileSync(path.join(daemon.dir, 'containers', `${name}.json`), 'utf8')) as { idmap: Idmap }).idmap;
   let writes = 0;
@@ -80,14 +80,20 @@ describe('security.idmap.isolated', () => {
       assert.equal(m.count, 65536);
       assert.ok(m.uid_base >= sharedRoot + 65536 || m.uid_base + m.count <= sharedRoot, JSON.stringify(m));
     }
-    assert.ok(Math.abs(a.uid_base - b.uid_base) >= 65536 && Math.abs(a.gid_base - b.gid_base) >= 65536, `${JSON.stringify(a)} ${JSON.stringify(b)}`);
+    assert.ok(
+      Math.abs(a.uid_base - b.uid_base) >= 65536 && Math.abs(a.gid_base - b.gid_base) >= 65536,
+      `${JSON.stringify(a)} ${JSON.stringify(b)}`,
+    );
   });
 
   test('each root is served (200), a non-root uid gets 401; the ranges survive a daemon restart and a container restart', async () => {
     const check = async () => {
       for (const name of ['iso-a', 'iso-b']) {
         assert.equal((await daemon.curl(name, '/1.0/config/user.k')).out, name);
-        const denied = await daemon.exec(name, asUser(['curl', '-sS', '-i', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.k']));
+        const denied = await daemon.exec(
+          name,
+          asUser(['curl', '-sS', '-i', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.k']),
+        );
         assert.match(denied.out, /^HTTP\/1\.1 401 /, name);
       }
     };

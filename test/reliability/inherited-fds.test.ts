@@ -106,7 +106,11 @@ describe('descriptors the daemon and the CLI inherit', () => {
     // The command is the init's only child: pid 2.
     const command = await daemon.exec('busy', listFds('2'));
     const fds = command.out.split('\n').filter(Boolean);
-    assert.deepEqual(fds.map((l) => l.split(' ')[0]), ['0', '1', '2'], `the command of busy: ${fds.join(', ')}`);
+    assert.deepEqual(
+      fds.map((l) => l.split(' ')[0]),
+      ['0', '1', '2'],
+      `the command of busy: ${fds.join(', ')}`,
+    );
   });
 
   test("pidfd_getfd on the init from inside finds nothing of the host's", async (t) => {
@@ -117,16 +121,23 @@ describe('descriptors the daemon and the CLI inherit', () => {
       assert.match(r.out, /DONE\n$/);
       t.diagnostic(`${name}: ${r.out.trim().split('\n').join('; ')}`);
       assert.ok(!r.out.includes(secret), `the root-only file reached container ${name}: ${r.out}`);
-      const taken = r.out.split('\n').filter((l) => l.startsWith('GOT ')).map((l) => l.split(' ').slice(1, 3).join(' '));
+      const taken = r.out
+        .split('\n')
+        .filter((l) => l.startsWith('GOT '))
+        .map((l) => l.split(' ').slice(1, 3).join(' '));
       assertInitDescriptors(taken, `what pidfd_getfd takes from ${name}'s init`);
     }
   });
 
   test("an exec'd command holds none of the CLI's descriptors", async () => {
     // The CLI started as `devapollo exec ... 100<secret` would be.
-    const child = spawn(process.execPath, [hostCli, '--dir', daemon.dir, 'exec', 'idle', '--', 'sh', '-c', 'ls /proc/$$/fd; cat <&5; cat /proc/$$/fd/100'], {
-      stdio: ['ignore', 'pipe', 'pipe', ...leakedAt(secretFd, 5, 100)],
-    });
+    const child = spawn(
+      process.execPath,
+      [hostCli, '--dir', daemon.dir, 'exec', 'idle', '--', 'sh', '-c', 'ls /proc/$$/fd; cat <&5; cat /proc/$$/fd/100'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe', ...leakedAt(secretFd, 5, 100)],
+      },
+    );
     let out = '';
     let err = '';
     child.stdout?.on('data', (c: Buffer) => (out += c.toString('utf8')));

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, before, describe } from 'node:test';
 import { eventually, guestScript, run, TestDaemon } from '../helpers/daemon.js';
-import { processesWhere } from '../helpers/procs.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
+import { processesWhere } from '../helpers/procs.js';
 
 const envelope = (status: number) => new RegExp(`\\r\\n\\r\\n\\{"type":"error","error":"[^"]+","error_code":${status}\\}$`);
 
@@ -61,7 +61,9 @@ describe('guest socket limits', () => {
   });
 
   const raw = async (name: string, bytes: string | Buffer, options: { end?: boolean; count?: number } = {}) => {
-    const r = await daemon.exec(name, [process.execPath, script, options.end ? 'end' : 'keep', String(options.count ?? 1)], { input: bytes });
+    const r = await daemon.exec(name, [process.execPath, script, options.end ? 'end' : 'keep', String(options.count ?? 1)], {
+      input: bytes,
+    });
     assert.equal(r.code, 0, r.stderr);
     return JSON.parse(r.out) as string[];
   };
@@ -70,7 +72,16 @@ describe('guest socket limits', () => {
     // One connection, 30 requests in a row (curl reuses the connection): the burst is 10.
     // Each answer whole (headers, then body), then its status on a line of its own.
     const urls = Array.from({ length: 30 }, () => 'http://apollo/1.0/config/user.foo');
-    const r = await daemon.exec('hog', ['curl', '-sS', '-i', '-w', '\\ncode=%{http_code}\\n', '--unix-socket', '/dev/apollo/sock', ...urls]);
+    const r = await daemon.exec('hog', [
+      'curl',
+      '-sS',
+      '-i',
+      '-w',
+      '\\ncode=%{http_code}\\n',
+      '--unix-socket',
+      '/dev/apollo/sock',
+      ...urls,
+    ]);
     const answers = r.out.split(/\ncode=\d+\n/).slice(0, -1);
     const codes = [...r.out.matchAll(/\ncode=(\d+)\n/g)].map((m) => m[1]);
     assert.equal(codes.length, 30, r.out);
@@ -141,7 +152,11 @@ setTimeout(async () => {
     const closed = new Promise((resolve) => socket.once('close', resolve));
     socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
     await closed;
-    const stream = daemon.exec('calm', ['sh', '-c', 'curl -sN --max-time 10 --unix-socket /dev/apollo/sock http://apollo/1.0/events; true']);
+    const stream = daemon.exec('calm', [
+      'sh',
+      '-c',
+      'curl -sN --max-time 10 --unix-socket /dev/apollo/sock http://apollo/1.0/events; true',
+    ]);
     const wait = daemon.curl('calm', '/1.0/config/user.foo?wait=true&timeout=10', ['-o', '/dev/null', '-w', '%{http_code}']);
     await eventually(() => processesWhere((args) => args[0] === 'curl' && args.some((a) => a.includes('/1.0/'))).length >= 2, 'both run');
     // Past the 1 s idle timeout (and a check interval) before anything happens on them.
@@ -214,7 +229,11 @@ setTimeout(() => process.exit(0), 30000);
 `,
       );
       const stalled = daemon.exec('slow', [process.execPath, stall]);
-      const reader = daemon.exec('slow', ['sh', '-c', 'curl -sN --max-time 30 --unix-socket /dev/apollo/sock http://apollo/1.0/events | grep -m1 -o "user.last"']);
+      const reader = daemon.exec('slow', [
+        'sh',
+        '-c',
+        'curl -sN --max-time 30 --unix-socket /dev/apollo/sock http://apollo/1.0/events | grep -m1 -o "user.last"',
+      ]);
       await eventually(async () => {
         const metrics = await run('curl', ['-sS', '--unix-socket', `${daemon.dir}/unix.socket`, 'http://d/metrics']);
         return /^devapollo_event_listeners 2$/m.test(metrics.out);

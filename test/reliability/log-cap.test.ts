@@ -108,7 +108,9 @@ describe('the output log cap', () => {
 
   test('the monitor is on the host side, the init its child, and both outlive a daemon restart', async () => {
     await daemon.launch('chatty', { command: ['sh', '-c', 'while :; do echo tick; sleep 0.05; done'] });
-    const [info] = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out).filter((c: { name: string }) => c.name === 'chatty') as {
+    const [info] = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out).filter(
+      (c: { name: string }) => c.name === 'chatty',
+    ) as {
       pid: number;
     }[];
     const init = info?.pid ?? 0;
@@ -124,7 +126,7 @@ describe('the output log cap', () => {
     const during = size(log);
     await eventually(() => size(log) > during, 'the log grows while no daemon runs');
     await daemon.spawn();
-    assert.equal(parentOf(init), monitor, 'the same monitor, still the init\'s parent');
+    assert.equal(parentOf(init), monitor, "the same monitor, still the init's parent");
     const restarted = size(log);
     await eventually(() => size(log) > restarted, 'the log grows after the restart');
     assert.equal((await daemon.cli(['stop', '--force', 'chatty'])).code, 0);
@@ -154,17 +156,27 @@ describe('the log cap, small', () => {
     assert.ok(size(log) <= 65536 && size(`${log}.1`) <= 65536, `${size(log)} and ${size(`${log}.1`)} bytes`);
     const text = fs.readFileSync(`${log}.1`, 'utf8') + fs.readFileSync(log, 'utf8');
     // The oldest kept line may be cut at the front; every one after it follows the one before.
-    const lines = text.slice(text.indexOf('\n') + 1).trimEnd().split('\n');
+    const lines = text
+      .slice(text.indexOf('\n') + 1)
+      .trimEnd()
+      .split('\n');
     assert.equal(lines.pop(), 'END');
     assert.equal(lines[lines.length - 1], 'line 19999');
     const first = Number(lines[0]?.slice(5));
     assert.ok(first > 10000, `the oldest lines are gone (from line ${first} on)`);
-    lines.forEach((line, i) => assert.equal(line, `line ${first + i}`));
+    for (const [i, line] of lines.entries()) assert.equal(line, `line ${first + i}`);
   });
 
   test('--max-log-size must be a whole number of at least 4096', async () => {
     for (const bad of ['0', '100', '1.5', 'lots']) {
-      const r = await run(process.execPath, [(await import('../helpers/daemon.js')).hostCli, 'serve', '--dir', daemon.dir, '--max-log-size', bad]);
+      const r = await run(process.execPath, [
+        (await import('../helpers/daemon.js')).hostCli,
+        'serve',
+        '--dir',
+        daemon.dir,
+        '--max-log-size',
+        bad,
+      ]);
       assert.equal(r.code, 2, `${bad}: ${r.stderr}`);
       assert.match(r.stderr, /^Error: --max-log-size must be a number \(whole\) of at least 4096\n/);
     }

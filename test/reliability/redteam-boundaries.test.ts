@@ -4,11 +4,11 @@
 // containers and runtimes. The attacks and their figures: docs/RELIABILITY.md.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { setTimeout as delay } from 'node:timers/promises';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, } from 'node:test';
+import { after, before, describe } from 'node:test';
+import { setTimeout as delay } from 'node:timers/promises';
 import { eventually, guestScript, hostCli, run, TestDaemon } from '../helpers/daemon.js';
 import { containersUnavailable, gatedTest } from '../helpers/env.js';
 import { devapolloCommand } from '../helpers/readme.js';
@@ -142,11 +142,19 @@ describe("red team: a podman image's annotations", () => {
     fs.mkdirSync(context);
     fs.writeFileSync(path.join(context, 'Containerfile'), 'FROM localhost/redteam-base\nCMD ["sleep", "infinity"]\n');
     const built = await podman.podman([
-      'build', '--format', 'oci', '--no-cache',
-      '--annotation', 'devapollo.name=victim',
-      '--annotation', 'apollo.cloud-init.user-data=#cloud-config\nruncmd: [touch /pwned]\n',
-      '--annotation', 'apollo.security.devapollo.users=true',
-      '-t', 'localhost/redteam-evil', context,
+      'build',
+      '--format',
+      'oci',
+      '--no-cache',
+      '--annotation',
+      'devapollo.name=victim',
+      '--annotation',
+      'apollo.cloud-init.user-data=#cloud-config\nruncmd: [touch /pwned]\n',
+      '--annotation',
+      'apollo.security.devapollo.users=true',
+      '-t',
+      'localhost/redteam-evil',
+      context,
     ]);
     assert.equal(built.code, 0, built.stderr);
   });
@@ -161,8 +169,21 @@ describe("red team: a podman image's annotations", () => {
   let victimKeys: string;
   /** `podman run` of the image, as the admin types it, plus `args`. */
   const runImage = (name: string, args: readonly string[] = []) =>
-    podman.podman(['run', ...PodmanHost.hostRunArgs, '--hooks-dir', path.join(scratch, 'hooks.d'), '-d', '--name', name, ...args,
-      '-v', '/usr:/usr:ro', '-v', `${daemon.dir}/devapollo:/dev/apollo:ro`, 'localhost/redteam-evil']);
+    podman.podman([
+      'run',
+      ...PodmanHost.hostRunArgs,
+      '--hooks-dir',
+      path.join(scratch, 'hooks.d'),
+      '-d',
+      '--name',
+      name,
+      ...args,
+      '-v',
+      '/usr:/usr:ro',
+      '-v',
+      `${daemon.dir}/devapollo:/dev/apollo:ro`,
+      'localhost/redteam-evil',
+    ]);
   const victim = async () => {
     const list = JSON.parse((await daemon.cli(['list', '--format', 'json'])).out) as { name: string; state: string; pid: number }[];
     return list.find((c) => c.name === 'victim');
@@ -178,7 +199,10 @@ describe("red team: a podman image's annotations", () => {
     const r = await runImage('innocent');
     assert.notEqual(r.code, 0, 'podman does not run a container whose start hook refused it');
     if (quotesHookErrors) {
-      assert.match(r.stderr, /Error: cannot register OCI container victim: container victim already exists, and a podman container's annotations may come from its image, so the name alone binds nothing: to bind this container to it, run it with --annotation devapollo\.claim=\$\(devapollo config get victim volatile\.devapollo\.claim\)/);
+      assert.match(
+        r.stderr,
+        /Error: cannot register OCI container victim: container victim already exists, and a podman container's annotations may come from its image, so the name alone binds nothing: to bind this container to it, run it with --annotation devapollo\.claim=\$\(devapollo config get victim volatile\.devapollo\.claim\)/,
+      );
     }
     assert.notEqual((await victim())?.state, 'Running', 'the image bound itself to victim');
     assert.equal(await keys(), victimKeys, "victim's keys changed");
@@ -236,7 +260,7 @@ describe('red team: a monitor whose log pipe is held outside its container', () 
     await daemon?.destroy();
   });
 
-  test('ends with its container, and a new container of the same name never gets the old one\'s output', async (t) => {
+  test("ends with its container, and a new container of the same name never gets the old one's output", async (t) => {
     const holder = guestScript(
       'redteam-holder.py',
       [
@@ -305,13 +329,21 @@ describe('red team: isolated ranges from the state files', () => {
     const dir = path.join(daemon.dir, 'containers');
     const record = JSON.parse(fs.readFileSync(path.join(dir, 'first.json'), 'utf8')) as Record<string, unknown>;
     const cloneFile = path.join(dir, 'clone.json');
-    fs.writeFileSync(cloneFile, JSON.stringify({ ...record, name: 'clone', uuid: randomBytes(16).toString('hex'), init: null }), { mode: 0o600 });
+    fs.writeFileSync(cloneFile, JSON.stringify({ ...record, name: 'clone', uuid: randomBytes(16).toString('hex'), init: null }), {
+      mode: 0o600,
+    });
     const cloned = fs.readFileSync(cloneFile, 'utf8');
     await daemon.spawn();
-    assert.match(daemon.stderr, /a container's own id range overlaps another's: it is refused at start until one of them is deleted container=clone .*overlaps="container first's/);
+    assert.match(
+      daemon.stderr,
+      /a container's own id range overlaps another's: it is refused at start until one of them is deleted container=clone .*overlaps="container first's/,
+    );
     const start = await daemon.cli(['start', 'clone']);
     assert.equal(start.code, 1, start.stderr);
-    assert.match(start.stderr, /^Error: container clone cannot start: its own id range \(uids \d+-\d+, gids \d+-\d+\) overlaps container first's \(uids \d+-\d+, gids \d+-\d+\); two containers must never share ids .*delete one of them/);
+    assert.match(
+      start.stderr,
+      /^Error: container clone cannot start: its own id range \(uids \d+-\d+, gids \d+-\d+\) overlaps container first's \(uids \d+-\d+, gids \d+-\d+\); two containers must never share ids .*delete one of them/,
+    );
     assert.equal(fs.readFileSync(cloneFile, 'utf8'), cloned, 'the refused record is kept as it was');
     const map = async (name: string) => (await daemon.exec(name, ['cat', '/proc/self/uid_map'])).out.trim();
     const firstMap = await map('first');
@@ -331,7 +363,7 @@ describe('red team: isolated ranges from the state files', () => {
 // it): the CLI forwards those signals and nothing else, so a hung-up terminal (a closed
 // ssh session) leaves the CLI (about 65 MB) and its helper running for as long as the
 // container wants, and the helper outlives even a SIGKILL of the CLI.
-describe('red team: exec when the caller\'s terminal hangs up', () => {
+describe("red team: exec when the caller's terminal hangs up", () => {
   const test = gatedTest(containersUnavailable);
   let daemon: TestDaemon;
   const marker = `redteam-hup-${randomBytes(6).toString('hex')}`;
@@ -349,8 +381,19 @@ describe('red team: exec when the caller\'s terminal hangs up', () => {
   });
 
   test('the CLI and its helper end, even if the command ignores SIGHUP', async () => {
-    const terminal = new Terminal([process.execPath, hostCli, '--dir', daemon.dir, 'exec', 'hup', '-t', '--', 'sh', '-c',
-      `trap "" HUP TERM INT QUIT; echo READY; exec sleep 100000 # ${marker}`]);
+    const terminal = new Terminal([
+      process.execPath,
+      hostCli,
+      '--dir',
+      daemon.dir,
+      'exec',
+      'hup',
+      '-t',
+      '--',
+      'sh',
+      '-c',
+      `trap "" HUP TERM INT QUIT; echo READY; exec sleep 100000 # ${marker}`,
+    ]);
     try {
       await terminal.waitFor(/READY/, 'the command to run');
       // The CLI itself, not pty.pl, whose command line holds the same words.
@@ -362,15 +405,33 @@ describe('red team: exec when the caller\'s terminal hangs up', () => {
       assert.ok(commands.length > 0, 'the command runs');
       // The terminal goes away, as when an ssh session drops.
       terminal.kill();
-      await eventually(() => [...clis, ...helpers, ...commands].every((pid) => !alive(pid)), 'the CLI, its helper and the command end', 30_000);
+      await eventually(
+        () => [...clis, ...helpers, ...commands].every((pid) => !alive(pid)),
+        'the CLI, its helper and the command end',
+        30_000,
+      );
     } finally {
       terminal.kill();
     }
   });
 
   test('on pipes, a second SIGTERM ends the session of a command that ignores the first', async () => {
-    const child = spawn(process.execPath, [hostCli, '--dir', daemon.dir, 'exec', 'hup', '-T', '--', 'sh', '-c',
-      `trap "" HUP TERM INT QUIT; echo READY; exec sleep 100000 # ${marker}-pipe`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        hostCli,
+        '--dir',
+        daemon.dir,
+        'exec',
+        'hup',
+        '-T',
+        '--',
+        'sh',
+        '-c',
+        `trap "" HUP TERM INT QUIT; echo READY; exec sleep 100000 # ${marker}-pipe`,
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
       let out = '';

@@ -44,7 +44,8 @@ describe('the socket directory under a running daemon', () => {
 
   const guestDir = () => path.join(daemon.dir, 'devapollo');
   const guestSocket = () => path.join(guestDir(), 'sock');
-  const repairs = async () => (JSON.parse((await daemon.cli(['status', '--format', 'json'])).out) as { socket_repairs: Repairs }).socket_repairs;
+  const repairs = async () =>
+    (JSON.parse((await daemon.cli(['status', '--format', 'json'])).out) as { socket_repairs: Repairs }).socket_repairs;
 
   test('rm -rf DIR/devapollo: re-created, served, logged, in status; older containers named as cut off', async () => {
     assert.deepEqual(await repairs(), { count: 0, last_at: null, last: null, stranded_containers: [] });

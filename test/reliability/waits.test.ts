@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
 import { eventually, guestScript, rssOf, TestDaemon } from '../helpers/daemon.js';
-import { type BystanderReport, bystanderScript, latencyLine, metricsOf, onlyOk } from '../helpers/guest-load.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
+import { type BystanderReport, bystanderScript, latencyLine, metricsOf, onlyOk } from '../helpers/guest-load.js';
 import { processesWhere } from '../helpers/procs.js';
 
 /**
@@ -129,8 +129,12 @@ describe('change-waits and their connections', () => {
     const sent = attacks.reduce((n, a) => n + (JSON.parse(a.out) as { sent: number }).sent, 0);
     assert.equal(sent, 10_000);
     const closedForPipelining = (await metricsOf(daemon)).get('devapollo_refused_peers_total{reason="pipelined requests"}') ?? 0;
-    t.diagnostic(`daemon RSS ${(rssBefore / 2 ** 20).toFixed(1)} MiB before, ${(rssAfter / 2 ** 20).toFixed(1)} MiB right after (+${((rssAfter - rssBefore) / 2 ** 20).toFixed(1)} MiB)`);
-    t.diagnostic(`connections closed by the daemon for sending more than 8 ahead: ${closedForPipelining} of 100 (the others closed before it had read that far)`);
+    t.diagnostic(
+      `daemon RSS ${(rssBefore / 2 ** 20).toFixed(1)} MiB before, ${(rssAfter / 2 ** 20).toFixed(1)} MiB right after (+${((rssAfter - rssBefore) / 2 ** 20).toFixed(1)} MiB)`,
+    );
+    t.diagnostic(
+      `connections closed by the daemon for sending more than 8 ahead: ${closedForPipelining} of 100 (the others closed before it had read that far)`,
+    );
     t.diagnostic(`bystander alone: ${latencyLine(quiet)}`);
     t.diagnostic(`bystander during the attack: ${latencyLine(busy)}`);
     // Through the daemon: no wait, queued request or held connection is left.

@@ -10,7 +10,7 @@ import { after, before, describe } from 'node:test';
 import { TestDaemon } from '../helpers/daemon.js';
 import { gatedTest } from '../helpers/env.js';
 import { devapolloCommand, readmeBlock, substitute } from '../helpers/readme.js';
-import { debianRootfs, debianRootfsUnavailable, devapolloArgv, listed, LxcHost, sharedTempDir } from '../helpers/runtimes.js';
+import { debianRootfs, debianRootfsUnavailable, devapolloArgv, LxcHost, listed, sharedTempDir } from '../helpers/runtimes.js';
 
 /** User-data that leaves a trace of each module it uses, named after `instance`. */
 const userData = (instance: string) => `#cloud-config

@@ -41,10 +41,16 @@ describe('devapollo hook (by hand)', () => {
   test('a host pid is refused by both hooks', async () => {
     const lxc = await daemon.cli(['hook', 'lxc', 'hostly', 'lxc', 'start-host'], { env: lxcEnv(process.pid) });
     assert.equal(lxc.code, 2);
-    assert.equal(lxc.stderr, `Error: cannot register LXC container hostly: pid ${process.pid} is not the init (pid 1) of its own pid namespace\n`);
+    assert.equal(
+      lxc.stderr,
+      `Error: cannot register LXC container hostly: pid ${process.pid} is not the init (pid 1) of its own pid namespace\n`,
+    );
     const o = await oci('createRuntime', { id: 'hostly', pid: process.pid });
     assert.equal(o.code, 2);
-    assert.equal(o.stderr, `Error: cannot register OCI container hostly: pid ${process.pid} is not the init (pid 1) of its own pid namespace\n`);
+    assert.equal(
+      o.stderr,
+      `Error: cannot register OCI container hostly: pid ${process.pid} is not the init (pid 1) of its own pid namespace\n`,
+    );
     assert.equal((await list()).length, 0);
   });
 
@@ -69,7 +75,10 @@ describe('devapollo hook (by hand)', () => {
     assert.equal(second.stderr, 'Error: cannot register LXC container second: that pid namespace already belongs to container first\n');
     const third = await daemon.cli(['register', 'third', '--pid', String(init)]);
     assert.equal(third.code, 1);
-    assert.deepEqual((await list()).map((c) => c.name), ['first']);
+    assert.deepEqual(
+      (await list()).map((c) => c.name),
+      ['first'],
+    );
   });
 
   test('a stop hook lets go of a registered container, keeps its config, and is quiet about unknown ones', async () => {
@@ -125,14 +134,19 @@ describe('devapollo hook (by hand)', () => {
     assert.equal((await daemon.cli(['create', 'withcmd', '--', 'sleep', '1'])).code, 0);
     const r = await oci('createRuntime', { id: 'withcmd', pid: init });
     assert.equal(r.code, 1);
-    assert.equal(r.stderr, 'Error: cannot register OCI container withcmd: container withcmd was created with a command for devapollo to run: start it with devapollo start\n');
+    assert.equal(
+      r.stderr,
+      'Error: cannot register OCI container withcmd: container withcmd was created with a command for devapollo to run: start it with devapollo start\n',
+    );
     assert.equal((await list()).find((c) => c.name === 'withcmd')?.origin, 'create');
   });
 
   test("an LXC hook's config at every start: the same user-data again keeps the instance-id, new user-data makes a new one", async () => {
     const instanceId = async () => (await list()).find((c) => c.name === 'cfg')?.config['volatile.cloud-init.instance-id'];
     const start = async (userData: string) => {
-      const r = await daemon.cli(['hook', 'lxc', '-c', `cloud-init.user-data=${userData}`, 'cfg', 'lxc', 'start-host'], { env: lxcEnv(init) });
+      const r = await daemon.cli(['hook', 'lxc', '-c', `cloud-init.user-data=${userData}`, 'cfg', 'lxc', 'start-host'], {
+        env: lxcEnv(init),
+      });
       assert.equal(r.code, 0, r.stderr);
     };
     const stop = async () => assert.equal((await daemon.cli(['hook', 'lxc', 'cfg', 'lxc', 'post-stop'], { env: lxcEnv(init) })).code, 0);
@@ -159,10 +173,16 @@ describe('devapollo hook (by hand)', () => {
 
     const named = { 'devapollo.name': 'twin' };
     assert.equal((await oci('createRuntime', { id: 'twin-2', bundle: '/b2', pid: init, annotations: named })).code, 0);
-    for (const state of [{ id: 'twin-1', bundle: '/b2' }, { id: 'twin-2', bundle: '/b1' }]) {
+    for (const state of [
+      { id: 'twin-1', bundle: '/b2' },
+      { id: 'twin-2', bundle: '/b1' },
+    ]) {
       const old = await oci('poststop', { ...state, pid: 0, status: 'stopped', annotations: named });
       assert.equal(old.code, 0, old.stderr);
-      assert.match(old.stderr, /^Warning: OCI container twin runs again with init pid \d+, not the run this OCI stop hook is for: left registered\n$/);
+      assert.match(
+        old.stderr,
+        /^Warning: OCI container twin runs again with init pid \d+, not the run this OCI stop hook is for: left registered\n$/,
+      );
       assert.equal((await list()).find((c) => c.name === 'twin')?.state, 'Running', JSON.stringify(state));
     }
     const mine = await oci('poststop', { id: 'twin-2', bundle: '/b2', pid: 0, status: 'stopped', annotations: named });
@@ -173,8 +193,14 @@ describe('devapollo hook (by hand)', () => {
   test("podman's OCI hook binds to an existing container only with its claim or as the same container, and its annotations never change one", async () => {
     // What podman writes in every container's annotations, and what an image may add.
     const podman = (id: string, annotations: Record<string, string> = {}) =>
-      oci('createRuntime', { id, bundle: `/b/${id}`, pid: init, annotations: { 'io.container.manager': 'libpod', 'devapollo.name': 'pod', ...annotations } });
-    const stop = (id: string) => oci('poststop', { id, bundle: `/b/${id}`, pid: 0, status: 'stopped', annotations: { 'devapollo.name': 'pod' } });
+      oci('createRuntime', {
+        id,
+        bundle: `/b/${id}`,
+        pid: init,
+        annotations: { 'io.container.manager': 'libpod', 'devapollo.name': 'pod', ...annotations },
+      });
+    const stop = (id: string) =>
+      oci('poststop', { id, bundle: `/b/${id}`, pid: 0, status: 'stopped', annotations: { 'devapollo.name': 'pod' } });
     assert.equal((await daemon.cli(['create', 'pod', '-c', 'user.foo=admin'])).code, 0);
     const before = (await list()).find((c) => c.name === 'pod')?.config;
     const claim = (await daemon.cli(['config', 'get', 'pod', 'volatile.devapollo.claim'])).out;
@@ -184,12 +210,18 @@ describe('devapollo hook (by hand)', () => {
     for (const annotations of [image, { ...image, 'devapollo.claim': 'guessed' }]) {
       const refused = await podman('a1', annotations);
       assert.equal(refused.code, 4, refused.stderr);
-      assert.match(refused.stderr, /^Error: cannot register OCI container pod: .*run it with --annotation devapollo\.claim=\$\(devapollo config get pod volatile\.devapollo\.claim\); or give it another devapollo\.name\n$/);
+      assert.match(
+        refused.stderr,
+        /^Error: cannot register OCI container pod: .*run it with --annotation devapollo\.claim=\$\(devapollo config get pod volatile\.devapollo\.claim\); or give it another devapollo\.name\n$/,
+      );
       assert.deepEqual((await list()).find((c) => c.name === 'pod')?.config, before);
     }
     const claimed = await podman('a2', { ...image, 'devapollo.claim': claim });
     assert.equal(claimed.code, 0, claimed.stderr);
-    assert.match(claimed.stderr, /^Warning: OCI container pod: annotations set keys only on a container the hook makes, and pod exists: ignored apollo\.user\.foo, apollo\.security\.devapollo\.users /);
+    assert.match(
+      claimed.stderr,
+      /^Warning: OCI container pod: annotations set keys only on a container the hook makes, and pod exists: ignored apollo\.user\.foo, apollo\.security\.devapollo\.users /,
+    );
     assert.deepEqual((await list()).find((c) => c.name === 'pod')?.config, before);
     assert.equal((await stop('a2')).code, 0);
     // The same podman container restarting binds again without its claim; another does not.
@@ -200,8 +232,15 @@ describe('devapollo hook (by hand)', () => {
 
     // A container the hook makes takes the annotations' keys, but never volatile.* ones.
     const fresh = await oci('createRuntime', {
-      id: 'f1', pid: init,
-      annotations: { 'io.container.manager': 'libpod', 'devapollo.name': 'fresh', 'apollo.user.foo': 'image', 'apollo.volatile.cloud-init.instance-id': 'chosen', 'apollo.acme.flag': 'on' },
+      id: 'f1',
+      pid: init,
+      annotations: {
+        'io.container.manager': 'libpod',
+        'devapollo.name': 'fresh',
+        'apollo.user.foo': 'image',
+        'apollo.volatile.cloud-init.instance-id': 'chosen',
+        'apollo.acme.flag': 'on',
+      },
     });
     assert.equal(fresh.code, 0, fresh.stderr);
     // An annotation meant for another tool is left out, not a failed start.

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { syslogDatagram } from '../../dist/server/kernel/syslog.js';
-import { hostCli, run, type RunOptions } from '../helpers/daemon.js';
+import { hostCli, type RunOptions, run } from '../helpers/daemon.js';
 import { gatedTest } from '../helpers/env.js';
 import { BusyboxSyslog, sharedTempDir, syslogUnavailable } from '../helpers/runtimes.js';
 
@@ -45,7 +45,26 @@ describe('hook lines in syslog', () => {
 
   /** `devapollo --dir NODAEMON ARGS`, with /dev/log the test syslogd's (or absent). */
   const hook = (args: readonly string[], options: RunOptions & { devLog: boolean }) =>
-    run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', privateDev, 'sh', stash, options.devLog ? syslog.socket : '', process.execPath, hostCli, '--dir', noDaemon, ...args], options);
+    run(
+      'unshare',
+      [
+        '-m',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        privateDev,
+        'sh',
+        stash,
+        options.devLog ? syslog.socket : '',
+        process.execPath,
+        hostCli,
+        '--dir',
+        noDaemon,
+        ...args,
+      ],
+      options,
+    );
   const lxcEnv = (type: string) => ({ ...process.env, LXC_NAME: 'web', LXC_HOOK_TYPE: type, LXC_PID: String(process.pid) });
 
   gated('a refused start: the Error line reaches /dev/log with runtime, stage and container, facility daemon', async () => {
@@ -64,21 +83,32 @@ describe('hook lines in syslog', () => {
     const r = await hook(['hook', 'lxc'], { env: lxcEnv('post-stop'), devLog: true });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /^Warning: no daemon to tell that LXC container web stopped/);
-    assert.match(syslog.lines('post-stop hook')[0] ?? '', /daemon\.warn devapollo\[\d+\]: LXC post-stop hook for container "web": Warning: no daemon to tell that LXC container web stopped/);
+    assert.match(
+      syslog.lines('post-stop hook')[0] ?? '',
+      /daemon\.warn devapollo\[\d+\]: LXC post-stop hook for container "web": Warning: no daemon to tell that LXC container web stopped/,
+    );
   });
 
   gated('an OCI state whose id is no devapollo name: the Error names the id it was given', async () => {
     const input = JSON.stringify({ ociVersion: '1.0.2', id: '9f'.repeat(32), pid: 1, status: 'created', bundle: '/b' });
     const r = await hook(['hook', 'oci', 'createRuntime'], { input, devLog: true });
     assert.equal(r.code, 2);
-    assert.match(syslog.lines('OCI createRuntime hook')[0] ?? '', new RegExp(`daemon\\.err devapollo\\[\\d+\\]: OCI createRuntime hook for container "${'9f'.repeat(32)}": Error: the OCI container id`));
+    assert.match(
+      syslog.lines('OCI createRuntime hook')[0] ?? '',
+      new RegExp(
+        `daemon\\.err devapollo\\[\\d+\\]: OCI createRuntime hook for container "${'9f'.repeat(32)}": Error: the OCI container id`,
+      ),
+    );
   });
 
   gated('without /dev/log, or with a test socket that is no socket, hooks fail and warn exactly as before', async () => {
     const start = await hook(['hook', 'lxc'], { env: lxcEnv('start-host'), devLog: false });
     assert.equal(start.code, 69);
     assert.match(start.stderr, /^Error: cannot register LXC container web: no devapollo daemon answers on [^\n]*\n$/);
-    const stop = await hook(['hook', 'lxc'], { env: { ...lxcEnv('post-stop'), APOLLO_SYSLOG_SOCKET: path.join(noDaemon, 'not-a-socket') }, devLog: false });
+    const stop = await hook(['hook', 'lxc'], {
+      env: { ...lxcEnv('post-stop'), APOLLO_SYSLOG_SOCKET: path.join(noDaemon, 'not-a-socket') },
+      devLog: false,
+    });
     assert.equal(stop.code, 0);
     assert.match(stop.stderr, /^Warning: no daemon to tell that LXC container web stopped[^\n]*\n$/);
   });
@@ -86,8 +116,14 @@ describe('hook lines in syslog', () => {
 
 test('the datagram is what logger writes to a local socket: <PRI>timestamp TAG[PID]: one line', () => {
   const at = new Date(2026, 11, 2, 9, 5, 7);
-  assert.equal(syslogDatagram('err', 'devapollo', 'LXC start-host hook: Error: x', at, 42).toString(), '<27>Dec  2 09:05:07 devapollo[42]: LXC start-host hook: Error: x');
-  assert.equal(syslogDatagram('warning', 'devapollo', 'a\nb\u0000c\u001b[1m', at, 42).toString(), '<28>Dec  2 09:05:07 devapollo[42]: a\\x0ab\\x00c\\x1b[1m');
+  assert.equal(
+    syslogDatagram('err', 'devapollo', 'LXC start-host hook: Error: x', at, 42).toString(),
+    '<27>Dec  2 09:05:07 devapollo[42]: LXC start-host hook: Error: x',
+  );
+  assert.equal(
+    syslogDatagram('warning', 'devapollo', 'a\nb\u0000c\u001b[1m', at, 42).toString(),
+    '<28>Dec  2 09:05:07 devapollo[42]: a\\x0ab\\x00c\\x1b[1m',
+  );
   const long = syslogDatagram('err', 'devapollo', 'é'.repeat(5000), at, 42);
   assert.ok(long.length <= 2048 && long.length >= 2047, String(long.length));
   assert.match(new TextDecoder('utf-8', { fatal: true }).decode(long), /é$/, 'cut between characters');

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { after, before, describe } from 'node:test';
 import { guestTool, TestDaemon } from '../helpers/daemon.js';
 import { gatedTest } from '../helpers/env.js';
-import { BusyboxSyslog, keysBesidesClaim, listed, LxcHost, lxcUnavailable, syslogUnavailable } from '../helpers/runtimes.js';
+import { BusyboxSyslog, keysBesidesClaim, LxcHost, listed, lxcUnavailable, syslogUnavailable } from '../helpers/runtimes.js';
 
 describe('LXC', () => {
   const test = gatedTest(lxcUnavailable);
@@ -88,7 +88,17 @@ describe('LXC', () => {
     const env = { ...process.env, LXC_NAME: 'two', LXC_HOOK_TYPE: 'stop', LXC_PID: String(pid) };
     const let_go = await daemon.cli(['hook', 'lxc'], { env });
     assert.equal(let_go.code, 0, let_go.stderr);
-    const denied = await lxc.attach('two', ['/usr/bin/curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0']);
+    const denied = await lxc.attach('two', [
+      '/usr/bin/curl',
+      '-sS',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{http_code}',
+      '--unix-socket',
+      '/dev/apollo/sock',
+      'http://apollo/1.0',
+    ]);
     assert.equal(denied.out, '403');
     assert.equal((await lxc.info('two')).state, 'RUNNING');
     const again = await daemon.cli(['hook', 'lxc'], { env: { ...env, LXC_HOOK_TYPE: 'start-host' } });
@@ -141,7 +151,10 @@ describe('LXC', () => {
       // LXC logs what a hook printed (at DEBUG level), then why it gave up.
       const log = fs.readFileSync(lxc.logFile('one'), 'utf8');
       assert.match(log, /produced output: Warning: no daemon to tell that LXC container one stopped/);
-      assert.match(log, /produced output: Error: cannot register LXC container one: no devapollo daemon answers on .*; refusing to start the container/);
+      assert.match(
+        log,
+        /produced output: Error: cannot register LXC container one: no devapollo daemon answers on .*; refusing to start the container/,
+      );
       assert.match(log, /Script exited with status 69\n.*Failed to run lxc.hook.start-host/);
       // two kept running without the daemon, still bound to /dev/apollo.
       assert.equal((await lxc.info('two')).state, 'RUNNING');
@@ -166,7 +179,8 @@ describe('LXC, unprivileged', () => {
   const name = 'mapped';
   const dirInside = '/mnt/apollo-dir';
   /** Connects to the Unix socket argv[1]; fails with the error's code (curl only says "Couldn't connect"). */
-  const connectScript = "require('net').connect(process.argv[1]).on('connect', () => process.exit(0)).on('error', (e) => { console.error(e.code); process.exit(1); })";
+  const connectScript =
+    "require('net').connect(process.argv[1]).on('connect', () => process.exit(0)).on('error', (e) => { console.error(e.code); process.exit(1); })";
 
   before(async () => {
     if (lxcUnavailable) return;
@@ -197,7 +211,10 @@ describe('LXC, unprivileged', () => {
   });
 
   test('another uid of the container gets 401, as in LXD', async () => {
-    const r = await lxc.attach(name, ['/usr/bin/curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'], { uid: 1000, gid: 1000 });
+    const r = await lxc.attach(name, ['/usr/bin/curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'], {
+      uid: 1000,
+      gid: 1000,
+    });
     assert.equal(JSON.parse(r.out).error_code, 401, r.out);
   });
 
@@ -219,7 +236,13 @@ describe('LXC, unprivileged', () => {
     // Its state file, by its exact path, is closed too.
     await denied(['cat', `${dirInside}/containers/${name}.json`]);
     // The guest socket is the one thing it reaches, by either path.
-    const direct = await lxc.attach(name, ['/usr/bin/curl', '-sS', '--unix-socket', `${dirInside}/devapollo/sock`, 'http://apollo/1.0/config/user.foo']);
+    const direct = await lxc.attach(name, [
+      '/usr/bin/curl',
+      '-sS',
+      '--unix-socket',
+      `${dirInside}/devapollo/sock`,
+      'http://apollo/1.0/config/user.foo',
+    ]);
     assert.equal(direct.out, 'mapped', direct.stderr);
   });
 });

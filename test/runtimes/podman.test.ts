@@ -63,9 +63,24 @@ describe('podman', () => {
   const runs = async (name: string, how: 'conf' | 'hooks-dir', args: readonly string[] = []) => {
     const hooks = how === 'hooks-dir' ? ['--hooks-dir', hooksDir] : [];
     const r = await podman.podman(
-      ['run', ...PodmanHost.hostRunArgs, ...hooks, '-d', '--name', name, ...args,
-        '-v', '/usr:/usr:ro', '-v', `${daemon.dir}/devapollo:/dev/apollo:ro`, '-v', `${path.dirname(guestTool())}:/opt/guest:ro`,
-        image, 'sleep', 'infinity'],
+      [
+        'run',
+        ...PodmanHost.hostRunArgs,
+        ...hooks,
+        '-d',
+        '--name',
+        name,
+        ...args,
+        '-v',
+        '/usr:/usr:ro',
+        '-v',
+        `${daemon.dir}/devapollo:/dev/apollo:ro`,
+        '-v',
+        `${path.dirname(guestTool())}:/opt/guest:ro`,
+        image,
+        'sleep',
+        'infinity',
+      ],
       how === 'conf' ? readmeEnv() : process.env,
     );
     return r;
@@ -103,7 +118,14 @@ describe('podman', () => {
       assert.equal(r.out.split('\n').at(-1), '200', `${target}: ${r.out} ${r.stderr}`);
     }
     assert.equal((await podman.curl('reader', '/1.0/config/user.greeting')).out, 'hi there\n200');
-    const guest = await podman.podman(['exec', 'reader', '/usr/bin/node', `/opt/guest/${path.basename(guestTool())}`, 'get', 'user.greeting']);
+    const guest = await podman.podman([
+      'exec',
+      'reader',
+      '/usr/bin/node',
+      `/opt/guest/${path.basename(guestTool())}`,
+      'get',
+      'user.greeting',
+    ]);
     assert.equal(guest.out, 'hi there', guest.stderr);
     assert.equal((await entry('reader'))?.pid, await podmanPid('reader'));
   });
@@ -133,10 +155,33 @@ describe('podman', () => {
     fs.mkdirSync(probeDir);
     fs.mkdirSync(seen);
     const probe = path.join(scratch, 'probe.sh');
-    fs.writeFileSync(probe, `#!/bin/sh\ncat > ${seen}/state.json\nbundle=$(sed -n 's/.*"bundle":"\\([^"]*\\)".*/\\1/p' ${seen}/state.json)\ncp "$bundle/config.json" ${seen}/config.json\n`, { mode: 0o755 });
-    fs.writeFileSync(path.join(probeDir, 'probe.json'), JSON.stringify({ version: '1.0.0', stages: ['createRuntime'], when: { always: true }, hook: { path: probe } }));
-    const r = await podman.podman(['run', ...PodmanHost.hostRunArgs, '--hooks-dir', hooksDir, '--hooks-dir', probeDir, '-d', '--name', 'nameless',
-      '-v', '/usr:/usr:ro', '-v', `${daemon.dir}/devapollo:/dev/apollo:ro`, image, 'sleep', 'infinity']);
+    fs.writeFileSync(
+      probe,
+      `#!/bin/sh\ncat > ${seen}/state.json\nbundle=$(sed -n 's/.*"bundle":"\\([^"]*\\)".*/\\1/p' ${seen}/state.json)\ncp "$bundle/config.json" ${seen}/config.json\n`,
+      { mode: 0o755 },
+    );
+    fs.writeFileSync(
+      path.join(probeDir, 'probe.json'),
+      JSON.stringify({ version: '1.0.0', stages: ['createRuntime'], when: { always: true }, hook: { path: probe } }),
+    );
+    const r = await podman.podman([
+      'run',
+      ...PodmanHost.hostRunArgs,
+      '--hooks-dir',
+      hooksDir,
+      '--hooks-dir',
+      probeDir,
+      '-d',
+      '--name',
+      'nameless',
+      '-v',
+      '/usr:/usr:ro',
+      '-v',
+      `${daemon.dir}/devapollo:/dev/apollo:ro`,
+      image,
+      'sleep',
+      'infinity',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const state = fs.readFileSync(path.join(seen, 'state.json'), 'utf8');
     const config = fs.readFileSync(path.join(seen, 'config.json'), 'utf8');

@@ -4,8 +4,8 @@
 // process or connection is back to its size before. The sizes come from `status --format
 // json` under `internals`, which only a daemon run with DEVAPOLLO_DEBUG_INTERNALS=1 shows.
 import assert from 'node:assert/strict';
-import { after, before, describe } from 'node:test';
 import path from 'node:path';
+import { after, before, describe } from 'node:test';
 import { eventually, run, TestDaemon } from '../helpers/daemon.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 
@@ -14,7 +14,10 @@ type Internals = Record<string, number>;
 /** The request counters' label sets, from GET /metrics: what tells two runs apart when their number differs. */
 async function requestLabels(daemon: TestDaemon): Promise<string[]> {
   const result = await run('curl', ['-sS', '--unix-socket', path.join(daemon.dir, 'unix.socket'), 'http://apollo/metrics']);
-  return result.out.split('\n').filter((line) => line.startsWith('devapollo_requests_total{')).map((line) => line.replace(/ \d+$/, ''));
+  return result.out
+    .split('\n')
+    .filter((line) => line.startsWith('devapollo_requests_total{'))
+    .map((line) => line.replace(/ \d+$/, ''));
 }
 
 async function internalsOf(daemon: TestDaemon): Promise<Internals | undefined> {

@@ -108,7 +108,10 @@ describe('Logger', () => {
     logger.info('i');
     logger.warn('w');
     logger.error('e');
-    assert.deepEqual(lines.map((l) => (JSON.parse(l) as { msg: string }).msg), ['w', 'e']);
+    assert.deepEqual(
+      lines.map((l) => (JSON.parse(l) as { msg: string }).msg),
+      ['w', 'e'],
+    );
     assert.equal(logger.enabled('info'), false);
     assert.equal(logger.enabled('warn'), true);
     assert.equal(logger.enabled('error'), true);
@@ -120,7 +123,7 @@ describe('Logger', () => {
     logger.debug('hidden');
     logger.info('shown');
     assert.equal(lines.length, 1);
-    assert.match(lines[0] ?? '', / INFO  shown\n$/);
+    assert.match(lines[0] ?? '', / INFO {2}shown\n$/);
     assert.equal(new Logger('debug', 'text', () => undefined).enabled('debug'), true);
   });
 });

@@ -28,7 +28,10 @@ describe('socket activation (descriptors passed as systemd passes them)', () => 
     const status = JSON.parse((await cli(['status', '--format', 'json'])).out) as { socket_activation: boolean };
     assert.equal(status.socket_activation, true);
     assert.equal((await cli(['launch', 'act', '-c', 'user.foo=activated'])).code, 0);
-    assert.equal((await cli(['exec', 'act', '--', 'curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'])).out, 'activated');
+    assert.equal(
+      (await cli(['exec', 'act', '--', 'curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'])).out,
+      'activated',
+    );
 
     // Stop the daemon: the sockets stay, and a connection made now waits for the next daemon.
     await daemon.stop();
@@ -47,13 +50,20 @@ describe('socket activation (descriptors passed as systemd passes them)', () => 
     // Answered (a host process gets 403), not refused: no connection attempt was dropped.
     assert.match(await queued, /^HTTP\/1\.1 403 /);
     await restarted;
-    assert.equal((await cli(['exec', 'act', '--', 'curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'])).out, 'activated');
+    assert.equal(
+      (await cli(['exec', 'act', '--', 'curl', '-sS', '--unix-socket', '/dev/apollo/sock', 'http://apollo/1.0/config/user.foo'])).out,
+      'activated',
+    );
     assert.equal((await cli(['delete', 'act', '--force'])).code, 0);
   });
 
   test('descriptors without the names guest and admin are refused clearly', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-activated-'));
-    const r = spawnSync('sh', ['-c', `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=other exec ${process.execPath} ${hostCli} serve --dir ${dir}-x`], { encoding: 'utf8' });
+    const r = spawnSync(
+      'sh',
+      ['-c', `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=other exec ${process.execPath} ${hostCli} serve --dir ${dir}-x`],
+      { encoding: 'utf8' },
+    );
     assert.equal(r.status, 2);
     assert.match(r.stderr, /^Error: socket activation needs two sockets named "guest" and "admin"/);
     fs.rmSync(`${dir}-x`, { recursive: true, force: true });
@@ -81,24 +91,29 @@ describe('systemd units', () => {
     assert.equal(value(admin, 'ListenStream'), `${dir}/unix.socket`);
   });
 
-  gatedTest(spawnSync('systemd-analyze', ['--version']).status === 0 ? false : 'needs systemd-analyze')('systemd-analyze verify accepts the units', async () => {
-    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-units-'));
-    try {
-      for (const name of fs.readdirSync(unitDir)) {
-        // verify checks that ExecStart exists: point it at this checkout.
-        const text = read(name).replaceAll('/usr/local/bin/devapollo', path.join(repoRoot, 'bin/devapollo.js'));
-        fs.writeFileSync(path.join(scratch, name), text);
+  gatedTest(spawnSync('systemd-analyze', ['--version']).status === 0 ? false : 'needs systemd-analyze')(
+    'systemd-analyze verify accepts the units',
+    async () => {
+      const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'devapollo-units-'));
+      try {
+        for (const name of fs.readdirSync(unitDir)) {
+          // verify checks that ExecStart exists: point it at this checkout.
+          const text = read(name).replaceAll('/usr/local/bin/devapollo', path.join(repoRoot, 'bin/devapollo.js'));
+          fs.writeFileSync(path.join(scratch, name), text);
+        }
+        const r = spawnSync('systemd-analyze', ['verify', ...fs.readdirSync(scratch).map((n) => path.join(scratch, n))], {
+          encoding: 'utf8',
+        });
+        const problems = r.stderr
+          .split('\n')
+          // Not about our units: this machine runs without systemd as pid 1.
+          .filter((line) => line.trim() !== '' && !/Failed to|not running|System has not been booted/.test(line));
+        assert.deepEqual(problems, []);
+      } finally {
+        fs.rmSync(scratch, { recursive: true, force: true });
       }
-      const r = spawnSync('systemd-analyze', ['verify', ...fs.readdirSync(scratch).map((n) => path.join(scratch, n))], { encoding: 'utf8' });
-      const problems = r.stderr
-        .split('\n')
-        // Not about our units: this machine runs without systemd as pid 1.
-        .filter((line) => line.trim() !== '' && !/Failed to|not running|System has not been booted/.test(line));
-      assert.deepEqual(problems, []);
-    } finally {
-      fs.rmSync(scratch, { recursive: true, force: true });
-    }
-  });
+    },
+  );
 });
 
 describe('logs, metrics and status', () => {
@@ -200,7 +215,7 @@ describe('log levels', () => {
       assert.equal(daemon.stderr, '');
       await run('curl', ['-sS', '--unix-socket', path.join(daemon.dir, 'devapollo/sock'), 'http://x/1.0']);
       await eventually(() => daemon.stderr.includes('refused guest peer'), 'a warning is logged');
-      assert.match(daemon.stderr, /^\d{4}-\d\d-\d\dT\S+ WARN  refused guest peer pid=\d+ uid=0 reason="not in a running container"\n$/);
+      assert.match(daemon.stderr, /^\d{4}-\d\d-\d\dT\S+ WARN {2}refused guest peer pid=\d+ uid=0 reason="not in a running container"\n$/);
     } finally {
       await daemon.destroy();
     }

@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test as plainTest } from 'node:test';
+import { configFromAnnotations, ociContainerName, parseOciState } from '../../dist/server/admin/hooks/oci-hook.js';
 import { Container } from '../../dist/server/containers/container.js';
 import { newRecord } from '../../dist/server/containers/record-rules.js';
-import { configFromAnnotations, ociContainerName, parseOciState } from '../../dist/server/admin/hooks/oci-hook.js';
-import { keyMap, ownValue } from '../../dist/shared/key-map.js';
 import { ApolloError } from '../../dist/shared/errors.js';
+import { keyMap, ownValue } from '../../dist/shared/key-map.js';
 import { run, TestDaemon } from '../helpers/daemon.js';
 import { curlUnavailable, gatedTest } from '../helpers/env.js';
 
@@ -22,6 +22,7 @@ describe('key maps', () => {
   plainTest('a key map answers only what was put in it', () => {
     const map = keyMap<string>([['user.a', '1']]);
     for (const name of names) assert.equal(map[name], undefined, name);
+    // biome-ignore lint/suspicious/noProto: setting a key named __proto__ is what is tested
     map['__proto__'] = 'set';
     assert.equal(Object.getPrototypeOf(map), null);
     assert.deepEqual(Object.keys(map), ['user.a', '__proto__']);
@@ -45,7 +46,11 @@ describe('key maps', () => {
 
   plainTest('OCI annotations named like object properties', () => {
     const state = parseOciState(
-      JSON.stringify({ id: 'constructor', pid: 1, annotations: { 'apollo.toString': 'a', 'apollo.constructor': 'b', 'apollo.valueOf': 'c' } }),
+      JSON.stringify({
+        id: 'constructor',
+        pid: 1,
+        annotations: { 'apollo.toString': 'a', 'apollo.constructor': 'b', 'apollo.valueOf': 'c' },
+      }),
     );
     assert.equal(ociContainerName(state), 'constructor');
     assert.deepEqual({ ...configFromAnnotations(state.annotations) }, { toString: 'a', constructor: 'b', valueOf: 'c' });

@@ -2,7 +2,7 @@
 // and the JSON error envelope.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ApolloError, errorEnvelope, errorFaces, errorFromResponse, type ErrorCode } from '../../dist/shared/errors.js';
+import { ApolloError, type ErrorCode, errorEnvelope, errorFaces, errorFromResponse } from '../../dist/shared/errors.js';
 
 const expectedFaces: Record<ErrorCode, { http: number; exit: number }> = {
   'bad-request': { http: 400, exit: 2 },
@@ -54,8 +54,19 @@ describe('ApolloError faces', () => {
 describe('errorFromResponse', () => {
   test('rebuilds the code from every status the daemon sends, and the message from the envelope', () => {
     const daemonCodes: ErrorCode[] = [
-      'bad-request', 'unauthorized', 'forbidden', 'not-found', 'method-not-allowed', 'request-timeout', 'conflict',
-      'payload-too-large', 'uri-too-long', 'too-many-requests', 'header-too-large', 'internal', 'unavailable',
+      'bad-request',
+      'unauthorized',
+      'forbidden',
+      'not-found',
+      'method-not-allowed',
+      'request-timeout',
+      'conflict',
+      'payload-too-large',
+      'uri-too-long',
+      'too-many-requests',
+      'header-too-large',
+      'internal',
+      'unavailable',
     ];
     for (const code of daemonCodes) {
       const status = errorFaces[code].http;

@@ -56,7 +56,16 @@ describe('renderTable', () => {
 
 describe('renderCsv', () => {
   test('plain fields are not quoted; records end with CRLF', () => {
-    assert.equal(renderCsv(['name', 'state'], [['alpha', 'Started'], ['beta', 'Ready']]), 'name,state\r\nalpha,Started\r\nbeta,Ready\r\n');
+    assert.equal(
+      renderCsv(
+        ['name', 'state'],
+        [
+          ['alpha', 'Started'],
+          ['beta', 'Ready'],
+        ],
+      ),
+      'name,state\r\nalpha,Started\r\nbeta,Ready\r\n',
+    );
   });
 
   test('the head alone when there are no rows', () => {
@@ -64,20 +73,16 @@ describe('renderCsv', () => {
   });
 
   test('fields with commas, quotes, CR or LF are quoted, quotes doubled', () => {
-    const csv = renderCsv(['k', 'v'], [
-      ['a,b', 'say "hi"'],
-      ['line\nbreak', 'cr\rhere'],
-      ['crlf\r\nboth', ''],
-      [' spaced ', '"'],
-    ]);
-    assert.equal(
-      csv,
-      'k,v\r\n' +
-        '"a,b","say ""hi"""\r\n' +
-        '"line\nbreak","cr\rhere"\r\n' +
-        '"crlf\r\nboth",\r\n' +
-        ' spaced ,""""\r\n',
+    const csv = renderCsv(
+      ['k', 'v'],
+      [
+        ['a,b', 'say "hi"'],
+        ['line\nbreak', 'cr\rhere'],
+        ['crlf\r\nboth', ''],
+        [' spaced ', '"'],
+      ],
     );
+    assert.equal(csv, 'k,v\r\n' + '"a,b","say ""hi"""\r\n' + '"line\nbreak","cr\rhere"\r\n' + '"crlf\r\nboth",\r\n' + ' spaced ,""""\r\n');
   });
 });
 
@@ -164,7 +169,12 @@ describe('runCli', () => {
   });
 
   test('each code ends with its own exit code', async () => {
-    for (const [code, exit] of [['unavailable', 69], ['wait-timeout', 75], ['forbidden', 4], ['usage', 2]] as const) {
+    for (const [code, exit] of [
+      ['unavailable', 69],
+      ['wait-timeout', 75],
+      ['forbidden', 4],
+      ['usage', 2],
+    ] as const) {
       const result = await capture(async () => {
         throw new ApolloError(code, 'x');
       });

@@ -1,14 +1,14 @@
 /** Every guest command, one declarative object each: parse, call an operation, print. */
 import type { ArgumentsCamelCase, Argv } from 'yargs';
+import { stdinArgument } from '../../shared/cli.js';
 import { type CommandBody, type CommandEntry, commandBody } from '../../shared/commands.js';
 import { ApolloError } from '../../shared/errors.js';
+import { isGuestWritableKey } from '../../shared/names.js';
 import { render, renderEventLine, safeJson, writeOut, writeValue } from '../../shared/output.js';
 import type { GuestInfoWire } from '../../shared/wire.js';
 import { GuestClient } from '../api-client.js';
 import { getValue, readAllValues, setGuestKey, setReady, unsetGuestKey, waitForKey, watchEvents, writeSeed } from '../operations.js';
 import { fetchToken } from './token.js';
-import { isGuestWritableKey } from '../../shared/names.js';
-import { stdinArgument } from '../../shared/cli.js';
 
 /** The options every guest command has (main declares them). */
 export interface GuestGlobals {
@@ -94,12 +94,18 @@ const watch: CommandEntry<GuestGlobals> = {
     (y) =>
       y
         .option('type', { type: 'string', default: 'config,lifecycle', describe: 'config, lifecycle or both' })
-        .option('format', { alias: 'f', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'json: one object per line' })
+        .option('format', {
+          alias: 'f',
+          choices: ['text', 'json'] as const,
+          default: 'text' as const,
+          describe: 'json: one object per line',
+        })
         .example('$0 watch --type config --format json', 'for a script'),
     async (argv) => {
       const types = argv.type.split(',').map((t) => t.trim());
       for (const type of types) {
-        if (type !== 'config' && type !== 'lifecycle') throw new ApolloError('usage', `unknown event type ${JSON.stringify(type)}: use config, lifecycle`);
+        if (type !== 'config' && type !== 'lifecycle')
+          throw new ApolloError('usage', `unknown event type ${JSON.stringify(type)}: use config, lifecycle`);
       }
       const stop = new AbortController();
       const onSignal = () => stop.abort();
@@ -107,11 +113,14 @@ const watch: CommandEntry<GuestGlobals> = {
       process.once('SIGTERM', onSignal);
       let printing = Promise.resolve();
       try {
-        await watchEvents(guestClient(argv), types as ('config' | 'lifecycle')[], (event) => {
-          printing = printing.then(async () =>
-            writeOut(argv.format === 'json' ? `${safeJson(event)}\n` : await renderEventLine(event)),
-          );
-        }, stop.signal);
+        await watchEvents(
+          guestClient(argv),
+          types as ('config' | 'lifecycle')[],
+          (event) => {
+            printing = printing.then(async () => writeOut(argv.format === 'json' ? `${safeJson(event)}\n` : await renderEventLine(event)));
+          },
+          stop.signal,
+        );
         await printing;
       } finally {
         process.off('SIGINT', onSignal);
@@ -200,7 +209,8 @@ async function readStdinValue(): Promise<Buffer> {
   let size = 0;
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > maxGuestValueBytes) throw new ApolloError('usage', `the value on stdin is larger than ${maxGuestValueBytes} bytes, the most a guest key may hold`);
+    if (size > maxGuestValueBytes)
+      throw new ApolloError('usage', `the value on stdin is larger than ${maxGuestValueBytes} bytes, the most a guest key may hold`);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks);
@@ -241,4 +251,16 @@ const unset: CommandEntry<GuestGlobals> = {
  * beside their heads: the CLI is one bundled file, compiled whole on its first use (and
  * `get` never loads it: src/client/entry.ts).
  */
-export const guestCommands: readonly CommandEntry<GuestGlobals>[] = [get, config, metadata, info, watch, wait, ready, seed, set, unset, token];
+export const guestCommands: readonly CommandEntry<GuestGlobals>[] = [
+  get,
+  config,
+  metadata,
+  info,
+  watch,
+  wait,
+  ready,
+  seed,
+  set,
+  unset,
+  token,
+];

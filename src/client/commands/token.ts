@@ -8,6 +8,7 @@ export async function fetchToken(client: GuestClient, audience: string, ttl: str
   if (ttl !== undefined) query.set('ttl', ttl);
   const token = (await client.request('GET', `/1.0/identity/token?${query.toString()}`)).body.toString('utf8');
   // Printed as it came: it must be a JWT and nothing that could drive a terminal.
-  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) throw new ApolloError('internal', 'the daemon answered with something that is not a JWT');
+  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token))
+    throw new ApolloError('internal', 'the daemon answered with something that is not a JWT');
   return token;
 }

@@ -28,7 +28,7 @@ export class AdminClient {
 
   async request(method: Method, path: string, body?: unknown): Promise<{ status: number; body: Buffer }> {
     const json = body === undefined ? undefined : JSON.stringify(body);
-    let response;
+    let response: Awaited<ReturnType<typeof exchange>>;
     try {
       response = await exchange({
         socketPath: this.socket,
@@ -105,7 +105,13 @@ export class AdminClient {
   /** A GET whose body is read as it comes; an error answer is thrown as the ApolloError it means. */
   private async openGet(path: string): Promise<{ res: http.IncomingMessage; req: http.ClientRequest }> {
     try {
-      return await openStream({ socketPath: this.socket, method: 'GET', path, headers: { Host: 'devapollo', 'User-Agent': 'devapollo' }, timeoutMs: this.timeoutMs });
+      return await openStream({
+        socketPath: this.socket,
+        method: 'GET',
+        path,
+        headers: { Host: 'devapollo', 'User-Agent': 'devapollo' },
+        timeoutMs: this.timeoutMs,
+      });
     } catch (error) {
       throw error instanceof ApolloError ? error : connectionError(this.dir, this.socket, error);
     }
@@ -121,7 +127,9 @@ function connectionError(dir: string, socket: string, error: unknown): ApolloErr
     });
   }
   if (code === 'ENOTDIR') {
-    return new ApolloError('no-daemon', `no devapollo daemon answers on ${socket}: ${dir} is not a directory (see --dir)`, { cause: error });
+    return new ApolloError('no-daemon', `no devapollo daemon answers on ${socket}: ${dir} is not a directory (see --dir)`, {
+      cause: error,
+    });
   }
   if (code === 'ETIMEDOUT') {
     return new ApolloError('no-daemon', `the daemon did not answer on ${socket} in time`, { cause: error });

@@ -10,11 +10,11 @@ import { streamLog } from '../containers/container-log.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { OciStartFacts } from '../containers/oci-binding.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
-import { identityAdminRoutes } from '../identity/admin-routes.js';
-import type { IdentityIssuer } from '../identity/issuer.js';
 import { parseJsonBody } from '../http/body.js';
 import { json, type StreamReply, text } from '../http/reply.js';
 import type { RequestInfo, Route } from '../http/router.js';
+import { identityAdminRoutes } from '../identity/admin-routes.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 
 export interface AdminContext {
   readonly manager: ContainerManager;
@@ -99,7 +99,8 @@ async function changeState({ manager }: AdminContext, request: RequestInfo) {
         : action === 'restart'
           ? await manager.restart(name, stopping())
           : undefined;
-  if (container === undefined) throw new ApolloError('bad-request', `action must be "start", "stop" or "restart", not ${JSON.stringify(action ?? null)}`);
+  if (container === undefined)
+    throw new ApolloError('bad-request', `action must be "start", "stop" or "restart", not ${JSON.stringify(action ?? null)}`);
   return json(containerWire(container));
 }
 
@@ -149,7 +150,11 @@ async function registerInit({ manager }: AdminContext, request: RequestInfo) {
   if (typeof pid !== 'number') throw new ApolloError('bad-request', 'pid must be a number');
   const runtimeId = body['runtime_id'];
   if (runtimeId !== undefined && typeof runtimeId !== 'string') throw new ApolloError('bad-request', 'runtime_id must be a string');
-  const { container, warnings } = await manager.register(param(request, 'name'), pid, { config: configField(body), runtimeId, oci: ociField(body) });
+  const { container, warnings } = await manager.register(param(request, 'name'), pid, {
+    config: configField(body),
+    runtimeId,
+    oci: ociField(body),
+  });
   const answer: RegistrationWire = { ...containerWire(container), warnings };
   return json(answer);
 }

@@ -13,10 +13,9 @@ import { answerClientError } from '../http/client-errors.js';
 import { routeRequests } from '../http/pipeline.js';
 import { resolvePeer, unreadablePeerError } from '../kernel/peer.js';
 import { socketDescriptor } from '../kernel/socket-descriptor.js';
-import { inAdminGroup } from './admin-group.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
+import { inAdminGroup } from './admin-group.js';
 import { type AdminContext, adminRoutes } from './routes.js';
-
 
 export function createAdminServer(
   context: AdminContext,

@@ -74,7 +74,17 @@ export async function runExec(request: ExecRequest): Promise<number> {
   if (strings.some((s) => s.includes('\0'))) throw new ApolloError('usage', 'the command and the environment cannot hold NUL bytes');
   const child = spawn(
     'perl',
-    [execHelper, '--pid', String(request.pid), '--start-time', request.startTime, '--cwd', request.cwd, '--mode', request.terminal ? 'pty' : 'pipe'],
+    [
+      execHelper,
+      '--pid',
+      String(request.pid),
+      '--start-time',
+      request.startTime,
+      '--cwd',
+      request.cwd,
+      '--mode',
+      request.terminal ? 'pty' : 'pipe',
+    ],
     { stdio: ['pipe', 'pipe', 'pipe', 'pipe'], env: { PATH: '/usr/bin:/bin' }, cwd: '/', detached: true },
   );
   const closed = new Promise<number>((resolve, reject) => {
@@ -91,7 +101,7 @@ export async function runExec(request: ExecRequest): Promise<number> {
   control.write(`${request.environment.size} ${request.command.length}\n${strings.map((s) => `${s}\0`).join('')}`);
 
   const stdin = process.stdin;
-  let restore = () => undefined as void;
+  let restore: () => void = () => {};
   const sendWindowSize = () => control.write(`winsize ${windowSize().join(' ')}\n`);
   // Hanging up closes the control socket: the helper sends SIGHUP to the command's process
   // group, then SIGKILL, and the session ends. A command that ignores SIGHUP must not keep

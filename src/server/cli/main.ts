@@ -6,10 +6,10 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { finishCli, parseOrComplete } from '../../shared/cli.js';
-import { resolveDir } from '../paths.js';
 import { addCommands, type CommandOutcome } from '../../shared/commands.js';
 import { runCli } from '../../shared/output.js';
 import { AdminClient } from '../admin/client.js';
+import { resolveDir } from '../paths.js';
 import { type HostGlobals, stdinArgument } from './commands/shared.js';
 import { hostCommands } from './registry.js';
 

@@ -67,7 +67,10 @@ export class ChangeWaiters {
       };
       signal?.addEventListener('abort', waiter.onAbort, { once: true });
       let set = this.byTopic.get(topic);
-      if (set === undefined) this.byTopic.set(topic, (set = new Set()));
+      if (set === undefined) {
+        set = new Set();
+        this.byTopic.set(topic, set);
+      }
       set.add(waiter);
       this.count++;
     });

@@ -132,4 +132,3 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 async function closeQuietly(handle: fsp.FileHandle | undefined): Promise<void> {
   await handle?.close().catch(() => undefined);
 }
-

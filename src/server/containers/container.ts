@@ -3,9 +3,9 @@
  */
 import { ApolloError } from '../../shared/errors.js';
 import { asKeyMap } from '../../shared/key-map.js';
-import type { ContainerRecord } from '../state/container-store.js';
 import { pidfdIsAlive } from '../kernel/pidfd.js';
-import { type ChangeTopic, changeTopics, ChangeWaiters, metaDataKeys } from './change-waiters.js';
+import type { ContainerRecord } from '../state/container-store.js';
+import { type ChangeTopic, ChangeWaiters, changeTopics, metaDataKeys } from './change-waiters.js';
 import { etagPrefix, keyRevision, metaDataRevision } from './record-rules.js';
 
 let turn = 0;

@@ -52,7 +52,7 @@ export class InstanceRegistry {
       if (pinFd !== nsfd) closeFd(nsfd);
     }
     const holder = this.byNamespace.get(key);
-    if (holder !== undefined && holder.running) {
+    if (holder?.running) {
       closeFd(pinFd);
       throw new ApolloError('conflict', `that pid namespace already belongs to container ${holder.container.name}`);
     }

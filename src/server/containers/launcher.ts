@@ -14,8 +14,8 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { ApolloError } from '../../shared/errors.js';
 import { readLines } from '../../shared/lines.js';
 import type { IdRange } from './idmap.js';
@@ -119,7 +119,10 @@ export class LaunchHandshake {
         throw error;
       },
     );
-    this.ready = Promise.race([readyLine, this.done.then(() => Promise.reject(new ApolloError('internal', `container ${spec.name} did not register`)))]);
+    this.ready = Promise.race([
+      readyLine,
+      this.done.then(() => Promise.reject(new ApolloError('internal', `container ${spec.name} did not register`))),
+    ]);
     // Each is awaited by the caller only at its step; a failure before then is not unhandled.
     this.ready.catch(() => undefined);
     this.done.catch(() => undefined);
@@ -171,7 +174,8 @@ export class LaunchHandshake {
         throw new ApolloError(registered ? 'bad-request' : 'internal', `cannot start container ${this.spec.name}: ${line.slice(6)}`);
       }
     }
-    if (registered) throw new ApolloError('internal', `cannot start container ${this.spec.name}: its init exited before it ran its command`);
+    if (registered)
+      throw new ApolloError('internal', `cannot start container ${this.spec.name}: its init exited before it ran its command`);
     const code = await exited;
     throw new ApolloError('internal', `cannot start container ${this.spec.name}: the launcher exited with status ${code}`);
   }
@@ -195,7 +199,17 @@ export class LaunchHandshake {
 }
 
 function launcherArguments(spec: LaunchSpec): string[] {
-  const args = [launcherScript, '--name', spec.name, '--stage', spec.stageDir, '--log', spec.logFile, '--max-log-size', String(spec.maxLogBytes)];
+  const args = [
+    launcherScript,
+    '--name',
+    spec.name,
+    '--stage',
+    spec.stageDir,
+    '--log',
+    spec.logFile,
+    '--max-log-size',
+    String(spec.maxLogBytes),
+  ];
   if (spec.guestDir !== null) args.push('--devapollo', spec.guestDir);
   if (spec.lxdCompat) args.push('--lxd-compat');
   if (!spec.privileged) {
@@ -209,7 +223,9 @@ function launcherArguments(spec: LaunchSpec): string[] {
 function cannotStart(name: string, error: unknown): ApolloError {
   const code = (error as NodeJS.ErrnoException).code;
   if (code === 'EMFILE' || code === 'ENFILE') {
-    return new ApolloError('unavailable', `cannot start container ${name}: the daemon is out of file descriptors; try again`, { cause: error });
+    return new ApolloError('unavailable', `cannot start container ${name}: the daemon is out of file descriptors; try again`, {
+      cause: error,
+    });
   }
   return new ApolloError('internal', `cannot start container ${name}: ${(error as Error).message}`, { cause: error });
 }

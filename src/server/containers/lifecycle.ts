@@ -7,19 +7,27 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ApolloError } from '../../shared/errors.js';
+import { keyMap } from '../../shared/key-map.js';
 import { assertContainerName } from '../../shared/names.js';
 import { closeFd, openPidfd, pidfdIsAlive, reapedExitStatus, signalPidfd } from '../kernel/pidfd.js';
 import { currentBootId, isNamespaceInit, processStartTime, shellExitStatus, zombieExitStatus } from '../kernel/proc.js';
 import type { Logger } from '../log.js';
 import type { DaemonPaths } from '../paths.js';
 import type { ContainerRecord, ContainerStore } from '../state/container-store.js';
-import { keyMap } from '../../shared/key-map.js';
 import { Container, type Instance, whileBusy } from './container.js';
 import type { InstanceRegistry } from './instance-registry.js';
 import type { IsolatedRanges } from './isolated-ranges.js';
 import { LaunchHandshake } from './launcher.js';
-import { annotationConfig, claimKey, knownAnnotationKeys, newClaim, ociBindRefusal, type OciStartFacts } from './oci-binding.js';
-import { type ConfigChanges, isolatedKey, newRecord, privilegedIsolated, validatedConfig, withConfig, withGuestState } from './record-rules.js';
+import { annotationConfig, claimKey, knownAnnotationKeys, newClaim, type OciStartFacts, ociBindRefusal } from './oci-binding.js';
+import {
+  type ConfigChanges,
+  isolatedKey,
+  newRecord,
+  privilegedIsolated,
+  validatedConfig,
+  withConfig,
+  withGuestState,
+} from './record-rules.js';
 
 /** Which run of a registered container a stop hook is for; unset fields match any. */
 export interface RunOfContainer {
@@ -247,7 +255,10 @@ export class Lifecycle {
         throw new ApolloError('conflict', `container ${name} was launched by devapollo; choose another name`);
       }
       if (existing.record.origin === 'create' && existing.record.command !== null) {
-        throw new ApolloError('conflict', `container ${name} was created with a command for devapollo to run: start it with devapollo start`);
+        throw new ApolloError(
+          'conflict',
+          `container ${name} was created with a command for devapollo to run: start it with devapollo start`,
+        );
       }
       if (existing.instance?.running) throw new ApolloError('conflict', `container ${name} is already registered and running`);
       const refusal = options.oci === undefined ? undefined : ociBindRefusal(existing.record, runtimeId, options.oci);
@@ -528,7 +539,8 @@ export class Lifecycle {
       ]);
       clearTimeout(timer);
       if (outcome === 'stopped') return;
-      if (outcome === 'timeout') this.options.logger.warn('container did not stop in time; killing it', { container: instance.container.name });
+      if (outcome === 'timeout')
+        this.options.logger.warn('container did not stop in time; killing it', { container: instance.container.name });
       signalPidfd(instance.pidfd, 'SIGKILL');
       await done;
     } finally {

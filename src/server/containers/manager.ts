@@ -19,7 +19,14 @@ import type { Container, Instance } from './container.js';
 import type { IdRange, ReadFile } from './idmap.js';
 import { InstanceRegistry } from './instance-registry.js';
 import { IsolatedRanges } from './isolated-ranges.js';
-import { type ContainerBook, type LaunchRequest, Lifecycle, type RegisterOptions, type Registration, type RunOfContainer } from './lifecycle.js';
+import {
+  type ContainerBook,
+  type LaunchRequest,
+  Lifecycle,
+  type RegisterOptions,
+  type Registration,
+  type RunOfContainer,
+} from './lifecycle.js';
 import { configDifferences, isolatedKey, privilegedIsolated, validatedConfig, withConfig, withGuestState } from './record-rules.js';
 
 export type { LaunchRequest, RegisterOptions, Registration, RunOfContainer } from './lifecycle.js';

@@ -6,8 +6,8 @@
  * rule applies and makes the result durable.
  */
 import { randomUUID } from 'node:crypto';
-import { ApolloError } from '../../shared/errors.js';
 import { assertSettableKey, booleanKeys } from '../../shared/config-keys.js';
+import { ApolloError } from '../../shared/errors.js';
 import { keyMap } from '../../shared/key-map.js';
 import { assertConfigKey, isGuestReadableKey } from '../../shared/names.js';
 import { type ContainerRecord, type GuestState, stateSchemaVersion } from '../state/container-store.js';

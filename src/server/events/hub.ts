@@ -133,13 +133,18 @@ export class EventHub {
       stream: (req: IncomingMessage, res: ServerResponse) => {
         // Every 200 to a GET carries an ETag (docs/api.md, "Conventions"); a stream's never changes.
         const etag = subscriber.container.etag(0);
-        this.streamTo(req, res, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache', ETag: etag }, {
-          audience: 'guest',
-          types,
-          container: subscriber.container,
-          name: undefined,
-          authorized: subscriber.authorized,
-        });
+        this.streamTo(
+          req,
+          res,
+          { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache', ETag: etag },
+          {
+            audience: 'guest',
+            types,
+            container: subscriber.container,
+            name: undefined,
+            authorized: subscriber.authorized,
+          },
+        );
       },
     };
   }
@@ -167,7 +172,14 @@ export class EventHub {
       // Guests only listen; whatever they send is ignored.
       ws.on('message', noop);
       ws.on('error', () => ws.terminate());
-      const listener = this.add({ audience: 'guest', types, container: subscriber.container, name: undefined, authorized: subscriber.authorized, sink });
+      const listener = this.add({
+        audience: 'guest',
+        types,
+        container: subscriber.container,
+        name: undefined,
+        authorized: subscriber.authorized,
+        sink,
+      });
       const end = (): void => this.remove(listener);
       ws.once('close', end);
       listener.detach = () => ws.off('close', end);
@@ -181,13 +193,18 @@ export class EventHub {
   adminStream(name: string | undefined, types: ReadonlySet<EventType>): StreamReply {
     return {
       stream: (req, res) =>
-        this.streamTo(req, res, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache' }, {
-          audience: 'admin',
-          types,
-          container: undefined,
-          name,
-          authorized: always,
-        }),
+        this.streamTo(
+          req,
+          res,
+          { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-cache' },
+          {
+            audience: 'admin',
+            types,
+            container: undefined,
+            name,
+            authorized: always,
+          },
+        ),
     };
   }
 
@@ -253,7 +270,10 @@ export class EventHub {
       return listener;
     }
     let set = this.guests.get(listener.container);
-    if (set === undefined) this.guests.set(listener.container, (set = new Set()));
+    if (set === undefined) {
+      set = new Set();
+      this.guests.set(listener.container, set);
+    }
     set.add(listener);
     this.guestCount++;
     return listener;

@@ -81,7 +81,11 @@ export class GuestConnections {
     this.open++;
     // It still counts until it has closed.
     const refusal =
-      this.open > this.caps.maxConnections ? atDaemonLimit : share.connections > this.caps.maxConnectionsPerContainer ? atConnectionLimit : undefined;
+      this.open > this.caps.maxConnections
+        ? atDaemonLimit
+        : share.connections > this.caps.maxConnectionsPerContainer
+          ? atConnectionLimit
+          : undefined;
     const peer = newPeer(socket, fd, credentials, match, share, refusal !== undefined);
     attachPeer(socket, peer);
     socket.on('close', this.onClose);
@@ -98,7 +102,9 @@ export class GuestConnections {
 
   /** Closes every connection (shutdown). */
   destroyAll(): void {
-    this.served.forEach((peer) => peer.socket.destroy());
+    this.served.forEach((peer) => {
+      peer.socket.destroy();
+    });
   }
 
   /** Forgets the processes seen (the server has closed). */

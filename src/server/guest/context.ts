@@ -8,8 +8,8 @@ import { ApolloError } from '../../shared/errors.js';
 import type { Container, Instance } from '../containers/container.js';
 import type { ContainerManager } from '../containers/manager.js';
 import type { EventHub, EventSubscriber, EventType } from '../events/hub.js';
-import type { ContainerIdentity } from '../identity/issuer.js';
 import type { StreamReply } from '../http/reply.js';
+import type { ContainerIdentity } from '../identity/issuer.js';
 import type { GuestState } from '../state/container-store.js';
 import { type GuestKeyRules, storedBytes } from './guest-keys.js';
 

@@ -73,9 +73,13 @@ export class GuestKeyRules {
     const waitMs = this.buckets.of(container).take();
     if (waitMs > 0) {
       const seconds = retryAfterSeconds(waitMs);
-      throw new ApolloError('too-many-requests', `too many writes of guest keys from this container (at most ${this.limits.rate.perSecond} a second)`, {
-        headers: { 'Retry-After': String(seconds) },
-      });
+      throw new ApolloError(
+        'too-many-requests',
+        `too many writes of guest keys from this container (at most ${this.limits.rate.perSecond} a second)`,
+        {
+          headers: { 'Retry-After': String(seconds) },
+        },
+      );
     }
     if (declaredBytes === undefined) return;
     try {
@@ -98,7 +102,10 @@ export class GuestKeyRules {
     if (write.bytes === null) return;
     const { maxKeys, maxTotalBytes, maxValueBytes } = this.limits;
     if (write.bytes > maxValueBytes) {
-      throw new ApolloError('payload-too-large', `the value of ${write.key} is ${write.bytes} bytes, more than the limit of ${maxValueBytes}`);
+      throw new ApolloError(
+        'payload-too-large',
+        `the value of ${write.key} is ${write.bytes} bytes, more than the limit of ${maxValueBytes}`,
+      );
     }
     let keys = 0;
     let bytes = 0;
@@ -108,7 +115,10 @@ export class GuestKeyRules {
       bytes += storedBytes(value);
     }
     if (keys + 1 > maxKeys) {
-      throw new ApolloError('payload-too-large', `this container has ${keys} guest keys, the most it may have is ${maxKeys}: unset one first`);
+      throw new ApolloError(
+        'payload-too-large',
+        `this container has ${keys} guest keys, the most it may have is ${maxKeys}: unset one first`,
+      );
     }
     const total = bytes + Math.max(write.bytes, write.stored ?? 0);
     if (total > maxTotalBytes) {

@@ -4,9 +4,9 @@
  * built per refusal).
  */
 import { ApolloError } from '../../shared/errors.js';
+import { type FixedReply, fixedError, rawResponse } from '../http/reply.js';
 import { RateLimitedLog } from '../log.js';
 import type { RequestObserver } from '../metrics.js';
-import { type FixedReply, fixedError, rawResponse } from '../http/reply.js';
 import type { GuestPeer } from './connection.js';
 
 const retryAfterOne = { 'Retry-After': '1' } as const;

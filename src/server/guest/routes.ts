@@ -7,12 +7,12 @@ import { ApolloError } from '../../shared/errors.js';
 import { isGuestReadableKey } from '../../shared/names.js';
 import { changeTopics } from '../containers/change-waiters.js';
 import { instanceIdOf } from '../containers/instance-id.js';
-import { parseJsonBody } from '../http/body.js';
-import { errorReply, json, text } from './http.js';
-import type { RequestInfo, Route } from '../http/router.js';
 import { parseEventTypes } from '../events/hub.js';
+import { parseJsonBody } from '../http/body.js';
+import type { RequestInfo, Route } from '../http/router.js';
 import { identityGuestRoutes } from '../identity/guest-routes.js';
 import type { GuestContext } from './context.js';
+import { errorReply, json, text } from './http.js';
 import { buildMetaData } from './meta-data.js';
 import { admitWrite, deleteConfigKey, putConfigKey } from './writes.js';
 

@@ -10,10 +10,9 @@
 import http from 'node:http';
 import { ApolloError } from '../../shared/errors.js';
 import type { ContainerEvent, ContainerManager } from '../containers/manager.js';
-import type { IdentityIssuer } from '../identity/issuer.js';
 import { defaultEventLimits, EventHub, type EventLimits } from '../events/hub.js';
 import { answerClientError } from '../http/client-errors.js';
-import { routeRequests } from './http.js';
+import type { IdentityIssuer } from '../identity/issuer.js';
 import { answeredHook, type RequestObserver } from '../metrics.js';
 import { Admission } from './admission.js';
 import { GuestAuthorizer } from './authorization.js';
@@ -21,6 +20,7 @@ import { peerOf } from './connection.js';
 import { type ConnectionCaps, GuestConnections } from './connections.js';
 import type { GuestSession } from './context.js';
 import { defaultGuestKeyLimits, type GuestKeyLimits, GuestKeyRules } from './guest-keys.js';
+import { routeRequests } from './http.js';
 import { startIdleSweep } from './idle-sweep.js';
 import type { RateLimit } from './limits.js';
 import { ReadingHolds } from './reading-holds.js';
@@ -98,7 +98,15 @@ export function createGuestServer(
   const holds = new ReadingHolds();
   const admission = new Admission(limits.rate, holds, refusals, now);
   const authorizer = new GuestAuthorizer(manager, events, new GuestKeyRules(limits.guestKeys, now), refusals, identity);
-  const connections = new GuestConnections(limits, (key) => manager.instanceOfNamespace(key), admission, holds, refusals, observer, manager.kernel);
+  const connections = new GuestConnections(
+    limits,
+    (key) => manager.instanceOfNamespace(key),
+    admission,
+    holds,
+    refusals,
+    observer,
+    manager.kernel,
+  );
   let pendingWaits = 0;
 
   const answeredMetrics = answeredHook('guest', observer, (req) => peerOf(req.socket)?.instance?.container.name);

@@ -6,9 +6,9 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { ApolloError } from '../../shared/errors.js';
-import { json } from './http.js';
 import type { RequestInfo } from '../http/router.js';
 import type { GuestContext } from './context.js';
+import { json } from './http.js';
 
 /** Before the body: the key, the switch, the write rate, the declared size (403, 429, 413). */
 export function admitWrite(context: GuestContext, request: RequestInfo): void {

@@ -44,7 +44,12 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     // fill at its request rate.
     const onError = (error: Error): void => {
       done();
-      reject(new ApolloError('bad-request', 'the connection closed before the request body ended', { cause: error, headers: { Connection: 'close' } }));
+      reject(
+        new ApolloError('bad-request', 'the connection closed before the request body ended', {
+          cause: error,
+          headers: { Connection: 'close' },
+        }),
+      );
     };
     req.on('data', onData);
     req.on('end', onEnd);

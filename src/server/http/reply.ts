@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ApolloError, errorEnvelope, errorFaces, type ErrorCode } from '../../shared/errors.js';
+import { ApolloError, type ErrorCode, errorEnvelope, errorFaces } from '../../shared/errors.js';
 
 /**
  * A finished answer. `etag` is sent as the ETag header; a 200's is compared with

@@ -125,7 +125,10 @@ const noLastParams: readonly { prefix: string; route: never; name: string }[] = 
 /** The value of `key`, made with `create` and stored the first time. */
 function entryOf<K, V>(map: Map<K, V>, key: K, create: () => V): V {
   let value = map.get(key);
-  if (value === undefined) map.set(key, (value = create()));
+  if (value === undefined) {
+    value = create();
+    map.set(key, value);
+  }
   return value;
 }
 

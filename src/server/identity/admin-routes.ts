@@ -31,7 +31,8 @@ async function rotateKey(context: AdminContext) {
 
 async function verifyToken(context: AdminContext, request: RequestInfo) {
   const body = parseJsonBody(request.body) as Record<string, unknown> | null;
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ApolloError('bad-request', 'the request body must be a JSON object');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new ApolloError('bad-request', 'the request body must be a JSON object');
   const { token, audience } = body;
   if (typeof token !== 'string' || token === '') throw new ApolloError('bad-request', 'token must be a non-empty string');
   if (audience !== undefined && typeof audience !== 'string') throw new ApolloError('bad-request', 'audience must be a string');

@@ -56,7 +56,10 @@ export function audienceOf(query: URLSearchParams): string {
   // no line or paragraph separator, none of which a relying party or a log should get;
   // U+FFFD is what a bad percent-encoding decodes to.
   if (/[\p{C}\p{Zl}\p{Zp}\uFFFD]/u.test(audience)) {
-    throw new ApolloError('bad-request', 'audience must be printable: no control, format or line-separator characters, and valid UTF-8 percent-encoding');
+    throw new ApolloError(
+      'bad-request',
+      'audience must be printable: no control, format or line-separator characters, and valid UTF-8 percent-encoding',
+    );
   }
   return audience;
 }

@@ -5,7 +5,7 @@
  * peer credentials; nothing the guest sends goes into a token but the audience and ttl.
  */
 import { randomUUID } from 'node:crypto';
-import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, jwtVerify, SignJWT } from 'jose';
+import { createLocalJWKSet, type JSONWebKeySet, errors as joseErrors, jwtVerify, SignJWT } from 'jose';
 import { ApolloError } from '../../shared/errors.js';
 import type { Container } from '../containers/container.js';
 import { ContainerBuckets, type RateLimit, retryAfterSeconds } from '../guest/limits.js';
@@ -172,7 +172,9 @@ export class IdentityIssuer {
       jti: randomUUID(),
       devapollo: { container: subject.name, instance: subject.instance, host: this.settings.host, privileged: subject.privileged },
     };
-    const token = await new SignJWT({ ...claims }).setProtectedHeader({ alg: signingAlgorithm, kid: key.kid, typ: 'JWT' }).sign(key.privateKey);
+    const token = await new SignJWT({ ...claims })
+      .setProtectedHeader({ alg: signingAlgorithm, kid: key.kid, typ: 'JWT' })
+      .sign(key.privateKey);
     this.logger.info('identity token issued', {
       container: subject.name,
       audience,
@@ -219,7 +221,10 @@ export class IdentityIssuer {
     }
     const current = instanceOf(claim.container);
     if (current === undefined) {
-      throw new ApolloError('forbidden', `the token is not valid: container ${claim.container} no longer exists (instance ${claim.instance})`);
+      throw new ApolloError(
+        'forbidden',
+        `the token is not valid: container ${claim.container} no longer exists (instance ${claim.instance})`,
+      );
     }
     if (current !== claim.instance) {
       throw new ApolloError(
@@ -235,7 +240,11 @@ export class IdentityIssuer {
     const { created, retired } = this.opened;
     if (created !== undefined) this.logger.info('identity key created', { kid: created.kid, file: created.file });
     for (const key of retired) this.logger.info('identity key retired', { kid: key.kid });
-    this.logger.info('identity tokens signed', { issuer: this.settings.issuer, trust_domain: this.settings.trustDomain, kid: this.store.current.kid });
+    this.logger.info('identity tokens signed', {
+      issuer: this.settings.issuer,
+      trust_domain: this.settings.trustDomain,
+      kid: this.store.current.kid,
+    });
   }
 
   /** Stops the retirement timer (daemon shutdown). */
@@ -298,8 +307,10 @@ function verificationFailure(error: unknown, token: string, expected: { audience
         return `its ${error.claim} claim is wrong (${error.message})`;
     }
   }
-  if (error instanceof joseErrors.JWKSNoMatchingKey) return `it was signed by a key this daemon does not have (kid ${JSON.stringify(kidOf(token))})`;
-  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'its signature does not verify (it was altered, or signed by another key)';
+  if (error instanceof joseErrors.JWKSNoMatchingKey)
+    return `it was signed by a key this daemon does not have (kid ${JSON.stringify(kidOf(token))})`;
+  if (error instanceof joseErrors.JWSSignatureVerificationFailed)
+    return 'its signature does not verify (it was altered, or signed by another key)';
   if (error instanceof joseErrors.JOSEAlgNotAllowed) return `it is not signed with ${signingAlgorithm}`;
   if (error instanceof joseErrors.JOSEError) return `it is not a signed JWT (${error.message})`;
   return String(error);

@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { calculateJwkThumbprint, type CryptoKey, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import { type CryptoKey, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import { ApolloError } from '../../shared/errors.js';
 import { syncDirectory, tempPrefix, writeFileDurably } from '../state/durable-file.js';
 
@@ -149,7 +149,13 @@ export class KeyStore {
     // Never before the newest key's time, even if the clock went back: the newest signs.
     const newest = this.keys[this.keys.length - 1];
     const createdAt = new Date(Math.max(Date.now(), (newest?.createdAt.getTime() ?? 0) + 1));
-    const content: KeyFile = { schema: keyFileSchema, kid, created_at: createdAt.toISOString(), alg: signingAlgorithm, private_jwk: privateJwk };
+    const content: KeyFile = {
+      schema: keyFileSchema,
+      kid,
+      created_at: createdAt.toISOString(),
+      alg: signingAlgorithm,
+      private_jwk: privateJwk,
+    };
     const file = path.join(this.directory, `${kid}.json`);
     await writeFileDurably(file, `${JSON.stringify(content, null, 2)}\n`, 0o600);
     return await keyFromFile(file, content);
@@ -211,7 +217,8 @@ async function readKeyFile(file: string): Promise<SigningKey> {
   if (typeof content !== 'object' || content === null || Array.isArray(content)) bad('not an object');
   const k = content as Record<string, unknown>;
   if (typeof k['schema'] !== 'number' || !Number.isSafeInteger(k['schema']) || k['schema'] < 1) bad('no valid schema version');
-  if ((k['schema'] as number) > keyFileSchema) throw keyFileError(file, `has schema ${String(k['schema'])}, newer than this devapollo (${keyFileSchema})`);
+  if ((k['schema'] as number) > keyFileSchema)
+    throw keyFileError(file, `has schema ${String(k['schema'])}, newer than this devapollo (${keyFileSchema})`);
   if (k['alg'] !== signingAlgorithm) bad(`alg is ${JSON.stringify(k['alg'])}, not ${signingAlgorithm}`);
   if (typeof k['created_at'] !== 'string' || Number.isNaN(Date.parse(k['created_at']))) bad('created_at');
   const jwk = k['private_jwk'] as Record<string, unknown> | undefined;

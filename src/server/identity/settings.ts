@@ -21,9 +21,15 @@ const trustDomainPattern = /^[a-z0-9._-]{1,255}$/;
 const pathSegmentPattern = /^[A-Za-z0-9._-]+$/;
 
 /** The settings, with the defaults (`https://HOSTNAME`, HOSTNAME), or a usage error naming the bad value. */
-export function identitySettings(options: { issuer?: string | undefined; trustDomain?: string | undefined }, host: string = os.hostname()): IdentitySettings {
+export function identitySettings(
+  options: { issuer?: string | undefined; trustDomain?: string | undefined },
+  host: string = os.hostname(),
+): IdentitySettings {
   if (!pathSegmentPattern.test(host) || host === '.' || host === '..') {
-    throw new ApolloError('usage', `this host's name ${JSON.stringify(host)} cannot be part of a SPIFFE ID (letters, digits, ".", "-", "_")`);
+    throw new ApolloError(
+      'usage',
+      `this host's name ${JSON.stringify(host)} cannot be part of a SPIFFE ID (letters, digits, ".", "-", "_")`,
+    );
   }
   // Host names are case-insensitive; a URL and a trust domain have them in lowercase.
   const issuer = options.issuer ?? `https://${host.toLowerCase()}`;
@@ -44,17 +50,17 @@ export function identitySettings(options: { issuer?: string | undefined; trustDo
  * exactly what relying parties are told.
  */
 function checkIssuer(issuer: string, isDefault: boolean): void {
-  const bad = (why: string): never => {
+  function bad(why: string): never {
     throw new ApolloError(
       'usage',
       `--identity-issuer ${JSON.stringify(issuer)} ${why}${isDefault ? " (the default is https:// and this host's name: give --identity-issuer)" : ''}`,
     );
-  };
+  }
   let url: URL;
   try {
     url = new URL(issuer);
   } catch {
-    return bad('is not a URL: use https://HOST[/PATH]');
+    bad('is not a URL: use https://HOST[/PATH]');
   }
   if (url.protocol !== 'https:') bad('must be an https:// URL (OpenID Connect relying parties refuse others)');
   if (url.search !== '' || url.hash !== '' || issuer.includes('?') || issuer.includes('#')) bad('must have no query or fragment');

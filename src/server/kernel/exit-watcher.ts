@@ -8,18 +8,7 @@
  * our children (they outlive the daemon), so waitpid is not an option, and kill(pid, 0)
  * would be fooled by a recycled pid.
  */
-import {
-  close,
-  epollCreate1,
-  epollCtl,
-  epollEventLayout,
-  epollWait,
-  errno,
-  eventfd,
-  O_CLOEXEC,
-  O_NONBLOCK,
-  write,
-} from './libc.js';
+import { close, epollCreate1, epollCtl, epollEventLayout, epollWait, errno, eventfd, O_CLOEXEC, O_NONBLOCK, write } from './libc.js';
 
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;

@@ -17,7 +17,7 @@
  */
 import fs from 'node:fs';
 import { ApolloError } from '../../shared/errors.js';
-import { close, errno, Errno, getsockopt, ioctlBuffer, ioctlValue, O_CLOEXEC, socket } from './libc.js';
+import { close, Errno, errno, getsockopt, ioctlBuffer, ioctlValue, O_CLOEXEC, socket } from './libc.js';
 import { closeFd, openPidfd } from './pidfd.js';
 
 /** What this kernel offers (after any a test turned off). */

@@ -33,9 +33,13 @@ const SYS_pidfd_send_signal = 424;
 
 // Lengths go in a Uint32Array: koffi converts a plain JS array element by element and
 // back, which made a getsockopt cost about 1.6 µs instead of 0.9 µs.
-export const getsockopt = lib.func(
-  'int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)',
-) as (fd: number, level: number, name: number, value: Buffer, length: Uint32Array) => number;
+export const getsockopt = lib.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)') as (
+  fd: number,
+  level: number,
+  name: number,
+  value: Buffer,
+  length: Uint32Array,
+) => number;
 
 export const getsockname = lib.func('int getsockname(int fd, _Out_ uint8_t *address, _Inout_ uint32_t *length)') as (
   fd: number,
@@ -44,11 +48,7 @@ export const getsockname = lib.func('int getsockname(int fd, _Out_ uint8_t *addr
 ) => number;
 
 /** ioctl(fd, request, integer argument); glibc's ioctl reads the third argument from a register. */
-export const ioctlValue = lib.func('ioctl', 'int', ['int', 'ulong', 'long']) as (
-  fd: number,
-  request: number,
-  arg: number,
-) => number;
+export const ioctlValue = lib.func('ioctl', 'int', ['int', 'ulong', 'long']) as (fd: number, request: number, arg: number) => number;
 
 /** ioctl(fd, request, pointer to a buffer the kernel fills). */
 export const ioctlBuffer = lib.func('ioctl', 'int', ['int', 'ulong', '_Out_ uint8_t *']) as (
@@ -76,12 +76,8 @@ export const cfmakeraw = lib.func('void cfmakeraw(_Inout_ uint8_t *termios)') as
  * arm64, with st_ino at offset 8; struct statfs starts with f_type). Undefined where
  * this libc lacks the plain symbols (glibc before 2.33).
  */
-export const fstat = optional(
-  () => lib.func('int fstat(int fd, _Out_ uint8_t *stat)') as (fd: number, stat: Buffer) => number,
-);
-export const fstatfs = optional(
-  () => lib.func('int fstatfs(int fd, _Out_ uint8_t *statfs)') as (fd: number, statfs: Buffer) => number,
-);
+export const fstat = optional(() => lib.func('int fstat(int fd, _Out_ uint8_t *stat)') as (fd: number, stat: Buffer) => number);
+export const fstatfs = optional(() => lib.func('int fstatfs(int fd, _Out_ uint8_t *statfs)') as (fd: number, statfs: Buffer) => number);
 
 export const poll = lib.func('int poll(_Inout_ uint8_t *fds, ulong count, int timeout)') as (
   fds: Buffer,
@@ -89,9 +85,7 @@ export const poll = lib.func('int poll(_Inout_ uint8_t *fds, ulong count, int ti
   timeout: number,
 ) => number;
 
-const pidfdOpenLibc = optional(
-  () => lib.func('int pidfd_open(int pid, uint flags)') as (pid: number, flags: number) => number,
-);
+const pidfdOpenLibc = optional(() => lib.func('int pidfd_open(int pid, uint flags)') as (pid: number, flags: number) => number);
 export function pidfdOpen(pid: number): number {
   return pidfdOpenLibc ? pidfdOpenLibc(pid, 0) : syscallLong(SYS_pidfd_open, pid, 0, 0, 0);
 }
@@ -102,15 +96,14 @@ export function pidfdSendSignal(pidfd: number, signal: number): number {
 
 export const flock = lib.func('int flock(int fd, int operation)') as (fd: number, op: number) => number;
 
-export const socket = lib.func('int socket(int domain, int type, int protocol)') as (domain: number, type: number, protocol: number) => number;
-export const sendto = lib.func('long sendto(int fd, uint8_t *buffer, ulong length, int flags, uint8_t *address, uint32_t addressLength)') as (
-  fd: number,
-  buffer: Buffer,
-  length: number,
-  flags: number,
-  address: Buffer,
-  addressLength: number,
+export const socket = lib.func('int socket(int domain, int type, int protocol)') as (
+  domain: number,
+  type: number,
+  protocol: number,
 ) => number;
+export const sendto = lib.func(
+  'long sendto(int fd, uint8_t *buffer, ulong length, int flags, uint8_t *address, uint32_t addressLength)',
+) as (fd: number, buffer: Buffer, length: number, flags: number, address: Buffer, addressLength: number) => number;
 
 export const epollCreate1 = lib.func('int epoll_create1(int flags)') as (flags: number) => number;
 export const epollCtl = lib.func('int epoll_ctl(int epfd, int op, int fd, uint8_t *event)') as (
@@ -119,23 +112,16 @@ export const epollCtl = lib.func('int epoll_ctl(int epfd, int op, int fd, uint8_
   fd: number,
   event: Buffer | null,
 ) => number;
-export const epollWait = lib.func(
-  'int epoll_wait(int epfd, _Out_ uint8_t *events, int max, int timeout)',
-) as ((epfd: number, events: Buffer, max: number, timeout: number) => number) & {
-  async: (
-    epfd: number,
-    events: Buffer,
-    max: number,
-    timeout: number,
-    done: (error: unknown, count: number) => void,
-  ) => void;
+export const epollWait = lib.func('int epoll_wait(int epfd, _Out_ uint8_t *events, int max, int timeout)') as ((
+  epfd: number,
+  events: Buffer,
+  max: number,
+  timeout: number,
+) => number) & {
+  async: (epfd: number, events: Buffer, max: number, timeout: number, done: (error: unknown, count: number) => void) => void;
 };
 export const eventfd = lib.func('int eventfd(uint initval, int flags)') as (initial: number, flags: number) => number;
-export const write = lib.func('long write(int fd, uint8_t *buffer, ulong count)') as (
-  fd: number,
-  buffer: Buffer,
-  count: number,
-) => number;
+export const write = lib.func('long write(int fd, uint8_t *buffer, ulong count)') as (fd: number, buffer: Buffer, count: number) => number;
 
 /** errno of the last call made through koffi on this thread. */
 export function errno(): number {
@@ -168,7 +154,8 @@ export class OutOfDescriptors extends Error {
     readonly errno: number,
     what: string,
   ) {
-    const why = errno === Errno.EMFILE ? 'too many open files' : errno === Errno.ENFILE ? 'too many open files in the system' : 'out of memory';
+    const why =
+      errno === Errno.EMFILE ? 'too many open files' : errno === Errno.ENFILE ? 'too many open files in the system' : 'out of memory';
     super(`${what}: ${why} (errno ${errno})`);
     this.name = 'OutOfDescriptors';
   }
@@ -180,8 +167,7 @@ export function throwIfOutOfDescriptors(err: number, what: string): void {
 }
 
 /** struct epoll_event is packed (12 bytes) on x86_64 and naturally aligned (16) elsewhere. */
-export const epollEventLayout =
-  process.arch === 'x64' ? { size: 12, dataOffset: 4 } : { size: 16, dataOffset: 8 };
+export const epollEventLayout = process.arch === 'x64' ? { size: 12, dataOffset: 4 } : { size: 16, dataOffset: 8 };
 
 export const O_CLOEXEC = 0o2000000;
 export const O_NONBLOCK = 0o4000;

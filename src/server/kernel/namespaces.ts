@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import { type KernelFeatures, NS_GET_ID, PIDFD_GET_PID_NAMESPACE, processKernelFeatures } from './features.js';
-import { close, errno, Errno, ioctlBuffer, ioctlValue, throwIfOutOfDescriptors } from './libc.js';
+import { close, Errno, errno, ioctlBuffer, ioctlValue, throwIfOutOfDescriptors } from './libc.js';
 
 const NS_GET_PARENT = 0xb702;
 

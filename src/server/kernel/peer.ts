@@ -9,10 +9,10 @@
  * a recycled pid could be read, which only pre-6.5 kernels have.
  */
 import { ApolloError } from '../../shared/errors.js';
-import { closeFd, openPidfd, pidfdIsAlive, processIdOfPidfd } from './pidfd.js';
-import { getsockopt, errno, OutOfDescriptors, throwIfOutOfDescriptors } from './libc.js';
 import { type KernelFeatures, processKernelFeatures, SO_PEERPIDFD, SOL_SOCKET } from './features.js';
+import { errno, getsockopt, OutOfDescriptors, throwIfOutOfDescriptors } from './libc.js';
 import { maxPidNamespaceDepth, namespaceKey, parentNamespace, pidNamespaceOfPidfd } from './namespaces.js';
+import { closeFd, openPidfd, pidfdIsAlive, processIdOfPidfd } from './pidfd.js';
 
 const SO_PEERCRED = 17;
 

@@ -30,7 +30,13 @@ function timestamp(at: Date): string {
 }
 
 /** The datagram for `message`: one line (control characters escaped), at most 2 KiB. */
-export function syslogDatagram(severity: keyof typeof severities, tag: string, message: string, at = new Date(), pid = process.pid): Buffer {
+export function syslogDatagram(
+  severity: keyof typeof severities,
+  tag: string,
+  message: string,
+  at = new Date(),
+  pid = process.pid,
+): Buffer {
   const line = message.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   const bytes = Buffer.from(`<${LOG_DAEMON | severities[severity]}>${timestamp(at)} ${tag}[${pid}]: ${line}`, 'utf8');
   if (bytes.length <= maxMessageBytes) return bytes;

@@ -175,7 +175,12 @@ export class ContainerStore {
 
 function storageError(file: string, error: unknown): ApolloError {
   const code = (error as NodeJS.ErrnoException).code;
-  const reason = code === 'ENOSPC' ? 'no space left on the device' : code === 'EDQUOT' ? 'disk quota exceeded' : String((error as Error).message ?? error);
+  const reason =
+    code === 'ENOSPC'
+      ? 'no space left on the device'
+      : code === 'EDQUOT'
+        ? 'disk quota exceeded'
+        : String((error as Error).message ?? error);
   return new ApolloError('internal', `cannot save ${file}: ${reason}; nothing was changed`, { cause: error });
 }
 
@@ -234,8 +239,14 @@ function parseRecord(file: string, text: string): ContainerRecord {
     if (typeof m !== 'object' || Array.isArray(m) || !isId(m['uid_base']) || !isId(m['gid_base']) || !isId(m['count'])) bad('idmap');
   }
   const exitCode = r['exit_code'] ?? null;
-  if (exitCode !== null && !(typeof exitCode === 'number' && Number.isSafeInteger(exitCode) && exitCode >= 0 && exitCode <= 255)) bad('exit_code');
+  if (exitCode !== null && !(typeof exitCode === 'number' && Number.isSafeInteger(exitCode) && exitCode >= 0 && exitCode <= 255))
+    bad('exit_code');
   // A schema 1 record is a schema 2 record that cannot be `create` and has no id range of
   // its own: upgraded in memory, written as the current schema by the next save.
-  return { ...(value as ContainerRecord), schema: stateSchemaVersion, instance_uuid: instanceUuid as string, idmap: idmap as IdmapRecord | null };
+  return {
+    ...(value as ContainerRecord),
+    schema: stateSchemaVersion,
+    instance_uuid: instanceUuid as string,
+    idmap: idmap as IdmapRecord | null,
+  };
 }

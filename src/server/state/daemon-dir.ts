@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApolloError } from '../../shared/errors.js';
-import { errno, Errno, flock } from '../kernel/libc.js';
+import { Errno, errno, flock } from '../kernel/libc.js';
 import type { DaemonPaths } from '../paths.js';
 
 const LOCK_EX = 2;

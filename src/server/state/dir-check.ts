@@ -51,7 +51,8 @@ function check(chain: readonly string[], dir: string, given: string, real: boole
     }
     // DIR's own mode is the daemon's to set (0711): only the way to it must be closed.
     const why = unsafeStep(at, stat, i === chain.length - 1);
-    if (why !== undefined) throw new ApolloError('forbidden', at === dir ? why : `--dir ${real ? `${given} (really ${dir})` : dir}: ${why}`);
+    if (why !== undefined)
+      throw new ApolloError('forbidden', at === dir ? why : `--dir ${real ? `${given} (really ${dir})` : dir}: ${why}`);
   }
 }
 
@@ -66,7 +67,8 @@ export function prepareRootDir(dir: string, mode: number): void {
     fs.mkdirSync(absolute, { recursive: true, mode });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') throw new ApolloError('bad-request', `--dir ${absolute}: it, or a path on the way to it, is not a directory`);
+    if (code === 'EEXIST' || code === 'ENOTDIR')
+      throw new ApolloError('bad-request', `--dir ${absolute}: it, or a path on the way to it, is not a directory`);
     throw new ApolloError('internal', `cannot make ${absolute}: ${(error as Error).message}`);
   }
   check(prefixes(absolute), absolute, absolute, false);

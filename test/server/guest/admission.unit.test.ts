@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict';
 import type { Socket } from 'node:net';
 import { describe, test } from 'node:test';
-import { ApolloError } from '../../../dist/shared/errors.js';
 import { Admission } from '../../../dist/server/guest/admission.js';
 import { attachPeer, type GuestPeer, newPeer } from '../../../dist/server/guest/connection.js';
 import { ReadingHolds } from '../../../dist/server/guest/reading-holds.js';
 import { GuestRefusals } from '../../../dist/server/guest/refusals.js';
 import type { RequestObserver } from '../../../dist/server/metrics.js';
+import { ApolloError } from '../../../dist/shared/errors.js';
 
 /** What the refusals were counted as. */
 function observer(reasons: string[]): RequestObserver {

@@ -8,7 +8,9 @@ const items = (n: number) => Array.from({ length: n }, (_, id) => ({ id, slot: -
 type Item = { id: number; slot: number };
 const ids = (list: SlotList<Item>) => {
   const seen: number[] = [];
-  list.forEach((item) => seen.push(item.id));
+  list.forEach((item) => {
+    seen.push(item.id);
+  });
   return seen.sort((a, b) => a - b);
 };
 
@@ -40,7 +42,10 @@ describe('SlotList', () => {
       visited.push(item.id);
       if (item.id % 3 !== 1) list.delete(item);
     });
-    assert.deepEqual(visited.sort((a, b) => a - b), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.deepEqual(
+      visited.sort((a, b) => a - b),
+      [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+    );
     assert.deepEqual(ids(list), [1, 4, 7]);
   });
 });

@@ -7,8 +7,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ApolloError } from '../../../dist/shared/errors.js';
 import { parseJsonBody, readBody } from '../../../dist/server/http/body.js';
+import { ApolloError } from '../../../dist/shared/errors.js';
 
 describe('readBody', () => {
   const limit = 8;
@@ -33,7 +33,10 @@ describe('readBody', () => {
           outcomes.push(error instanceof ApolloError ? `${error.code} ${error.message}` : String(error));
           // Checked a turn later: whatever readBody did to the stream has happened by then.
           setImmediate(() => {
-            refusals.push({ socketKept: req.socket !== null && !req.socket.destroyed, connection: error instanceof ApolloError ? error.headers['Connection'] : undefined });
+            refusals.push({
+              socketKept: req.socket !== null && !req.socket.destroyed,
+              connection: error instanceof ApolloError ? error.headers['Connection'] : undefined,
+            });
             res.destroy();
           });
         },
@@ -69,7 +72,10 @@ describe('readBody', () => {
 
   test('a declared length over the limit is refused before a byte of the body is read', async () => {
     // The body never comes: only the declaration can have been refused.
-    assert.equal(await send('PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n'), 'payload-too-large the request body is larger than 8 bytes');
+    assert.equal(
+      await send('PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n'),
+      'payload-too-large the request body is larger than 8 bytes',
+    );
   });
 
   test('a chunked body is counted as it comes, and refused once it passes the limit', async () => {
@@ -84,7 +90,10 @@ describe('readBody', () => {
     refusals.length = 0;
     const chunked = 'PUT / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n12345\r\n5\r\n67890\r\n';
     assert.equal(await send(chunked), 'payload-too-large the request body is larger than 8 bytes');
-    assert.equal(await send('PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n'), 'payload-too-large the request body is larger than 8 bytes');
+    assert.equal(
+      await send('PUT / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n'),
+      'payload-too-large the request body is larger than 8 bytes',
+    );
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.deepEqual(refusals, [
       { socketKept: true, connection: 'close' },

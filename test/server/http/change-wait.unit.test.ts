@@ -3,8 +3,8 @@
 // clients spell them.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ApolloError } from '../../../dist/shared/errors.js';
 import { maxWaitSeconds, normalizeEtag, waitParameters } from '../../../dist/server/http/change-wait.js';
+import { ApolloError } from '../../../dist/shared/errors.js';
 
 describe('waitParameters', () => {
   test('60 s by default, the seconds asked for up to the ceiling, and the etag when given', () => {

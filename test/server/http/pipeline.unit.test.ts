@@ -8,11 +8,11 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ApolloError } from '../../../dist/shared/errors.js';
 import { answerClientError } from '../../../dist/server/http/client-errors.js';
 import { routeRequests } from '../../../dist/server/http/pipeline.js';
 import { errorReply, json, text } from '../../../dist/server/http/reply.js';
 import type { Route } from '../../../dist/server/http/router.js';
+import { ApolloError } from '../../../dist/shared/errors.js';
 
 describe('routeRequests on a real Unix socket', () => {
   let dir: string;
@@ -250,7 +250,8 @@ describe('change-waits in routeRequests', () => {
     {
       method: 'GET',
       path: '/maybe',
-      handler: () => (maybe === undefined ? errorReply('not-found', 'maybe is not set', `"m${revision}"`) : text(maybe, { etag: `"m${revision}"` })),
+      handler: () =>
+        maybe === undefined ? errorReply('not-found', 'maybe is not set', `"m${revision}"`) : text(maybe, { etag: `"m${revision}"` }),
       waitsOn: () => 'maybe',
     },
     {

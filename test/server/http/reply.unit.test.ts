@@ -2,8 +2,8 @@
 // byte (sendReply and sendError are exercised on a real server in pipeline.unit.test).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ApolloError } from '../../../dist/shared/errors.js';
 import { errorReply, fixedError, json, rawResponse, text } from '../../../dist/server/http/reply.js';
+import { ApolloError } from '../../../dist/shared/errors.js';
 
 describe('replies', () => {
   test('json and text set their type, and status and etag only when given', () => {

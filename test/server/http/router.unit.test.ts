@@ -2,9 +2,9 @@
 // percent-decoding) and splitTarget.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ApolloError } from '../../../dist/shared/errors.js';
 import { json } from '../../../dist/server/http/reply.js';
-import { Router, splitTarget, type Route } from '../../../dist/server/http/router.js';
+import { type Route, Router, splitTarget } from '../../../dist/server/http/router.js';
+import { ApolloError } from '../../../dist/shared/errors.js';
 
 /** Asserts that `fn` throws an ApolloError with this code; returns it for more checks. */
 function throwsApollo(fn: () => unknown, code: string): ApolloError {

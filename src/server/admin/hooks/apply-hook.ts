@@ -40,9 +40,7 @@ async function register(request: RegisterRequest, admin: HookAdmin): Promise<str
   } catch (error) {
     if (!(error instanceof ApolloError)) throw error;
     const refusal =
-      error.code === 'no-daemon'
-        ? '; refusing to start the container: its /dev/apollo/sock would answer nothing about it'
-        : '';
+      error.code === 'no-daemon' ? '; refusing to start the container: its /dev/apollo/sock would answer nothing about it' : '';
     throw new ApolloError(error.code, `cannot register ${request.runtime} container ${request.name}: ${error.message}${refusal}`, {
       cause: error,
     });

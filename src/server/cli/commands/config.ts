@@ -71,8 +71,6 @@ export const show = hostCommand(
   async (argv) => {
     const container = await adminClient(argv).container(argv.name);
     const config = container.config;
-    await writeOut(
-      await render(argv.format, config, () => ({ head: ['KEY', 'VALUE'], rows: Object.entries(config) })),
-    );
+    await writeOut(await render(argv.format, config, () => ({ head: ['KEY', 'VALUE'], rows: Object.entries(config) })));
   },
 );

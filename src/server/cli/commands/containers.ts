@@ -4,8 +4,17 @@ import { ApolloError } from '../../../shared/errors.js';
 import { render, writeOut } from '../../../shared/output.js';
 import type { ContainerWire } from '../../../shared/wire.js';
 import { execEnvironment, runExec } from '../exec-session.js';
-import { adminClient, afterDashes, changeState, type HostGlobals, hostCommand, nameArg, note, parseAssignments, stopOptions } from './shared.js';
-
+import {
+  adminClient,
+  afterDashes,
+  changeState,
+  type HostGlobals,
+  hostCommand,
+  nameArg,
+  note,
+  parseAssignments,
+  stopOptions,
+} from './shared.js';
 
 /** What create and launch both take: NAME, -c KEY=VALUE..., --privileged, -- CMD. */
 const defineOptions = (y: Argv<HostGlobals>) =>
@@ -41,7 +50,7 @@ export const create = hostCommand(
           'decides which of them runs it from then on.',
       )
       .example('$0 create web -c user.foo=bar', 'define it; set keys; start it later')
-      .example('$0 config set web cloud-init.user-data - < ud.yaml', "user-data before the first boot")
+      .example('$0 config set web cloud-init.user-data - < ud.yaml', 'user-data before the first boot')
       .example('$0 start web', "then run it with devapollo's launcher")
       .example('lxc-start -n web', '...or with LXC, whose start hook binds to it'),
   async (argv) => {
@@ -54,7 +63,9 @@ export const create = hostCommand(
 export const launch = hostCommand(
   (y) =>
     defineOptions(y)
-      .usage('$0 launch <name> [-c KEY=VALUE]... [--privileged] [-- <command> [args...]]\n\nCreate and start a container; returns once it runs and is served')
+      .usage(
+        '$0 launch <name> [-c KEY=VALUE]... [--privileged] [-- <command> [args...]]\n\nCreate and start a container; returns once it runs and is served',
+      )
       .example('$0 launch web -c user.foo=bar', 'an idle container with one key')
       .example('$0 launch job -- sh -c "devapollo-guest get user.foo"', 'run a command as its init'),
   async (argv) => {
@@ -68,11 +79,16 @@ export const exec = hostCommand(
   (y) =>
     nameArg(y)
       .usage(
-        "$0 exec <name> [--env KEY=VALUE]... [--cwd DIR] [-t|-T] -- <command> [args...]\n\nRun a command in a running container, as its root, in a fresh environment\n\nIt gets PATH, HOME=/root, USER=root, TERM and LANG (when set here) and the --env variables, nothing else of yours. With a terminal on stdin (or -t) it runs on a new pseudo-terminal inside the container; otherwise (or -T) on pipes, byte for byte. Stdin, stdout, stderr, signals and the exit code (128+N for signal N) pass through; the command never holds your terminal or anything else of yours. Output reaches your terminal as written (escape sequences too; -T ... | cat -v shows them). Refused in containers another runtime started (use lxc-attach, podman exec, crun exec there).",
+        '$0 exec <name> [--env KEY=VALUE]... [--cwd DIR] [-t|-T] -- <command> [args...]\n\nRun a command in a running container, as its root, in a fresh environment\n\nIt gets PATH, HOME=/root, USER=root, TERM and LANG (when set here) and the --env variables, nothing else of yours. With a terminal on stdin (or -t) it runs on a new pseudo-terminal inside the container; otherwise (or -T) on pipes, byte for byte. Stdin, stdout, stderr, signals and the exit code (128+N for signal N) pass through; the command never holds your terminal or anything else of yours. Output reaches your terminal as written (escape sequences too; -T ... | cat -v shows them). Refused in containers another runtime started (use lxc-attach, podman exec, crun exec there).',
       )
       .option('env', { type: 'string', array: true, default: [], describe: "KEY=VALUE in the command's environment (repeatable)" })
       .option('cwd', { type: 'string', default: '/', describe: 'the directory to run it in, inside the container' })
-      .option('force-interactive', { alias: 't', type: 'boolean', default: false, describe: 'a pseudo-terminal even when stdin is not a terminal' })
+      .option('force-interactive', {
+        alias: 't',
+        type: 'boolean',
+        default: false,
+        describe: 'a pseudo-terminal even when stdin is not a terminal',
+      })
       .option('force-noninteractive', { alias: 'T', type: 'boolean', default: false, describe: 'pipes even when stdin is a terminal' })
       .example('$0 exec web -- curl -s --unix-socket /dev/apollo/sock http://apollo/1.0/config', 'ask the socket from inside')
       .example('$0 exec web -- sh', 'an interactive shell (on a terminal)')
@@ -81,7 +97,8 @@ export const exec = hostCommand(
     const command = afterDashes(argv);
     if (command.length === 0) throw new ApolloError('usage', 'exec needs a command after "--"');
     if (argv['force-interactive'] && argv['force-noninteractive']) throw new ApolloError('usage', '-t and -T cannot be used together');
-    if (!argv.cwd.startsWith('/')) throw new ApolloError('usage', `--cwd must be an absolute path inside the container, got ${JSON.stringify(argv.cwd)}`);
+    if (!argv.cwd.startsWith('/'))
+      throw new ApolloError('usage', `--cwd must be an absolute path inside the container, got ${JSON.stringify(argv.cwd)}`);
     const environment = execEnvironment(process.env, argv.env);
     const terminal = argv['force-interactive'] || (!argv['force-noninteractive'] && process.stdin.isTTY === true);
     const container = await adminClient(argv).container(argv.name);
@@ -146,7 +163,7 @@ export const stop = hostCommand(
     stopOptions(nameArg(y))
       .usage(
         '$0 stop <name> [--force] [--timeout SECONDS]\n\nStop a container: SIGTERM to its init, SIGKILL after the timeout\n\n' +
-          'Once asked, the stop is the daemon\'s: Ctrl-C here ends only this command. A second stop waits for the same end; ' +
+          "Once asked, the stop is the daemon's: Ctrl-C here ends only this command. A second stop waits for the same end; " +
           'with --force it kills the init at once, so the container is not held busy until the first timeout.',
       )
       .example('$0 stop web', '')

@@ -47,7 +47,12 @@ async function toSyslog(severity: 'err' | 'warning', place: HookPlace, line: str
   try {
     // Loaded here: the libc binding (koffi) is not for every command's start-up.
     const { sendSyslog } = await import('../../kernel/syslog.js');
-    sendSyslog(severity, 'devapollo', `${place.runtime} ${place.stage} hook for ${container}: ${line}`, process.env[syslogSocketVariable] || undefined);
+    sendSyslog(
+      severity,
+      'devapollo',
+      `${place.runtime} ${place.stage} hook for ${container}: ${line}`,
+      process.env[syslogSocketVariable] || undefined,
+    );
   } catch {
     // No syslog then; stderr has the line.
   }
@@ -86,13 +91,20 @@ export const oci = hostCommand(
       .example('"poststop": [{"path": "/usr/local/bin/devapollo", "args": ["devapollo", "hook", "oci", "poststop"]}]', ''),
   async (argv) => {
     let stateText: string | undefined;
-    await runHook(argv, () => ({ runtime: 'OCI', stage: argv.stage, name: ociNameHint(stateText) }), async () => {
-      if (!isOciStage(argv.stage)) {
-        throw new ApolloError('usage', `devapollo hook oci handles the stages ${Object.keys(ociStages).join(', ')}, not ${JSON.stringify(argv.stage)}`);
-      }
-      stateText = await readStdinText();
-      return ociHookRequest(argv.stage, stateText);
-    });
+    await runHook(
+      argv,
+      () => ({ runtime: 'OCI', stage: argv.stage, name: ociNameHint(stateText) }),
+      async () => {
+        if (!isOciStage(argv.stage)) {
+          throw new ApolloError(
+            'usage',
+            `devapollo hook oci handles the stages ${Object.keys(ociStages).join(', ')}, not ${JSON.stringify(argv.stage)}`,
+          );
+        }
+        stateText = await readStdinText();
+        return ociHookRequest(argv.stage, stateText);
+      },
+    );
   },
 );
 

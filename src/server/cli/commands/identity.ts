@@ -23,7 +23,9 @@ export const jwks = hostCommand(
       await writeOut(renderJson(set));
       return;
     }
-    await writeOut(set.keys.map((key) => createPublicKey({ key, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()).join(''));
+    await writeOut(
+      set.keys.map((key) => createPublicKey({ key, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString()).join(''),
+    );
   },
 );
 
@@ -31,7 +33,10 @@ export const jwks = hostCommand(
 export const rotate = hostCommand(
   (y) => y.example('$0 identity rotate', 'prints the new key id'),
   async (argv) => {
-    const rotated = await adminClient(argv).json<{ kid: string; previous: string; previous_retires_at: string }>('POST', '/1.0/identity/rotate');
+    const rotated = await adminClient(argv).json<{ kid: string; previous: string; previous_retires_at: string }>(
+      'POST',
+      '/1.0/identity/rotate',
+    );
     note(`Key ${rotated.kid} signs from now on; ${rotated.previous} stays published until ${rotated.previous_retires_at}`);
     await writeOut(`${rotated.kid}\n`);
   },

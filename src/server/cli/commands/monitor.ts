@@ -4,10 +4,11 @@
  * config change made while it was away as one event (from the key's value before to its
  * value now), so that it misses no change of a key's value.
  */
-import type { AdminClient } from '../../admin/client.js';
+
 import { ApolloError } from '../../../shared/errors.js';
 import { renderEventLine, safeJson, writeOut } from '../../../shared/output.js';
 import type { ContainerWire } from '../../../shared/wire.js';
+import type { AdminClient } from '../../admin/client.js';
 import { adminClient, hostCommand, note } from './shared.js';
 
 /** An admin event as the daemon sends it. */
@@ -42,7 +43,13 @@ export const monitor = hostCommand(
     };
     try {
       const types = argv.type.split(',').map((type) => type.trim());
-      await followEvents(adminClient(argv), `/1.0/events?${query}`, { name: argv.name, config: types.includes('config') }, print, stop.signal);
+      await followEvents(
+        adminClient(argv),
+        `/1.0/events?${query}`,
+        { name: argv.name, config: types.includes('config') },
+        print,
+        stop.signal,
+      );
       await printing;
     } finally {
       process.off('SIGINT', onSignal);
@@ -74,7 +81,7 @@ async function followEvents(
       if (known !== undefined && event.type === 'config') remember(known, event);
       print(event);
     };
-    let stream;
+    let stream: Awaited<ReturnType<typeof client.openStream>>;
     try {
       stream = await client.openStream(target, (line) => {
         const event = JSON.parse(line) as AdminEvent;
@@ -96,7 +103,9 @@ async function followEvents(
       if (scope.config) {
         const now = await snapshot(client, scope.name);
         if (known !== undefined) {
-          const inStream = new Set(pending.filter((e) => e.type === 'config').map((e) => `${e.container}\u0000${String(e.metadata['key'])}`));
+          const inStream = new Set(
+            pending.filter((e) => e.type === 'config').map((e) => `${e.container}\u0000${String(e.metadata['key'])}`),
+          );
           for (const event of changesBetween(known, now)) {
             if (!inStream.has(`${event.container}\u0000${String(event.metadata['key'])}`)) print(event);
           }

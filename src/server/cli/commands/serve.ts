@@ -60,11 +60,19 @@ export const serve = hostCommand(
         type: 'string',
         describe: 'a group that may use the admin socket besides root; this gives its members host root (launch --privileged, exec)',
       })
-      .option('stop-timeout', { type: 'number', default: 10, describe: 'default seconds between SIGTERM and SIGKILL on stop; also the most the daemon takes to exit on SIGTERM' })
+      .option('stop-timeout', {
+        type: 'number',
+        default: 10,
+        describe: 'default seconds between SIGTERM and SIGKILL on stop; also the most the daemon takes to exit on SIGTERM',
+      })
       .option('events-heartbeat', { type: 'number', default: 15, describe: 'seconds between heartbeats on event streams' })
       .option('rate-limit', { type: 'number', default: 1024, describe: 'guest requests per second per container (0: no limit)' })
       .option('rate-burst', { type: 'number', default: 4096, describe: 'guest requests a container may make at once' })
-      .option('guest-write-rate', { type: 'number', default: 16, describe: 'writes of guest.* keys per second per container, each fsynced (0: no limit)' })
+      .option('guest-write-rate', {
+        type: 'number',
+        default: 16,
+        describe: 'writes of guest.* keys per second per container, each fsynced (0: no limit)',
+      })
       .option('guest-write-burst', { type: 'number', default: 64, describe: 'writes of guest.* keys a container may make at once' })
       .option('max-connections', { type: 'number', default: 8192, describe: 'open guest connections in all' })
       .option('max-container-connections', { type: 'number', default: 256, describe: 'open guest connections per container' })
@@ -81,10 +89,17 @@ export const serve = hostCommand(
         defaultDescription: 'HOSTNAME',
         describe: 'the SPIFFE trust domain in the sub of identity tokens (spiffe://TRUST_DOMAIN/devapollo/HOSTNAME/NAME)',
       })
-      .option('token-rate', { type: 'number', default: 16, describe: 'identity tokens per second per container (0: no limit beyond --rate-limit)' })
+      .option('token-rate', {
+        type: 'number',
+        default: 16,
+        describe: 'identity tokens per second per container (0: no limit beyond --rate-limit)',
+      })
       .option('token-burst', { type: 'number', default: 64, describe: 'identity tokens a container may be issued at once' })
       .example('$0 serve --dir /var/lib/apollo', '')
-      .example('$0 serve --identity-issuer https://apollo.example.com --trust-domain example.com', 'tokens a relying party checks at that URL')
+      .example(
+        '$0 serve --identity-issuer https://apollo.example.com --trust-domain example.com',
+        'tokens a relying party checks at that URL',
+      )
       .example('$0 serve --rate-limit 0 --log-format json', 'no request rate limit; JSON logs'),
   async (argv) => {
     checkNumbers(argv);
@@ -124,7 +139,9 @@ export const serve = hostCommand(
     // A bug must not leave a half-working daemon behind: say what it was, and exit (the
     // containers keep running; a supervisor restarts the daemon, which re-adopts them).
     const crash = (error: unknown) => {
-      process.stderr.write(`devapollo: internal error, exiting: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.stderr.write(
+        `devapollo: internal error, exiting: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
       process.exit(1);
     };
     process.on('uncaughtException', crash);

@@ -2,10 +2,10 @@
 import type { ArgumentsCamelCase, Argv } from 'yargs';
 import { type CommandBody, commandBody } from '../../../shared/commands.js';
 import { ApolloError } from '../../../shared/errors.js';
-import { sizeText } from '../../../shared/unix-http.js';
-import { maxAdminBodyBytes } from '../../../shared/wire.js';
 import { keyMap } from '../../../shared/key-map.js';
 import { visible } from '../../../shared/output.js';
+import { sizeText } from '../../../shared/unix-http.js';
+import { maxAdminBodyBytes } from '../../../shared/wire.js';
 import { AdminClient } from '../../admin/client.js';
 import { resolveDir } from '../../paths.js';
 
@@ -41,7 +41,10 @@ export function adminClient(argv: { dir?: string | undefined }, timeoutMs?: numb
 export function parseAssignment(text: string): [string, string] {
   const eq = text.indexOf('=');
   if (eq <= 0) {
-    throw new ApolloError('usage', `expected KEY=VALUE, got ${JSON.stringify(text)}: join a key and its value with "=" (KEY=VALUE), and quote a value with spaces (KEY="a b")`);
+    throw new ApolloError(
+      'usage',
+      `expected KEY=VALUE, got ${JSON.stringify(text)}: join a key and its value with "=" (KEY=VALUE), and quote a value with spaces (KEY="a b")`,
+    );
   }
   return [text.slice(0, eq), text.slice(eq + 1)];
 }
@@ -98,11 +101,14 @@ export async function changeState(
   argv: { dir?: string | undefined; name: string; force: boolean; timeout: number },
   action: 'stop' | 'restart',
 ): Promise<void> {
-  if (!(argv.timeout >= 0)) throw new ApolloError('usage', `--timeout must be a number of seconds, got ${JSON.stringify(String(argv.timeout))}`);
+  if (!(argv.timeout >= 0))
+    throw new ApolloError('usage', `--timeout must be a number of seconds, got ${JSON.stringify(String(argv.timeout))}`);
   // Ctrl-C ends this command, not the stop: say so, and how to end it sooner.
   const interrupted = () => {
     if (process.stderr.isTTY) {
-      process.stderr.write(`\nThe ${action} of ${visible(argv.name)} goes on in the daemon; "devapollo stop --force ${visible(argv.name)}" kills it now.\n`);
+      process.stderr.write(
+        `\nThe ${action} of ${visible(argv.name)} goes on in the daemon; "devapollo stop --force ${visible(argv.name)}" kills it now.\n`,
+      );
     }
     process.kill(process.pid, 'SIGINT');
   };

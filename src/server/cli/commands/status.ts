@@ -6,7 +6,9 @@ import { adminClient, hostCommand } from './shared.js';
 /** `status`. */
 export const status = hostCommand(
   (y) =>
-    y.option('format', { alias: 'f', choices: ['table', 'json'] as const, default: 'table' as const }).example('$0 status --format json', ''),
+    y
+      .option('format', { alias: 'f', choices: ['table', 'json'] as const, default: 'table' as const })
+      .example('$0 status --format json', ''),
   async (argv) => {
     const status = await adminClient(argv).status();
     const rows: [string, string][] = [
@@ -27,14 +29,19 @@ export const status = hostCommand(
       ['socket re-created', socketRepairs(status.socket_repairs)],
     ];
     const stranded = status.socket_repairs.stranded_containers;
-    if (stranded.length > 0) rows.push(['cut off (restart them)', `${stranded.length}: ${stranded.slice(0, 10).join(', ')}${stranded.length > 10 ? ', ...' : ''}`]);
+    if (stranded.length > 0)
+      rows.push([
+        'cut off (restart them)',
+        `${stranded.length}: ${stranded.slice(0, 10).join(', ')}${stranded.length > 10 ? ', ...' : ''}`,
+      ]);
     await writeOut(await render(argv.format, status, () => ({ head: ['', ''], rows })));
   },
 );
 
 /** The guest's write rate and quotas, on one line. */
 function guestWrites(limits: StatusWire['limits']): string {
-  const rate = limits.guest_writes_per_second === 0 ? 'no rate limit' : `${limits.guest_writes_per_second}/s, bursts of ${limits.guest_write_burst}`;
+  const rate =
+    limits.guest_writes_per_second === 0 ? 'no rate limit' : `${limits.guest_writes_per_second}/s, bursts of ${limits.guest_write_burst}`;
   return `${rate}; at most ${limits.guest_keys_per_container} keys, ${limits.guest_key_bytes_per_container} bytes in all, ${limits.guest_value_bytes} per value, per container`;
 }
 

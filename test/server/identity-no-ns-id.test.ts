@@ -1,5 +1,0 @@
-// Identity, without NS_GET_ID (inode numbers, pinned).
-import { kernelModes } from '../helpers/kernel-modes.js';
-import { identitySuite } from './identity-suite.js';
-
-identitySuite(kernelModes.withoutNamespaceIds);

@@ -1,5 +1,0 @@
-// Identity, without PIDFD_GET_PID_NAMESPACE (/proc, checked by the pidfd).
-import { kernelModes } from '../helpers/kernel-modes.js';
-import { identitySuite } from './identity-suite.js';
-
-identitySuite(kernelModes.withoutPidfdNamespace);
