@@ -5,7 +5,7 @@
  * (the parent reads the server's CPU time in between), runs, prints one JSON line.
  *
  * Argument: a JSON object { socketPath, path, connections, seconds, warmupSeconds,
- * reconnect, expectBody }.
+ * reconnect, expectBody, maxRequests }.
  */
 
 import http from 'node:http';
@@ -22,6 +22,8 @@ interface Options {
   readonly reconnect: boolean;
   /** The body the check must see; null: any 200 (an identity token differs every time). */
   readonly expectBody: string | null;
+  /** Stop after this many requests instead of after `seconds` (a caller that must stay within a rate limit's burst). */
+  readonly maxRequests?: number;
 }
 
 interface Histogram {
@@ -67,6 +69,7 @@ function fire(seconds: number): Promise<AutocannonResult> {
         socketPath: options.socketPath,
         connections: options.connections,
         duration: seconds,
+        ...(options.maxRequests === undefined ? {} : { amount: options.maxRequests }),
         pipelining: 1,
         ...(options.reconnect ? { setupClient: reconnectAfterEachResponse } : {}),
       },

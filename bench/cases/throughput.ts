@@ -64,6 +64,8 @@ export async function loadRun(
     /** What is asked for (default the config key) and the body it must answer (null: any 200). */
     path?: string;
     expectBody?: string | null;
+    /** Stop after this many requests instead of after `seconds`. */
+    maxRequests?: number;
     /** Called as the measured part starts and once it has ended (for profilers). */
     onMeasure?: (phase: 'start' | 'end') => void;
   },
@@ -76,6 +78,7 @@ export async function loadRun(
     warmupSeconds: options.warmupSeconds,
     reconnect: options.reconnect,
     expectBody: options.expectBody === undefined ? fooValue : options.expectBody,
+    ...(options.maxRequests === undefined ? {} : { maxRequests: options.maxRequests }),
   };
   const agent = daemon.spawnIn(options.container, 'load generator', [
     'taskset',
