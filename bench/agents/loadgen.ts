@@ -41,7 +41,10 @@ interface AutocannonResult {
   readonly duration: number;
 }
 
-type Autocannon = (options: Record<string, unknown>, done: (error: unknown, result: AutocannonResult) => void) => unknown;
+type Autocannon = (
+  options: Record<string, unknown>,
+  done: (error: unknown, result: AutocannonResult) => void,
+) => { on(event: 'start' | 'response', listener: () => void): void };
 
 /** The parts of autocannon's per-connection client that the reconnect mode touches. */
 interface AutocannonClient {
@@ -61,9 +64,12 @@ const autocannon = require('autocannon') as Autocannon;
 const { HTTPParser } = createRequire(require.resolve('autocannon'))('http-parser-js') as { HTTPParser: { kOnMessageComplete: number } };
 const options = JSON.parse(process.argv[2] ?? '{}') as Options;
 
-function fire(seconds: number): Promise<AutocannonResult> {
+/** What autocannon reports, and the seconds from its start to the last answer. */
+function fire(seconds: number): Promise<AutocannonResult & { answeringSeconds: number }> {
   return new Promise((resolve, reject) => {
-    autocannon(
+    let started = process.hrtime.bigint();
+    let answered = started;
+    const instance = autocannon(
       {
         url: `http://apollo${options.path}`,
         socketPath: options.socketPath,
@@ -73,8 +79,14 @@ function fire(seconds: number): Promise<AutocannonResult> {
         pipelining: 1,
         ...(options.reconnect ? { setupClient: reconnectAfterEachResponse } : {}),
       },
-      (error, result) => (error ? reject(error) : resolve(result)),
+      (error, result) => (error ? reject(error) : resolve({ ...result, answeringSeconds: Number(answered - started) / 1e9 })),
     );
+    instance.on('start', () => {
+      started = process.hrtime.bigint();
+    });
+    instance.on('response', () => {
+      answered = process.hrtime.bigint();
+    });
   });
 }
 
@@ -120,11 +132,15 @@ const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const go = await lines.next();
 if (go.done || go.value !== 'go') process.exit(1);
 const result = await fire(options.seconds);
+// With `amount`, autocannon's duration runs on to its next one-second sample after the
+// last answer: the rate is then over the time from its start to the last answer.
+const requests = result.requests.total;
+const seconds = options.maxRequests === undefined ? result.duration : result.answeringSeconds;
 process.stdout.write(
   `${JSON.stringify({
-    requests: result.requests.total,
-    seconds: result.duration,
-    requests_per_second: result.requests.total / result.duration,
+    requests,
+    seconds,
+    requests_per_second: requests / seconds,
     latency_p50_ms: result.latency.p50,
     latency_p99_ms: result.latency.p99,
     errors: result.errors + result.timeouts + result.non2xx,

@@ -16,7 +16,7 @@ import type { Agent } from '../lib/agent.js';
 import { tempDir } from '../lib/cleanup.js';
 import { agentScript, type BenchContext, installAgent } from '../lib/context.js';
 import { BenchDaemon, launchMany } from '../lib/daemon.js';
-import { pin } from '../lib/proc.js';
+import { cpuSplit, pin } from '../lib/proc.js';
 import type { BenchResult, Row } from '../lib/report.js';
 import { median, medianInterval, spread } from '../lib/stats.js';
 import { etagOf, fooValue, type LoadSample, loadContainer, loadNote, loadRun, startBaselineServer } from './throughput.js';
@@ -30,6 +30,11 @@ interface Phase {
   readonly baseline: LoadSample[];
   /** What happened in the phase before its rounds, for the notes. */
   readonly history: string;
+  /**
+   * The daemon's own CPU time while the bare server's rounds ran, in ms per second of
+   * round: both servers share core 0, so a daemon busy meanwhile slows the bare server.
+   */
+  readonly daemonBusyDuringBaseline: number[];
 }
 
 export async function runHistory(ctx: BenchContext): Promise<BenchResult> {
@@ -59,19 +64,27 @@ export async function runHistory(ctx: BenchContext): Promise<BenchResult> {
 
     const phases: Phase[] = [];
     const measure = async (name: string, history: string) => {
-      const phase: Phase = { name, devapollo: [], baseline: [], history };
+      const phase: Phase = { name, devapollo: [], baseline: [], history, daemonBusyDuringBaseline: [] };
       for (let round = 0; round < rounds; round++) {
         const order = round % 2 === 0 ? (['devapollo', 'baseline'] as const) : (['baseline', 'devapollo'] as const);
         for (const side of order) {
+          const cpuBefore = cpuSplit(daemon.pid);
+          const started = process.hrtime.bigint();
           const sample = await loadRun(daemon, { container: loadContainer, ...sides[side], reconnect: false, seconds, warmupSeconds });
           if (sample.errors > 0) throw new Error(`history ${name} ${side}: ${sample.errors} errors`);
           phase[side].push(sample);
+          if (side === 'baseline') {
+            const cpuAfter = cpuSplit(daemon.pid);
+            const busy = cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system;
+            phase.daemonBusyDuringBaseline.push((busy * 1000) / (Number(process.hrtime.bigint() - started) / 1e9));
+          }
         }
         const d = phase.devapollo.at(-1) as LoadSample;
         const b = phase.baseline.at(-1) as LoadSample;
         ctx.log(
           `history ${name} round ${round + 1}/${rounds}: ${Math.round(d.requests_per_second)} against ${Math.round(b.requests_per_second)} req/s ` +
-            `(${(d.requests_per_second / b.requests_per_second).toFixed(2)}x), ${d.server_cpu_us_per_request.toFixed(1)} against ${b.server_cpu_us_per_request.toFixed(1)} µs CPU/req`,
+            `(${(d.requests_per_second / b.requests_per_second).toFixed(2)}x), ${d.server_cpu_us_per_request.toFixed(1)} against ${b.server_cpu_us_per_request.toFixed(1)} µs CPU/req; ` +
+            `the daemon busy ${(phase.daemonBusyDuringBaseline.at(-1) ?? 0).toFixed(1)} ms/s during the bare server's round`,
         );
       }
       phases.push(phase);
@@ -262,7 +275,8 @@ function summarize(
         (p) =>
           `${p.name}: ${p.history}; throughput ratio round by round ${paired(p, 'requests_per_second')
             .map((r) => `${r.toFixed(2)}x`)
-            .join(', ')}.`,
+            .join(', ')}; the daemon's own CPU while the bare server's rounds ran (the same core), median ` +
+          `${median(p.daemonBusyDuringBaseline).toFixed(1)} ms a second.`,
       ),
       loadNote(phases.flatMap((p) => [...p.devapollo, ...p.baseline])),
     ],
