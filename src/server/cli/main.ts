@@ -31,7 +31,7 @@ export function buildCli(argv: readonly string[], outcome: CommandOutcome = { ex
   return finishCli(addCommands(cli, hostCommands, outcome), 'devapollo', completeFromDaemon);
 }
 
-const takesContainer = new Set(['exec', 'start', 'stop', 'restart', 'logs', 'delete', 'rm', 'monitor']);
+const takesContainer = new Set(['exec', 'start', 'stop', 'restart', 'logs', 'delete', 'rm', 'monitor', 'status']);
 
 /** Container names, and a container's keys, from the daemon (one second at most). */
 async function completeFromDaemon(words: readonly string[], argv: Readonly<Record<string, unknown>>): Promise<string[]> {

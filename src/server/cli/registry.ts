@@ -19,8 +19,8 @@ export const hostCommands: readonly CommandEntry<HostGlobals>[] = [
     load: async () => (await import('./commands/serve.js')).serve,
   },
   {
-    command: 'status',
-    describe: 'Show the daemon: version, uptime, sockets, counts',
+    command: 'status [name]',
+    describe: 'Show the daemon: version, uptime, sockets, counts; or one container: state, command, its last exit status',
     load: async () => (await import('./commands/status.js')).status,
   },
   {

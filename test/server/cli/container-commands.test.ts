@@ -59,6 +59,29 @@ describe('container commands', () => {
     assert.equal((await daemon.cli(['delete', '--force', 'sleeper'])).code, 0);
   });
 
+  test('status NAME: one container with its command and last exit status, as list shows it in JSON', async () => {
+    await daemon.launch('term', { command: ['sh', '-c', 'echo "it\'s up"; exec sleep 1000'] });
+    const row = (out: string, field: string) => out.split('\n').find((line) => line.includes(` ${field} `)) ?? '';
+    const running = await daemon.cli(['status', 'term']);
+    assert.equal(running.code, 0, running.stderr);
+    assert.match(row(running.out, 'state'), /│ Running /);
+    assert.match(row(running.out, 'command'), /│ sh -c 'echo "it'\\''s up"; exec sleep 1000' /);
+    assert.match(row(running.out, 'last exit'), /│ running /);
+    assert.equal((await daemon.cli(['stop', 'term'])).code, 0);
+    const stopped = await daemon.cli(['status', 'term']);
+    assert.match(row(stopped.out, 'state'), /│ Stopped /);
+    assert.match(row(stopped.out, 'pid'), /│ +│/, 'no pid once stopped, as in the list table');
+    assert.match(row(stopped.out, 'last exit'), /│ 143 \(128\+15: SIGTERM\) /);
+    const json = await daemon.cli(['status', 'term', '--format', 'json']);
+    assert.deepEqual(JSON.parse(json.out), await listed('term'));
+    assert.equal((await daemon.cli(['create', 'unrun'])).code, 0);
+    assert.match(row((await daemon.cli(['status', 'unrun'])).out, 'last exit'), /│ none \(never ran\) /);
+    const missing = await daemon.cli(['status', 'nosuch']);
+    assert.equal(missing.code, 3);
+    assert.equal(missing.stderr, 'Error: container "nosuch" not found\n');
+    for (const name of ['term', 'unrun']) assert.equal((await daemon.cli(['delete', name])).code, 0);
+  });
+
   test('restart: a new run of a running container; a stopped one is started; a missing one is not found', async () => {
     await daemon.launch('again');
     const before = await listed('again');

@@ -8,6 +8,7 @@ import {
   adminClient,
   afterDashes,
   changeState,
+  containerType,
   type HostGlobals,
   hostCommand,
   nameArg,
@@ -143,11 +144,6 @@ export const list = hostCommand(
     await writeOut(output);
   },
 );
-
-function containerType(c: ContainerWire): string {
-  if (c.origin === 'register') return 'registered';
-  return c.privileged ? 'privileged' : 'unprivileged';
-}
 
 /** `devapollo start`. */
 export const start = hostCommand(

@@ -5,7 +5,7 @@ import { ApolloError } from '../../../shared/errors.js';
 import { keyMap } from '../../../shared/key-map.js';
 import { visible } from '../../../shared/output.js';
 import { sizeText } from '../../../shared/unix-http.js';
-import { maxAdminBodyBytes } from '../../../shared/wire.js';
+import { type ContainerWire, maxAdminBodyBytes } from '../../../shared/wire.js';
 import { AdminClient } from '../../admin/client.js';
 import { resolveDir } from '../../paths.js';
 
@@ -127,4 +127,10 @@ export async function changeState(
 /** A short note for a person at a terminal; scripts see nothing. */
 export function note(message: string): void {
   if (process.stderr.isTTY) process.stderr.write(`${visible(message)}\n`);
+}
+
+/** The TYPE column of `list`, and `status NAME`'s type. */
+export function containerType(c: ContainerWire): string {
+  if (c.origin === 'register') return 'registered';
+  return c.privileged ? 'privileged' : 'unprivileged';
 }

@@ -1,15 +1,23 @@
-/** `devapollo status`: the daemon's health at a glance. */
+/** `devapollo status [NAME]`: the daemon's health at a glance, or one container's, as `lxc info`. */
+import os from 'node:os';
 import { render, writeOut } from '../../../shared/output.js';
-import type { StatusWire } from '../../../shared/wire.js';
-import { adminClient, hostCommand } from './shared.js';
+import type { ContainerWire, StatusWire } from '../../../shared/wire.js';
+import { adminClient, containerType, hostCommand } from './shared.js';
 
-/** `status`. */
+/** `status [name]`. */
 export const status = hostCommand(
   (y) =>
     y
+      .positional('name', { type: 'string', describe: 'a container: its state, pid, command and how its last run ended' })
       .option('format', { alias: 'f', choices: ['table', 'json'] as const, default: 'table' as const })
-      .example('$0 status --format json', ''),
+      .example('$0 status --format json', '')
+      .example('$0 status web', "the container's state and its command's exit status"),
   async (argv) => {
+    if (argv.name !== undefined) {
+      const container = await adminClient(argv).container(argv.name);
+      await writeOut(await render(argv.format, container, () => ({ head: ['', ''], rows: containerRows(container) })));
+      return;
+    }
     const status = await adminClient(argv).status();
     const rows: [string, string][] = [
       ['version', status.version],
@@ -49,4 +57,39 @@ function guestWrites(limits: StatusWire['limits']): string {
 function socketRepairs(repairs: StatusWire['socket_repairs']): string {
   if (repairs.count === 0) return 'never';
   return `${repairs.count} time${repairs.count === 1 ? '' : 's'}, last at ${repairs.last_at ?? '?'} (${repairs.last ?? '?'})`;
+}
+
+/** One container, field by field; its config is shown by `config show`. */
+function containerRows(c: ContainerWire): [string, string][] {
+  const running = c.state === 'Running';
+  const rows: [string, string][] = [
+    ['name', c.name],
+    ['state', c.state],
+    ['guest state', running ? c.guest_state : ''],
+    ['pid', running ? String(c.pid) : ''],
+    ['type', containerType(c)],
+    ['command', c.command === null ? '(none: the init idles until stop)' : c.command.map(shellWord).join(' ')],
+    ['last exit', lastExit(c)],
+    ['created', c.created_at],
+    ['config keys', String(Object.keys(c.config).length)],
+  ];
+  if (c.idmap !== null) rows.push(['id range', `uid ${c.idmap.uid_base}, gid ${c.idmap.gid_base}, ${c.idmap.count} ids`]);
+  return rows;
+}
+
+/** "7", "137 (128+9: SIGKILL)" as a shell reports a signal, or why there is none. */
+function lastExit(c: ContainerWire): string {
+  const code = c.exit_code;
+  if (code !== null) {
+    const signal = code > 128 ? Object.entries(os.constants.signals).find(([, n]) => n === code - 128) : undefined;
+    return signal === undefined ? String(code) : `${code} (128+${signal[1]}: ${signal[0]})`;
+  }
+  if (c.state === 'Running') return 'running';
+  if (c.origin === 'register') return 'unknown (its runtime ran it)';
+  return 'none (never ran)';
+}
+
+/** A word as a shell would need it written: quoted when it holds anything but plain characters. */
+function shellWord(word: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
