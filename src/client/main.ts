@@ -4,8 +4,8 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { finishCli, parseOrComplete, stdinArgument } from '../shared/cli.js';
-import { addCommands, type CommandOutcome } from '../shared/commands.js';
+import { type DynamicCompletion, finishCli, parseOrComplete, stdinArgument } from '../shared/cli.js';
+import { addCommands, type CommandOutcome, commandNames } from '../shared/commands.js';
 import { runCli } from '../shared/output.js';
 import { GuestClient } from './api-client.js';
 import { type GuestGlobals, guestCommands } from './commands/index.js';
@@ -23,13 +23,16 @@ export function buildGuestCli(argv: readonly string[], outcome: CommandOutcome =
       default: 5,
       describe: 'seconds an answer may take, body included (a wait adds its own time)',
     });
-  return finishCli(addCommands(cli, guestCommands, outcome), 'devapollo-guest', async (words, argv) => {
-    if (words.length !== 1 || (words[0] !== 'get' && words[0] !== 'wait')) return [];
-    const socketPath = typeof argv['socket'] === 'string' ? argv['socket'] : undefined;
-    const urls = await new GuestClient({ socketPath, connectTimeoutMs: 1000 }).getJson<string[]>('/1.0/config');
-    return urls.map((url) => decodeURIComponent(url.slice('/1.0/config/'.length)));
-  });
+  return finishCli(addCommands(cli, guestCommands, outcome), 'devapollo-guest', complete, commandNames(guestCommands), argv);
 }
+
+/** Keys, for `get` and `wait`. */
+const complete: DynamicCompletion = async (words, argv) => {
+  if (words.length !== 1 || (words[0] !== 'get' && words[0] !== 'wait')) return [];
+  const socketPath = typeof argv['socket'] === 'string' ? argv['socket'] : undefined;
+  const urls = await new GuestClient({ socketPath, connectTimeoutMs: 1000 }).getJson<string[]>('/1.0/config');
+  return urls.map((url) => decodeURIComponent(url.slice('/1.0/config/'.length)));
+};
 
 export async function main(argv: readonly string[] = hideBin(process.argv)): Promise<void> {
   await runCli(async () => {

@@ -16,21 +16,96 @@ export const stdinArgument = '\u0000-';
  */
 export type DynamicCompletion = (words: readonly string[], argv: Readonly<Record<string, unknown>>) => Promise<string[]>;
 
-/** Completion, help, version, strictness, and usage errors as ApolloErrors (exit 2). */
-export function finishCli<T>(cli: Argv<T>, name: string, dynamic?: DynamicCompletion): Argv<T> {
+/**
+ * Completion, help, version, strictness, and usage errors as ApolloErrors (exit 2), each
+ * naming what was wrong: a missing argument by its name, with the command's usage line; a
+ * word that is no command, with the nearest one. `commands` are the top-level command
+ * names; `argv` the words as typed.
+ */
+export function finishCli<T>(
+  cli: Argv<T>,
+  name: string,
+  dynamic: DynamicCompletion | undefined,
+  commands: readonly string[],
+  argv: readonly string[],
+): Argv<T> {
   return cli
     .completion('completion', 'Print a bash/zsh completion script (source it from your shell rc)', completeWith(dynamic))
-    .demandCommand(1, 'Pick a command')
-    .recommendCommands()
+    .demandCommand(1, `Pick a command: ${commands.join(', ')}`)
     .strict()
     .version(packageVersion)
     .help()
     .alias('h', 'help')
     .wrap(Math.min(100, process.stdout.columns || 100))
-    .fail((message, error) => {
+    .fail((message, error, current) => {
       if (error) throw error;
-      throw Object.assign(new ApolloError('usage', oneLine(message ?? 'invalid usage')), { usage: `Run "${name} --help" for usage.` });
+      const usageLine = commandUsage(current, name);
+      const text =
+        missingArguments(message ?? '', usageLine) ??
+        (usageLine === undefined ? unknownCommand(message ?? '', commands, argv) : undefined) ??
+        oneLine(message ?? 'invalid usage');
+      const path = usageLine?.split(' ').filter((_, i, words) => words.slice(0, i + 1).every((w) => /^[a-z][\w-]*$/.test(w)));
+      const usage =
+        usageLine === undefined || path === undefined
+          ? `Run "${name} --help" for usage.`
+          : `Usage: ${usageLine}\nRun "${path.join(' ')} --help" for more.`;
+      throw Object.assign(new ApolloError('usage', text), { usage });
     });
+}
+
+/**
+ * The first line of the help of the command being parsed ("devapollo config get <name>
+ * <key>"), or undefined at the top level or when yargs gives none.
+ */
+function commandUsage(current: Argv<unknown> | undefined, name: string): string | undefined {
+  let help = '';
+  try {
+    current?.showHelp((text: string) => {
+      help = text;
+    });
+  } catch {
+    return undefined;
+  }
+  const line = help.split('\n')[0]?.trim() ?? '';
+  return line.startsWith(`${name} `) && line !== `${name} <command>` ? line : undefined;
+}
+
+/** yargs' "Not enough non-option arguments: got 1, need at least 2" as the names of the missing ones: `missing <key>`. */
+function missingArguments(message: string, usageLine: string | undefined): string | undefined {
+  const counts = message.match(/^Not enough non-option arguments: got (\d+), need at least (\d+)/);
+  if (counts === null || usageLine === undefined) return undefined;
+  const required = [...usageLine.matchAll(/<([^>]+)>/g)].map((m) => `<${m[1]}>`);
+  const missing = required.slice(Number(counts[1]), Number(counts[2]));
+  return missing.length === 0 ? undefined : `missing ${missing.join(' ')}`;
+}
+
+/**
+ * "Unknown argument: lgos" at the top level, for a word typed as the command: `unknown
+ * command "lgos": did you mean logs?`, the nearest command within two edits, as git does.
+ */
+function unknownCommand(message: string, commands: readonly string[], argv: readonly string[]): string | undefined {
+  const word = message.match(/^Unknown arguments?: ([^,\s]+)/)?.[1];
+  if (word === undefined || !argv.includes(word)) return undefined;
+  let nearest: string | undefined;
+  let best = 3;
+  for (const command of commands) {
+    const distance = editDistance(word, command);
+    if (distance < best) [nearest, best] = [command, distance];
+  }
+  return `unknown command ${JSON.stringify(word)}${nearest === undefined ? '' : `: did you mean ${nearest}?`}`;
+}
+
+/** Levenshtein distance, for the nearest command to a mistyped one. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min((row[j] ?? 0) + 1, (next[j - 1] ?? 0) + 1, (row[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    row = next;
+  }
+  return row[b.length] ?? 0;
 }
 
 /** One of yargs' lines for a value outside an option's `choices`. */

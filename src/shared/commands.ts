@@ -56,6 +56,11 @@ export interface CommandOutcome {
   exitCode: number;
 }
 
+/** The names of the entries (the top-level commands, without aliases), and yargs' own `completion`. */
+export function commandNames<G>(entries: readonly CommandEntry<G>[]): string[] {
+  return [...entries.map((entry) => entry.command.split(' ')[0] ?? ''), 'completion'];
+}
+
 /** Registers every entry on `cli`; a body is loaded only when its command is picked. */
 export function addCommands<G>(cli: Argv<G>, entries: readonly CommandEntry<G>[], outcome: CommandOutcome): Argv<G> {
   for (const entry of entries) cli = cli.command(toModule(entry, outcome));

@@ -6,7 +6,7 @@
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { finishCli, parseOrComplete } from '../../shared/cli.js';
-import { addCommands, type CommandOutcome } from '../../shared/commands.js';
+import { addCommands, type CommandOutcome, commandNames } from '../../shared/commands.js';
 import { runCli } from '../../shared/output.js';
 import { AdminClient } from '../admin/client.js';
 import { resolveDir } from '../paths.js';
@@ -28,7 +28,7 @@ export function buildCli(argv: readonly string[], outcome: CommandOutcome = { ex
       global: true,
     })
     .parserConfiguration({ 'populate--': true, 'unknown-options-as-args': false });
-  return finishCli(addCommands(cli, hostCommands, outcome), 'devapollo', completeFromDaemon);
+  return finishCli(addCommands(cli, hostCommands, outcome), 'devapollo', completeFromDaemon, commandNames(hostCommands), argv);
 }
 
 const takesContainer = new Set(['exec', 'start', 'stop', 'restart', 'logs', 'delete', 'rm', 'monitor', 'status']);

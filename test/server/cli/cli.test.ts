@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { parse as parseYaml } from 'yaml';
-import { eventually, hostCli, run, TestDaemon } from '../../helpers/daemon.js';
+import { eventually, guestBundle, hostCli, run, TestDaemon } from '../../helpers/daemon.js';
 import { containersUnavailable, gatedTest, rootUnavailable } from '../../helpers/env.js';
 
 const oneErrorLine = /^Error: [^\n]+\n$/;
@@ -288,6 +288,34 @@ describe('host CLI without a daemon', () => {
     const level = await run(process.execPath, [hostCli, '--dir', dir, 'serve', '--log-level', 'loud']);
     assert.equal(level.code, 2);
     assert.match(level.stderr, /^Error: --log-level "loud" is not one of "debug", "info", "warn", "error"\n/);
+  });
+
+  test('a missing argument is named, with the usage line of its command; a mistyped command gets the nearest one', async () => {
+    const missing = await run(process.execPath, [hostCli, '--dir', dir, 'config', 'get', 'web']);
+    assert.equal(missing.code, 2);
+    assert.equal(
+      missing.stderr,
+      'Error: missing <key>\n\nUsage: devapollo config get <name> <key>\nRun "devapollo config get --help" for more.\n',
+    );
+    const two = await run(process.execPath, [hostCli, 'config', 'set']);
+    assert.match(two.stderr, /^Error: missing <name> <assignments\.\.>\n/);
+    const typo = await run(process.execPath, [hostCli, '--dir', dir, 'lgos', 'web']);
+    assert.equal(typo.code, 2);
+    assert.equal(typo.stderr, 'Error: unknown command "lgos": did you mean logs?\n\nRun "devapollo --help" for usage.\n');
+    const far = await run(process.execPath, [hostCli, 'frobnicate']);
+    assert.match(far.stderr, /^Error: unknown command "frobnicate"\n/);
+    const none = await run(process.execPath, [hostCli]);
+    assert.match(none.stderr, /^Error: Pick a command: serve, status, monitor, hook, identity, create, launch, exec, list, start, stop, /);
+    const guest = await run(process.execPath, [guestBundle, 'set', 'guest.status']);
+    assert.equal(guest.code, 2);
+    assert.equal(
+      guest.stderr,
+      'Error: missing <value>\n\nUsage: devapollo-guest set <key> <value>\nRun "devapollo-guest set --help" for more.\n',
+    );
+    assert.match(
+      (await run(process.execPath, [guestBundle, 'gte', 'user.a'])).stderr,
+      /^Error: unknown command "gte": did you mean get\?\n/,
+    );
   });
 
   test('serve: a header timeout past the request timeout, and a --dir that is a file, in plain words', async () => {
