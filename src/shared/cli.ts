@@ -39,12 +39,15 @@ export function finishCli<T>(
     .wrap(Math.min(100, process.stdout.columns || 100))
     .fail((message, error, current) => {
       if (error) throw error;
-      const usageLine = commandUsage(current, name);
-      const text =
-        missingArguments(message ?? '', usageLine) ??
-        (usageLine === undefined ? unknownCommand(message ?? '', commands, argv) : undefined) ??
-        oneLine(message ?? 'invalid usage');
+      const help = commandHelp(current);
+      const usageLine = commandUsage(help, name);
       const path = usageLine?.split(' ').filter((_, i, words) => words.slice(0, i + 1).every((w) => /^[a-z][\w-]*$/.test(w)));
+      const subcommands = subcommandsOf(help, (path ?? []).join(' '));
+      const missing = missingArguments(message ?? '', usageLine);
+      const text =
+        (usageLine === undefined ? unknownCommand(message ?? '', commands, argv) : unknownSubcommand(help, path ?? [], argv)) ??
+        (missing === 'missing <command>' && subcommands.length > 0 ? `${missing}: one of ${subcommands.join(', ')}` : missing) ??
+        oneLine(message ?? 'invalid usage');
       const usage =
         usageLine === undefined || path === undefined
           ? `Run "${name} --help" for usage.`
@@ -53,21 +56,48 @@ export function finishCli<T>(
     });
 }
 
-/**
- * The first line of the help of the command being parsed ("devapollo config get <name>
- * <key>"), or undefined at the top level or when yargs gives none.
- */
-function commandUsage(current: Argv<unknown> | undefined, name: string): string | undefined {
+/** The help text of the command being parsed, or "" when yargs gives none. */
+function commandHelp(current: Argv<unknown> | undefined): string {
   let help = '';
   try {
     current?.showHelp((text: string) => {
       help = text;
     });
   } catch {
-    return undefined;
+    return '';
   }
+  return help;
+}
+
+/** The first line of a command's help ("devapollo config get <name> <key>"), or undefined at the top level. */
+function commandUsage(help: string, name: string): string | undefined {
   const line = help.split('\n')[0]?.trim() ?? '';
   return line.startsWith(`${name} `) && line !== `${name} <command>` ? line : undefined;
+}
+
+/** The commands of a group, from the "Commands:" section of its help, up to the blank line that ends it (examples follow). */
+function subcommandsOf(help: string, group: string): string[] {
+  const section = help.split('\nCommands:\n')[1]?.split('\n\n')[0] ?? '';
+  const names: string[] = [];
+  for (const line of section.split('\n')) {
+    const entry = line.trimStart();
+    if (entry.startsWith(`${group} `)) names.push(entry.slice(group.length + 1).split(' ')[0] ?? '');
+  }
+  return names;
+}
+
+/**
+ * In a group of commands (`devapollo config <command>`), the word typed after the group's
+ * name when it is none of the group's commands (listed in its help): `unknown command
+ * "gte": did you mean get?`.
+ */
+function unknownSubcommand(help: string, path: readonly string[], argv: readonly string[]): string | undefined {
+  const subcommands = subcommandsOf(help, path.join(' '));
+  const last = path[path.length - 1];
+  if (subcommands.length === 0 || last === undefined) return undefined;
+  const typed = argv[argv.indexOf(last) + 1];
+  if (typed === undefined || typed.startsWith('-') || subcommands.includes(typed)) return undefined;
+  return nearestCommand(typed, subcommands);
 }
 
 /** yargs' "Not enough non-option arguments: got 1, need at least 2" as the names of the missing ones: `missing <key>`. */
@@ -86,6 +116,11 @@ function missingArguments(message: string, usageLine: string | undefined): strin
 function unknownCommand(message: string, commands: readonly string[], argv: readonly string[]): string | undefined {
   const word = message.match(/^Unknown arguments?: ([^,\s]+)/)?.[1];
   if (word === undefined || !argv.includes(word)) return undefined;
+  return nearestCommand(word, commands);
+}
+
+/** `unknown command "WORD"`, with the nearest of `commands` within two edits, as git names one. */
+function nearestCommand(word: string, commands: readonly string[]): string {
   let nearest: string | undefined;
   let best = 3;
   for (const command of commands) {
