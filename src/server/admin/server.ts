@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
 import { ApolloError } from '../../shared/errors.js';
 import { maxAdminBodyBytes } from '../../shared/wire.js';
 import type { ContainerManager } from '../containers/manager.js';
-import { answerClientError } from '../http/client-errors.js';
+import { answerClientError, refuseConnect } from '../http/client-errors.js';
 import { routeRequests } from '../http/pipeline.js';
 import { resolvePeer, unreadablePeerError } from '../kernel/peer.js';
 import { socketDescriptor } from '../kernel/socket-descriptor.js';
@@ -70,5 +70,6 @@ export function createAdminServer(
   });
 
   server.on('clientError', answerClientError);
+  server.on('connect', refuseConnect);
   return server;
 }

@@ -110,6 +110,13 @@ export class Container {
   instance: Instance | undefined;
   /** Set while a start, stop or delete is under way (`whileBusy`): a second one gets 409. */
   busy: string | undefined;
+  /**
+   * Set, in its update queue, once its record is removed (deleted, or a launch that could not
+   * start): an update still queued or still to come (a request whose body arrived after the
+   * delete) must not save the record again over the file of a container re-created under
+   * the same name.
+   */
+  removed = false;
   private tail: Promise<unknown> = Promise.resolve();
 
   private current!: ContainerRecord;

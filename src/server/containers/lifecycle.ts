@@ -150,7 +150,12 @@ export class Lifecycle {
         // A launch that cannot start leaves nothing behind, so it can simply be retried.
         this.book.containers.delete(container.name);
         this.ranges.forget(container.name);
-        await this.options.store.remove(container.name).catch(() => undefined);
+        await container
+          .serialize(async () => {
+            container.removed = true;
+            await this.options.store.remove(container.name);
+          })
+          .catch(() => undefined);
         await this.book.removeLogs(container.name);
         throw error;
       }
@@ -228,7 +233,10 @@ export class Lifecycle {
         if (container.record.origin === 'register') await this.release(instance, 'unregistered');
         else await this.terminate(instance, true, 0);
       }
-      await container.serialize(() => this.options.store.remove(name));
+      await container.serialize(async () => {
+        await this.options.store.remove(name);
+        container.removed = true;
+      });
       this.book.containers.delete(name);
       this.ranges.forget(name);
       await this.book.removeLogs(name);

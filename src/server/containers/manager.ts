@@ -200,7 +200,10 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
   /** The guest's own state (PATCH /1.0): stored, shown in list, reset at every start. */
   async setGuestState(instance: Instance, state: GuestState): Promise<void> {
     const container = instance.container;
-    const changed = await this.update(container, (r) => (r.guest_state === state ? undefined : withGuestState(r, state)));
+    const changed = await this.update(container, (r) => {
+      if (!instance.running) throw new ApolloError('forbidden', 'Forbidden: the container is no longer running');
+      return r.guest_state === state ? undefined : withGuestState(r, state);
+    });
     if (changed) this.emitEvent(container, 'lifecycle', { action: 'guest-state', name: container.name, state });
   }
 
@@ -226,6 +229,7 @@ export class ContainerManager extends EventEmitter<{ event: [ContainerEvent, Con
    */
   update(container: Container, change: (record: ContainerRecord) => ContainerRecord | undefined): Promise<boolean> {
     return container.serialize(async () => {
+      if (container.removed) throw new ApolloError('not-found', `container ${JSON.stringify(container.name)} not found`);
       const next = change(container.record);
       if (next === undefined) return false;
       await this.options.store.save(next);

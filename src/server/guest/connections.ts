@@ -2,12 +2,13 @@
  * Accepting guest connections: each is bound to one container instance, once, from the
  * kernel's peer credentials, synchronously at accept, before a byte of its request is
  * parsed (PROTOCOL.md section 2); then counted against its container's and the daemon's
- * connection caps. Over a cap it is answered at once, with the JSON envelope, and closed:
- * a connection that never sends a request (slow-loris) must not hold a place either.
+ * connection caps. Over a cap it is answered at once, with the JSON envelope, and closed
+ * as soon as the answer is out, without taking a place: neither a connection that never
+ * sends a request (slow-loris) nor one that never closes its side may hold one.
  */
 import type { Socket } from 'node:net';
 import type { Instance } from '../containers/container.js';
-import { endWithError } from '../http/reply.js';
+import { endAndClose, endWithError } from '../http/reply.js';
 import { type KernelFeatures, processKernelFeatures } from '../kernel/features.js';
 import { KnownProcesses, resolvePeer, unreadablePeerError } from '../kernel/peer.js';
 import { socketDescriptor } from '../kernel/socket-descriptor.js';
@@ -29,7 +30,7 @@ export interface ConnectionCaps {
 export class GuestConnections {
   /** The accepted connections that may be served, for the idle sweep and shutdown. */
   readonly served = new SlotList<GuestPeer>();
-  /** Open connections, refused ones included until they have closed. */
+  /** Open connections that were let in (refused ones are not counted: see accept). */
   open = 0;
   private readonly knownProcesses = new KnownProcesses();
   private readonly unreadable = new RateLimitedLog();
@@ -77,23 +78,27 @@ export class GuestConnections {
     }
     const { credentials, match } = resolved;
     const share = this.admission.shareOf(match?.container);
-    share.connections++;
-    this.open++;
-    // It still counts until it has closed.
+    // A refused connection takes no place: counted, it would let one container's flood of
+    // refused connections fill the daemon's cap for every other container.
     const refusal =
-      this.open > this.caps.maxConnections
+      this.open >= this.caps.maxConnections
         ? atDaemonLimit
-        : share.connections > this.caps.maxConnectionsPerContainer
+        : share.connections >= this.caps.maxConnectionsPerContainer
           ? atConnectionLimit
           : undefined;
     const peer = newPeer(socket, fd, credentials, match, share, refusal !== undefined);
     attachPeer(socket, peer);
-    socket.on('close', this.onClose);
     if (refusal !== undefined) {
       this.refusals.refuse(peer, 'connection limit');
-      socket.end(refusal);
+      // Nothing it sends is read (nor parsed), and it is closed soon after the answer,
+      // whether or not its peer reads it or closes its side.
+      socket.pause();
+      endAndClose(socket, refusal);
       return;
     }
+    share.connections++;
+    this.open++;
+    socket.on('close', this.onClose);
     this.served.add(peer);
     if (match === undefined) this.refusals.refuse(peer, 'not in a running container');
     // A new connection of a container over its rate is not read until the block ends.

@@ -21,6 +21,8 @@ export interface GuestContext {
   readonly container: GuestContainerView;
   /** Sets the caller's guest state (`PATCH /1.0`). */
   setGuestState(state: GuestState): Promise<void>;
+  /** Before a `PATCH /1.0` body: one token of the container's write rate (429 over it), as a guest key's write takes. */
+  admitStateChange(): void;
   /** The caller's event stream (`GET /1.0/events`); 429 when its container has too many. */
   streamEvents(types: ReadonlySet<EventType>): StreamReply;
   /**
@@ -62,6 +64,10 @@ export class GuestSession implements GuestContext, EventSubscriber {
 
   streamEvents(types: ReadonlySet<EventType>): StreamReply {
     return this.events.guestStream(this, types);
+  }
+
+  admitStateChange(): void {
+    this.guestKeys.takeWrite(this.container, 'state changes');
   }
 
   admitGuestWrite(key: string, declaredBytes: number | undefined): void {

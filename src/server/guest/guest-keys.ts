@@ -70,17 +70,7 @@ export class GuestKeyRules {
   admit(container: Container, key: string, declaredBytes: number | undefined): void {
     assertWritable(container.record, key);
     assertConfigKey(key);
-    const waitMs = this.buckets.of(container).take();
-    if (waitMs > 0) {
-      const seconds = retryAfterSeconds(waitMs);
-      throw new ApolloError(
-        'too-many-requests',
-        `too many writes of guest keys from this container (at most ${this.limits.rate.perSecond} a second)`,
-        {
-          headers: { 'Retry-After': String(seconds) },
-        },
-      );
-    }
+    this.takeWrite(container, 'writes of guest keys');
     if (declaredBytes === undefined) return;
     try {
       this.assertFits(container.record, { key, bytes: declaredBytes === 0 ? null : declaredBytes });
@@ -90,6 +80,18 @@ export class GuestKeyRules {
       if (error instanceof ApolloError) throw new ApolloError(error.code, error.message, { headers: { Connection: 'close' } });
       throw error;
     }
+  }
+
+  /**
+   * Takes one token of the container's write rate, or refuses with 429 and Retry-After:
+   * every request that can rewrite its state file (a guest key, PATCH /1.0) pays one.
+   */
+  takeWrite(container: Container, what: string): void {
+    const waitMs = this.buckets.of(container).take();
+    if (waitMs <= 0) return;
+    throw new ApolloError('too-many-requests', `too many ${what} from this container (at most ${this.limits.rate.perSecond} a second)`, {
+      headers: { 'Retry-After': String(retryAfterSeconds(waitMs)) },
+    });
   }
 
   /**

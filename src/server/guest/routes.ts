@@ -19,7 +19,8 @@ import { admitWrite, deleteConfigKey, putConfigKey } from './writes.js';
 export const guestRoutes: readonly Route<GuestContext>[] = [
   { method: 'GET', path: '/', handler: listApis },
   { method: 'GET', path: '/1.0', handler: getInfo, waitsOn: () => changeTopics.state },
-  { method: 'PATCH', path: '/1.0', handler: setGuestState },
+  // A state change rewrites the state file, durably: it pays the write rate as a guest key's write does.
+  { method: 'PATCH', path: '/1.0', handler: setGuestState, beforeBody: (context) => context.admitStateChange() },
   { method: 'GET', path: '/1.0/config', handler: listConfigKeys, waitsOn: () => changeTopics.keyList },
   { method: 'GET', path: '/1.0/config/:key', handler: getConfigKey, waitsOn: (request) => changeTopics.key(request.params['key'] ?? '') },
   { method: 'PUT', path: '/1.0/config/:key', handler: putConfigKey, beforeBody: admitWrite },

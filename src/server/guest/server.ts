@@ -27,7 +27,7 @@ import { ReadingHolds } from './reading-holds.js';
 import { GuestRefusals, notServed } from './refusals.js';
 import { RequestQueue } from './request-queue.js';
 import { guestRoutes } from './routes.js';
-import { upgradeListener } from './websocket.js';
+import { connectListener, upgradeListener } from './websocket.js';
 
 /** Every limit of the guest socket (`serve` options; PROTOCOL.md section 3 and README). */
 export interface GuestServerLimits extends ConnectionCaps {
@@ -179,6 +179,7 @@ export function createGuestServer(
   });
   server.on('connection', (socket) => connections.accept(socket));
   server.on('upgrade', upgradeListener({ admission, authorizer, connections, queue, refusals, events }));
+  server.on('connect', connectListener({ admission, authorizer }));
   server.on('clientError', answerClientError);
   return {
     server,

@@ -1,14 +1,18 @@
 /**
  * Websockets on /1.0/events. Node hands every request with an Upgrade header to the
- * server's 'upgrade' listener; the ones that are not a websocket for the event stream are
- * answered as usual, through the same request queue, and their connection then closes.
+ * server's 'upgrade' listener, and from then on the socket is the listener's alone: Node
+ * has taken its own 'error' listener off, so this one puts one on first (a peer that has
+ * gone would otherwise make the next write throw in the daemon). A GET that is not a
+ * websocket for the event stream is answered as usual, through the same request queue,
+ * and its connection then closes; a request of another method is refused (400), as its
+ * body, already past Node's parser, could not be read; so is CONNECT (section 3c).
  */
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
-import { endWithError, rawResponse } from '../http/reply.js';
+import { endAndClose, endWithError, rawResponse } from '../http/reply.js';
 import { splitTarget } from '../http/router.js';
 import type { Admission } from './admission.js';
 import type { GuestAuthorizer } from './authorization.js';
@@ -28,6 +32,7 @@ export function upgradeListener(parts: {
 }): (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void {
   const { admission, authorizer, connections, queue, refusals, events } = parts;
   return (req, socket, head) => {
+    socket.on('error', destroyOnError);
     const upgraded = peerOf(socket as Socket);
     // An upgrade behind a request still being answered would write over its answer.
     if (upgraded !== undefined && (upgraded.busy > 0 || upgraded.queue !== undefined)) {
@@ -42,11 +47,15 @@ export function upgradeListener(parts: {
     } catch {
       // Answered as a normal request below, which rejects it.
     }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      refuseUpgrade(socket, req.method ?? '', admission, authorizer);
+      return;
+    }
     if (!isWebsocket || target?.path !== '/1.0/events' || req.method !== 'GET') {
       const res = new http.ServerResponse(req);
       res.assignSocket(socket as Socket);
       res.shouldKeepAlive = false;
-      res.once('finish', () => socket.end());
+      res.once('finish', () => endAndClose(socket));
       queue.serve(req, res);
       return;
     }
@@ -55,7 +64,7 @@ export function upgradeListener(parts: {
     try {
       const refused = admission.admit(socket as Socket);
       if (refused !== undefined) {
-        socket.end(rawResponse(refused));
+        endAndClose(socket, rawResponse(refused));
         return;
       }
       const session = authorizer.contextOf(socket as Socket);
@@ -64,5 +73,42 @@ export function upgradeListener(parts: {
     } catch (error) {
       endWithError(socket, error instanceof ApolloError ? error : new ApolloError('internal', 'internal error'));
     }
+  };
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
+/**
+ * An Upgrade on a request with a body, or a CONNECT: what any request gets first (the
+ * limits, then 403 or 401 for a caller that may not ask), else 400, and the connection closes.
+ */
+function refuseUpgrade(socket: Duplex, method: string, admission: Admission, authorizer: GuestAuthorizer): void {
+  try {
+    const refused = admission.admit(socket as Socket);
+    if (refused !== undefined) {
+      endAndClose(socket, rawResponse(refused));
+      return;
+    }
+    authorizer.contextOf(socket as Socket);
+    const why =
+      method === 'CONNECT'
+        ? 'CONNECT is not supported: this socket answers HTTP requests for /1.0'
+        : `an Upgrade is only for a websocket on GET /1.0/events, not on ${method}`;
+    endWithError(socket, new ApolloError('bad-request', why));
+  } catch (error) {
+    endWithError(socket, error instanceof ApolloError ? error : new ApolloError('internal', 'internal error'));
+  }
+}
+
+/** The server's 'connect' listener (CONNECT requests): refused as an upgrade of another method is. */
+export function connectListener(parts: {
+  readonly admission: Admission;
+  readonly authorizer: GuestAuthorizer;
+}): (req: http.IncomingMessage, socket: Duplex) => void {
+  return (req, socket) => {
+    socket.on('error', destroyOnError);
+    refuseUpgrade(socket, req.method ?? 'CONNECT', parts.admission, parts.authorizer);
   };
 }

@@ -3,6 +3,7 @@
  * too large, timeouts): the same JSON envelope as every other error.
  */
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
 import { endWithError } from './reply.js';
 
@@ -20,6 +21,16 @@ export function answerClientError(error: NodeJS.ErrnoException, socket: Socket):
   }
   const code = parserErrors[error.code ?? ''] ?? 'bad-request';
   endWithError(socket, new ApolloError(code, clientErrorMessage(code)));
+}
+
+/**
+ * The admin server's 'connect' listener: a CONNECT gets the JSON envelope (400), as every
+ * refused request does, instead of a closed connection. (The guest socket's checks its
+ * caller first: src/server/guest/websocket.ts.)
+ */
+export function refuseConnect(_req: unknown, socket: Duplex): void {
+  socket.on('error', () => socket.destroy());
+  endWithError(socket, new ApolloError('bad-request', 'CONNECT is not supported: this socket answers HTTP requests for /1.0'));
 }
 
 function clientErrorMessage(code: ApolloError['code']): string {

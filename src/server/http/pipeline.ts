@@ -154,16 +154,20 @@ export function routeRequests<C>(routes: readonly Route<C>[], options: PipelineO
       }
       void (async () => {
         let body: Buffer = noBody;
+        let context = request.context;
         if (route.method !== 'GET') {
-          route.beforeBody?.(request.context, { method, params, query, headers: req.headers, body });
+          route.beforeBody?.(context, { method, params, query, headers: req.headers, body });
           body = await readBody(req, options.maxBodyBytes);
+          // Asked again once the body is in: the body may come long after the headers, from
+          // a connection whose container has stopped or been deleted (and re-created) since.
+          context = options.contextOf(req);
         }
         const info: RequestInfo = { method, params, query, headers: req.headers, body };
-        let result = first ?? route.handler(request.context, info);
+        let result = first ?? route.handler(context, info);
         if (result instanceof Promise) result = await result;
         const waits = options.waits;
         if (wait && waits !== undefined && route.waitsOn !== undefined) {
-          const waited = await waitForChange(req, waits, options.contextOf, route, route.waitsOn(info), info, request.context, result);
+          const waited = await waitForChange(req, waits, options.contextOf, route, route.waitsOn(info), info, context, result);
           if (waited === undefined) {
             answered();
             return;

@@ -128,7 +128,35 @@ export function sendFixed(req: IncomingMessage, res: ServerResponse, reply: Fixe
 
 /** Answers on a bare socket (no ServerResponse to write to) with the error envelope, and closes it. */
 export function endWithError(socket: Duplex, apollo: ApolloError): void {
-  socket.end(rawResponse(fixedError(apollo)));
+  endAndClose(socket, rawResponse(fixedError(apollo)));
+}
+
+/** How long a closing connection waits for its peer to read the last answer and close too. */
+const lingerMs = 1000;
+/** Closing connections that may wait at once; past it they close as soon as their answer is out. */
+const maxLingering = 1024;
+let lingering = 0;
+
+/**
+ * Writes `data` as the connection's last bytes and closes it: when the peer has closed
+ * too, or after a second at most. `end` alone would close only this side (node:http's
+ * sockets are half-open), so a peer that never closes its own would keep the descriptor
+ * for good; closing at once could reset the connection before the peer has read the
+ * answer (a Unix socket closed with unread bytes resets its peer). At most 1,024 wait at
+ * once, so that a flood of them holds a bounded number of descriptors.
+ */
+export function endAndClose(socket: Duplex, data?: string): void {
+  if (lingering >= maxLingering) {
+    socket.end(data, () => socket.destroy());
+    return;
+  }
+  lingering++;
+  const timer = setTimeout(() => socket.destroy(), lingerMs).unref();
+  socket.once('close', () => {
+    lingering--;
+    clearTimeout(timer);
+  });
+  socket.end(data);
 }
 
 /**

@@ -71,9 +71,9 @@ export const serve = hostCommand(
       .option('guest-write-rate', {
         type: 'number',
         default: 16,
-        describe: 'writes of guest.* keys per second per container, each fsynced (0: no limit)',
+        describe: 'writes of guest.* keys and state changes (PATCH /1.0) per second per container, each fsynced (0: no limit)',
       })
-      .option('guest-write-burst', { type: 'number', default: 64, describe: 'writes of guest.* keys a container may make at once' })
+      .option('guest-write-burst', { type: 'number', default: 64, describe: 'such writes a container may make at once' })
       .option('max-connections', { type: 'number', default: 8192, describe: 'open guest connections in all' })
       .option('max-container-connections', { type: 'number', default: 256, describe: 'open guest connections per container' })
       .option('max-event-streams', { type: 'number', default: 64, describe: 'open event streams per container' })
