@@ -3,8 +3,8 @@
  * kernel's peer credentials, synchronously at accept, before a byte of its request is
  * parsed (PROTOCOL.md section 2); then counted against its container's and the daemon's
  * connection caps. Over a cap it is answered at once, with the JSON envelope, and closed
- * as soon as the answer is out, without taking a place: neither a connection that never
- * sends a request (slow-loris) nor one that never closes its side may hold one.
+ * soon after (reply.ts endAndClose), without taking a place: neither a connection that
+ * never sends a request (slow-loris) nor one that never closes its side may hold one.
  */
 import type { Socket } from 'node:net';
 import type { Instance } from '../containers/container.js';
