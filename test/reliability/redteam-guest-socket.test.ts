@@ -8,6 +8,9 @@
 //   the deleted record over the new container's state file.
 // - PATCH /1.0 in a loop: a durable rewrite of the state file each, with no write rate.
 // - CONNECT, and an Upgrade on a request with a body: no answer, or the body lost.
+// Second pass: a refused connection's pipelined requests were all parsed and answered 403
+// (a 2 s flood kept every container out for minutes); a stream or a change-wait asked with
+// a non-websocket Upgrade outlived its client; a bad websocket handshake was answered in HTML.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -205,6 +208,94 @@ describe('red team: the guest socket', () => {
     assert.equal(statuses.filter((s) => s === '200').length, 8, statuses.join(' '));
     assert.ok(!statuses.includes('503'), `never the daemon's own limit: ${statuses.join(' ')}`);
     assert.equal(closed, 22, 'each refused connection closed by the daemon, though its peer never closed it');
+  });
+
+  const guestRequests = async (): Promise<number> => {
+    const metrics = await run('curl', ['-sS', '--unix-socket', path.join(daemon.dir, 'unix.socket'), 'http://d/metrics']);
+    let total = 0;
+    for (const [, count] of metrics.out.matchAll(/^devapollo_requests_total\{api="guest",[^}]*\} (\d+)$/gm)) total += Number(count);
+    return total;
+  };
+
+  test("a refused connection's pipelined requests are never parsed nor answered, only the refusal is", async () => {
+    const flood = guestScript(
+      'refused-pipeline.cjs',
+      `const net = require('net');
+const held = [];
+const open = () => new Promise((resolve) => { const s = net.connect('/dev/apollo/sock', () => resolve(s)); s.on('error', () => undefined); held.push(s); });
+(async () => {
+  for (let i = 0; i < 8; i++) await open();
+  const answers = await Promise.all(Array.from({ length: 10 }, () => new Promise((resolve) => {
+    const s = net.connect('/dev/apollo/sock');
+    let a = '';
+    s.on('data', (c) => (a += c));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(a));
+    s.write('GET /1.0 HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n'.repeat(2000));
+  })));
+  console.log(JSON.stringify(answers.map((a) => (a.match(/^HTTP\\/1\\.1 (\\d+)/gm) || []).join(' '))));
+  process.exit(0);
+})();
+`,
+    );
+    const before = await guestRequests();
+    const r = await daemon.exec('mallory', [process.execPath, flood]);
+    assert.equal(r.code, 0, r.stderr);
+    for (const statuses of JSON.parse(r.out) as string[]) assert.equal(statuses, 'HTTP/1.1 429', 'one answer, the refusal');
+    // The refusals are not requests (they are counted as refused peers); the 20,000 sent
+    // behind them were never read.
+    assert.ok((await guestRequests()) - before < 100, `guest requests answered: ${(await guestRequests()) - before}`);
+  });
+
+  test('a stream and a change-wait asked with a non-websocket Upgrade end when their client goes', async () => {
+    const etag = (await daemon.curl('alice', '/1.0/config/user.foo', ['-sS', '-o', '/dev/null', '-w', '%header{etag}'])).out;
+    assert.match(etag, /^"/);
+    const script = guestScript(
+      'upgrade-streams.cjs',
+      `const net = require('net');
+const asks = [
+  'HEAD /1.0/events HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: foo\\r\\nConnection: Upgrade\\r\\n\\r\\n',
+  'GET /1.0/events HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: foo\\r\\nConnection: Upgrade\\r\\n\\r\\n',
+  'GET /1.0/config/user.foo?wait=true&timeout=600&etag=' + encodeURIComponent(process.argv[2]) + ' HTTP/1.1\\r\\nHost: x\\r\\nUpgrade: foo\\r\\nConnection: Upgrade\\r\\n\\r\\n',
+];
+(async () => {
+  for (let round = 0; round < 4; round++)
+    for (const ask of asks)
+      await new Promise((resolve) => {
+        const s = net.connect('/dev/apollo/sock', () => s.write(ask));
+        s.on('error', resolve);
+        setTimeout(() => { s.destroy(); resolve(); }, 150);
+      });
+})();
+`,
+    );
+    const r = await daemon.exec('alice', [process.execPath, script, etag]);
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(
+      async () => {
+        const status = JSON.parse((await daemon.cli(['status', '--format', 'json'])).out) as {
+          connections: { guest: number; event_listeners: number; change_waits: number };
+        };
+        return status.connections.guest === 0 && status.connections.event_listeners === 0 && status.connections.change_waits === 0;
+      },
+      'no connection, stream or wait is left of them',
+      5_000,
+    );
+  });
+
+  test('a bad websocket handshake gets the JSON envelope, not HTML', async () => {
+    const script = guestScript('ask-once.cjs', askOnce);
+    const handshake = (key: string, version: string) =>
+      `GET /1.0/events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: ${version}\r\n\r\n`;
+    const badKey = JSON.parse((await node('alice', script, [handshake('x', '13')])).out) as string;
+    assert.match(badKey, /^HTTP\/1\.1 400 /);
+    assert.match(badKey, /\r\nContent-Type: application\/json\r\n/);
+    assert.match(badKey, /Sec-WebSocket-Key must be 16 bytes in base64/);
+    assert.match(badKey, envelope(400));
+    const badVersion = JSON.parse((await node('alice', script, [handshake('dGhlIHNhbXBsZSBub25jZQ==', '7')])).out) as string;
+    assert.match(badVersion, /^HTTP\/1\.1 400 /);
+    assert.match(badVersion, /\r\nSec-WebSocket-Version: 13, 8\r\n/);
+    assert.match(badVersion, envelope(400));
   });
 
   test('a body that arrives after its container was deleted and re-created: 403, and the new record stays as it is', async (t) => {

@@ -9,6 +9,7 @@
 import type { Socket } from 'node:net';
 import type { Instance } from '../containers/container.js';
 import { endAndClose, endWithError } from '../http/reply.js';
+import { stopReading } from '../http/socket-reading.js';
 import { type KernelFeatures, processKernelFeatures } from '../kernel/features.js';
 import { KnownProcesses, resolvePeer, unreadablePeerError } from '../kernel/peer.js';
 import { socketDescriptor } from '../kernel/socket-descriptor.js';
@@ -73,7 +74,10 @@ export class GuestConnections {
       this.unreadable.attempt((suppressed) =>
         logger.error("cannot read a guest peer's identity", { error: String(error), suppressed: suppressed || undefined }),
       );
-      endWithError(socket, answer);
+      // Not read, and closed as soon as the answer is out: out of descriptors, the daemon
+      // must not hold this one while its peer reads.
+      stopReading(socket);
+      endWithError(socket, answer, { now: true });
       return;
     }
     const { credentials, match } = resolved;
@@ -90,9 +94,10 @@ export class GuestConnections {
     attachPeer(socket, peer);
     if (refusal !== undefined) {
       this.refusals.refuse(peer, 'connection limit');
-      // Nothing it sends is read (nor parsed), and it is closed soon after the answer,
+      // Nothing it sends is read, so nothing is parsed (socket.pause() would not hold
+      // node:http's reading: socket-reading.ts), and it is closed soon after the answer,
       // whether or not its peer reads it or closes its side.
-      socket.pause();
+      stopReading(socket);
       endAndClose(socket, refusal);
       return;
     }

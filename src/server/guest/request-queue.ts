@@ -24,6 +24,9 @@ export class RequestQueue {
   /** The server's request listener. */
   serve(req: http.IncomingMessage, res: http.ServerResponse): void {
     const peer = peerOf(req.socket);
+    // node:http goes on dispatching every request it had parsed from a read, after the
+    // socket was closed too: nobody to answer, and nothing to spend on them.
+    if (req.socket.destroyed) return;
     if (peer !== undefined) {
       if (peer.busy > 0 || peer.queue !== undefined) {
         this.enqueue(peer, req, res);

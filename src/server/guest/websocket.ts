@@ -52,6 +52,10 @@ export function upgradeListener(parts: {
       return;
     }
     if (!isWebsocket || target?.path !== '/1.0/events' || req.method !== 'GET') {
+      // node:http reads this socket no more: read (and drop) whatever else comes, so that
+      // its peer's close is seen, and a stream or a change-wait answered on it ends with it.
+      socket.on('data', noop);
+      socket.once('end', () => socket.destroy());
       const res = new http.ServerResponse(req);
       res.assignSocket(socket as Socket);
       res.shouldKeepAlive = false;
@@ -69,11 +73,46 @@ export function upgradeListener(parts: {
       }
       const session = authorizer.contextOf(socket as Socket);
       const types = parseEventTypes(target.query.get('type'));
+      const bad = handshakeProblem(req);
+      if (bad !== undefined) throw bad;
       events.guestWebsocket(session, types, req, socket, head);
     } catch (error) {
       endWithError(socket, error instanceof ApolloError ? error : new ApolloError('internal', 'internal error'));
     }
   };
+}
+
+function noop(): void {}
+
+/** A websocket key: 16 bytes in base64 (RFC 6455 section 4.1). */
+const websocketKey = /^[+/0-9A-Za-z]{22}==$/;
+/** A list of subprotocol names: tokens, comma-separated (RFC 6455 section 4.1, RFC 7230 tokens). */
+const protocolList = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~0-9A-Za-z]+)*$/;
+
+/**
+ * What `ws` would refuse in a handshake, refused here first with the JSON envelope
+ * (PROTOCOL.md section 3c), where `ws` answers in HTML: the key, the version (13, or 8,
+ * which `ws` speaks too), the subprotocol list.
+ */
+function handshakeProblem(req: http.IncomingMessage): ApolloError | undefined {
+  const key = req.headers['sec-websocket-key'];
+  if (key === undefined || !websocketKey.test(key)) {
+    return new ApolloError('bad-request', 'bad websocket handshake: Sec-WebSocket-Key must be 16 bytes in base64');
+  }
+  const version = req.headers['sec-websocket-version'];
+  if (version !== '13' && version !== '8') {
+    return new ApolloError('bad-request', 'bad websocket handshake: Sec-WebSocket-Version must be 13', {
+      headers: { 'Sec-WebSocket-Version': '13, 8' },
+    });
+  }
+  const protocols = req.headers['sec-websocket-protocol'];
+  if (protocols !== undefined) {
+    const names = protocols.split(',').map((name) => name.trim());
+    if (!protocolList.test(protocols.trim()) || new Set(names).size !== names.length) {
+      return new ApolloError('bad-request', 'bad websocket handshake: Sec-WebSocket-Protocol must be a list of distinct names');
+    }
+  }
+  return undefined;
 }
 
 function destroyOnError(this: Duplex): void {
