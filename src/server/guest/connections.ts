@@ -74,10 +74,10 @@ export class GuestConnections {
       this.unreadable.attempt((suppressed) =>
         logger.error("cannot read a guest peer's identity", { error: String(error), suppressed: suppressed || undefined }),
       );
-      // Not read, and closed as soon as the answer is out: out of descriptors, the daemon
-      // must not hold this one while its peer reads.
-      stopReading(socket);
-      endWithError(socket, answer, { now: true });
+      // Still read, so that its peer's close is seen and frees the descriptor at once (a
+      // socket closed with unread bytes resets its peer, who may lose the answer); what the
+      // peer sends gets no answer after this one.
+      endWithError(socket, answer);
       return;
     }
     const { credentials, match } = resolved;

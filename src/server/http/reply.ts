@@ -126,15 +126,9 @@ export function sendFixed(req: IncomingMessage, res: ServerResponse, reply: Fixe
   res.end(req.method === 'HEAD' ? undefined : reply.body);
 }
 
-/**
- * Answers on a bare socket (no ServerResponse to write to) with the error envelope, and
- * closes it: soon (endAndClose), or, with `now`, as soon as the answer is out (a daemon out
- * of descriptors must not hold one more for a second).
- */
-export function endWithError(socket: Duplex, apollo: ApolloError, options: { now?: boolean } = {}): void {
-  const bytes = rawResponse(fixedError(apollo));
-  if (options.now === true) socket.end(bytes, () => socket.destroy());
-  else endAndClose(socket, bytes);
+/** Answers on a bare socket (no ServerResponse to write to) with the error envelope, and closes it (endAndClose). */
+export function endWithError(socket: Duplex, apollo: ApolloError): void {
+  endAndClose(socket, rawResponse(fixedError(apollo)));
 }
 
 /** How long a closing connection waits for its peer to read the last answer and close too. */
