@@ -25,8 +25,10 @@ export class RequestQueue {
   serve(req: http.IncomingMessage, res: http.ServerResponse): void {
     const peer = peerOf(req.socket);
     // node:http goes on dispatching every request it had parsed from a read, after the
-    // socket was closed too: nobody to answer, and nothing to spend on them.
-    if (req.socket.destroyed) return;
+    // socket was closed too: nobody to answer, and nothing to spend on them (a peer's are
+    // dropped by enqueue: a closed connection has a queue). Not asked of every request: a
+    // stream's `destroyed` is a getter every kind of stream shares, slow once it has seen many.
+    if (peer === undefined && req.socket.destroyed) return;
     if (peer !== undefined) {
       if (peer.busy > 0 || peer.queue !== undefined) {
         this.enqueue(peer, req, res);
