@@ -12,6 +12,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ApolloError } from '../../shared/errors.js';
 import { type EventHub, parseEventTypes } from '../events/hub.js';
+import { connectRefused, destroyOnError } from '../http/client-errors.js';
 import { endAndClose, endWithError, rawResponse } from '../http/reply.js';
 import { splitTarget } from '../http/router.js';
 import type { Admission } from './admission.js';
@@ -115,10 +116,6 @@ function handshakeProblem(req: http.IncomingMessage): ApolloError | undefined {
   return undefined;
 }
 
-function destroyOnError(this: Duplex): void {
-  this.destroy();
-}
-
 /**
  * An Upgrade on a request with a body, or a CONNECT: what any request gets first (the
  * limits, then 403 or 401 for a caller that may not ask), else 400, and the connection closes.
@@ -131,11 +128,12 @@ function refuseUpgrade(socket: Duplex, method: string, admission: Admission, aut
       return;
     }
     authorizer.contextOf(socket as Socket);
-    const why =
+    endWithError(
+      socket,
       method === 'CONNECT'
-        ? 'CONNECT is not supported: this socket answers HTTP requests for /1.0'
-        : `an Upgrade is only for a websocket on GET /1.0/events, not on ${method}`;
-    endWithError(socket, new ApolloError('bad-request', why));
+        ? connectRefused()
+        : new ApolloError('bad-request', `an Upgrade is only for a websocket on GET /1.0/events, not on ${method}`),
+    );
   } catch (error) {
     endWithError(socket, error instanceof ApolloError ? error : new ApolloError('internal', 'internal error'));
   }

@@ -29,8 +29,21 @@ export function answerClientError(error: NodeJS.ErrnoException, socket: Socket):
  * caller first: src/server/guest/websocket.ts.)
  */
 export function refuseConnect(_req: unknown, socket: Duplex): void {
-  socket.on('error', () => socket.destroy());
-  endWithError(socket, new ApolloError('bad-request', 'CONNECT is not supported: this socket answers HTTP requests for /1.0'));
+  socket.on('error', destroyOnError);
+  endWithError(socket, connectRefused());
+}
+
+/** What a CONNECT gets, on either socket. */
+export function connectRefused(): ApolloError {
+  return new ApolloError('bad-request', 'CONNECT is not supported: this socket answers HTTP requests for /1.0');
+}
+
+/**
+ * The 'error' listener of a socket node:http has handed over (an upgrade, a CONNECT): it
+ * has taken its own off, and a write to a peer that has gone would otherwise throw.
+ */
+export function destroyOnError(this: Duplex): void {
+  this.destroy();
 }
 
 function clientErrorMessage(code: ApolloError['code']): string {
