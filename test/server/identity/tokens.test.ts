@@ -281,8 +281,10 @@ describe('workload identity tokens', () => {
     const tampered = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${signature}`;
     await refusedByPyjwt(tampered, jwksFile(), 'vault', 'InvalidSignatureError');
     await refusedByCli(tampered, /its signature does not verify/);
-    // One bit of the signature changed.
-    const flipped = `${header}.${payload}.${signature.slice(0, -2)}${signature.endsWith('A') ? 'B' : 'A'}${signature.slice(-1)}`;
+    // One character of the signature changed (the one replaced is the one compared: when
+    // the second-last was already an A and the last was not, this left it unchanged).
+    const flipped = `${header}.${payload}.${signature.slice(0, -2)}${signature.at(-2) === 'A' ? 'B' : 'A'}${signature.slice(-1)}`;
+    assert.notEqual(flipped, token);
     await refusedByCli(flipped, /its signature does not verify/);
     await refusedByCli('not-a-token', /it is not a signed JWT/);
   });
